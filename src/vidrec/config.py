@@ -1,0 +1,124 @@
+"""One typed settings tree.
+
+Every settings object rejects unknown keys (`extra="forbid"`) so a typo in a
+config file is an error naming the key, not a silently ignored value.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from vidrec.errors import ConfigError
+
+Scale = Literal["small", "demo", "large"]
+Scenario = Literal["none", "interest-shift", "new-market", "catalog-surge"]
+
+DAY = 86_400
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z: simulated time starts here (epoch seconds)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SimConfig(Strict):
+    """Size and behaviour of the simulated video platform."""
+
+    users: int = Field(gt=0, description="users at the end of the simulation (existing + arriving)")
+    videos: int = Field(gt=0, description="videos at the end (catalogue + uploads)")
+    days: int = Field(gt=0, le=365, description="simulated days of traffic")
+    creators_per_video: float = Field(0.05, gt=0, le=1, description="creators = videos * this")
+    initial_user_share: float = Field(0.8, gt=0, le=1, description="users signed up before day 0")
+    initial_video_share: float = Field(0.7, gt=0, le=1, description="videos uploaded before day 0")
+    daily_active_rate: float = Field(gt=0, le=1, description="mean share of users active per day")
+    sessions_per_active_user: float = Field(1.5, ge=1, description="mean sessions per active day")
+    requests_per_session: float = Field(3.0, ge=1, description="mean slates requested per session")
+    slate_size: int = Field(10, ge=2, le=50)
+    topics: int = Field(16, ge=2, le=128, description="dimension of latent interest/topic vectors")
+    exploration: float = Field(0.1, ge=0, le=1, description="logging policy: share of uniform draws")
+    fresh_days: float = Field(3.0, gt=0, description="videos younger than this are 'fresh'")
+    examination_decay: float = Field(1.0, gt=0, description="P(examine k) = (1+k)^-decay, k from 0")
+    label_delay_mean_s: float = Field(120.0, gt=0, description="mean ingestion delay of watch events")
+    scenario_day: int | None = Field(None, ge=1, description="onset day of the scenario (default 2/3)")
+    chunk_requests: int = Field(200_000, gt=0, description="requests simulated per streamed chunk")
+
+    @model_validator(mode="after")
+    def _onset_inside(self) -> SimConfig:
+        if self.scenario_day is not None and self.scenario_day >= self.days:
+            raise ValueError(f"scenario_day ({self.scenario_day}) must be < days ({self.days})")
+        return self
+
+    @property
+    def onset_day(self) -> int:
+        return self.scenario_day if self.scenario_day is not None else max(1, self.days * 2 // 3)
+
+
+SCALES: dict[str, SimConfig] = {
+    "small": SimConfig(users=2_000, videos=600, days=14, daily_active_rate=0.25,
+                       chunk_requests=20_000),
+    "demo": SimConfig(users=30_000, videos=5_000, days=28, daily_active_rate=0.2),
+    # >= 1M users, >= 100k videos, >= 50M impressions, streamed in bounded memory
+    "large": SimConfig(users=1_000_000, videos=100_000, days=28, daily_active_rate=0.045),
+}
+
+
+class FeatureConfig(Strict):
+    """How features are computed and served."""
+
+    refresh_seconds: int = Field(
+        3600, ge=0,
+        description="batch features are snapshots taken every refresh_seconds; a request at t "
+                    "sees the snapshot at floor(t); 0 means exactly at t (no freshness lag)")
+    last_n: int = Field(5, ge=1, le=100, description="length of the recent-watch history feature")
+    online_store: str = Field("sqlite:///", description="sqlite:///path.db (default: in memory) "
+                              "or redis://host:port/db")
+    duckdb_memory_limit: str = Field("4GB", description="DuckDB spills to disk beyond this")
+    duckdb_threads: int = Field(2, ge=1)
+    label_horizon_s: int = Field(
+        6 * 3600, gt=0,
+        description="an impression without a watch after this long is a negative; newer "
+                    "impressions are held back as label-pending")
+
+
+class Settings(Strict):
+    features: FeatureConfig = FeatureConfig()
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], data: dict[str, Any], where: str) -> M:
+    """Validate `data` as `model`; errors name the offending key and where it came from."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise ConfigError(f"{where}: {key}: {first['msg']}", key=key, source=where) from exc
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Settings from a TOML or JSON file; defaults when no file is given."""
+    if path is None:
+        return Settings()
+    if not path.exists():
+        raise ConfigError(f"settings file not found: {path}", file=str(path))
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot parse: {exc}", file=str(path)) from exc
+    return parse(Settings, data, str(path))
+
+
+def sim_config(scale: str, overrides: dict[str, Any] | None = None) -> SimConfig:
+    if scale not in SCALES:
+        raise ConfigError(f"--scale: unknown scale {scale!r}; choose one of {sorted(SCALES)}",
+                          key="scale")
+    base = SCALES[scale].model_dump()
+    return parse(SimConfig, {**base, **(overrides or {})}, f"scale {scale}")

@@ -1,0 +1,111 @@
+"""The documented interaction-log schema, and checks that name what is wrong.
+
+Timestamps are integer epoch seconds (UTC). Every table a model may read is
+listed here; the simulator's ground-truth oracle is deliberately not.
+Structural problems (missing or mistyped column, unreadable file) raise
+`SchemaError` naming the file and column; row-level problems are counted and
+rejected by `vidrec.data.validate`, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vidrec.errors import InvalidInput, SchemaError
+
+Kind = str  # "int" | "float" | "str"
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: dict[str, Kind]
+    required: tuple[str, ...]
+    doc: str
+
+
+USERS = Table("users", {"user_id": "int", "country": "str", "age_bucket": "str",
+                        "device": "str", "signup_ts": "int"},
+              ("user_id", "signup_ts"), "one row per user; signup_ts = when the user exists")
+VIDEOS = Table("videos", {"video_id": "int", "category": "str", "creator_id": "int",
+                          "language": "str", "duration_s": "float", "upload_ts": "int"},
+               ("video_id", "upload_ts"), "one row per video; upload_ts = when it can be shown")
+IMPRESSIONS = Table("impressions", {"request_id": "int", "ts": "int", "user_id": "int",
+                                    "video_id": "int", "position": "int", "propensity": "float",
+                                    "device": "str", "session_position": "int"},
+                    ("request_id", "ts", "user_id", "video_id"),
+                    "one row per shown video; ts = when the slate was served (known at once)")
+WATCHES = Table("watches", {"request_id": "int", "user_id": "int", "video_id": "int",
+                            "position": "int", "start_ts": "int", "watch_seconds": "float",
+                            "label_ts": "int"},
+                ("user_id", "video_id", "start_ts", "label_ts"),
+                "one row per click; label_ts = when watch_seconds became known (delayed label)")
+
+TABLES = {t.name: t for t in (USERS, VIDEOS, IMPRESSIONS, WATCHES)}
+
+
+def _kind_of(t: pa.DataType) -> Kind | None:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "str"
+    if pa.types.is_boolean(t):
+        return "bool"
+    return None
+
+
+def check_schema(schema: pa.Schema, table: Table, source: str) -> None:
+    """Raise SchemaError naming the first missing or mistyped column of `table`."""
+    names = set(schema.names)
+    for col, kind in table.columns.items():
+        if col not in names:
+            if col in table.required:
+                raise SchemaError(f"{source}: missing required column {col!r} of table "
+                                  f"{table.name!r}", file=source, column=col)
+            continue
+        got = _kind_of(schema.field(col).type)
+        ok = got == kind or (kind == "float" and got == "int")
+        if not ok:
+            raise SchemaError(f"{source}: column {col!r} must be {kind}, got "
+                              f"{schema.field(col).type}", file=source, column=col,
+                              expected=kind, got=str(schema.field(col).type))
+    # optional columns absent: allowed; downstream fills documented defaults
+
+
+def table_path(root: Path, table: Table) -> Path:
+    """`root/<name>.parquet` or a directory `root/<name>/` of Parquet parts."""
+    for cand in (root / f"{table.name}.parquet", root / table.name):
+        if cand.exists():
+            return cand
+    raise InvalidInput(f"{root}: no {table.name}.parquet (table {table.name!r}: {table.doc})",
+                       file=str(root / f"{table.name}.parquet"))
+
+
+def read_schema(path: Path) -> pa.Schema:
+    try:
+        if path.is_dir():
+            parts = sorted(path.glob("*.parquet"))
+            if not parts:
+                raise InvalidInput(f"{path}: directory has no .parquet files", file=str(path))
+            path = parts[0]
+        return pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidInput(f"{path}: not a readable Parquet file: {exc}", file=str(path)) from exc
+
+
+def check_dataset(root: Path) -> dict[str, Path]:
+    """Paths of the four tables under root, each schema-checked."""
+    paths = {}
+    for table in TABLES.values():
+        path = table_path(root, table)
+        check_schema(read_schema(path), table, str(path))
+        paths[table.name] = path
+    return paths

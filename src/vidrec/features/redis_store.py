@@ -1,0 +1,78 @@
+"""Online store on Redis, chosen by a redis:// URL.
+
+Snapshots are hashes `vidrec:snap:<entity>` (field = key); a new snapshot is
+written to a temporary hash and RENAMEd over the old one, so readers never see
+half of it. Histories are sorted sets `vidrec:hist:<user>` scored by time;
+members sort by video id within a timestamp, as the offline join does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+import os
+from itertools import count, islice
+
+import redis
+
+from vidrec.errors import NotReady
+from vidrec.features.store import Key, Row, decode_row, encode_key, encode_row
+
+_OFFSET = 1 << 63  # makes negative ids sort correctly as zero-padded text
+
+
+class RedisStore:
+    def __init__(self, url: str, prefix: str = "vidrec") -> None:
+        self.r = redis.Redis.from_url(url)
+        self.prefix = prefix
+        self._seq = count()
+        self._writer = f"{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            self.r.ping()
+        except redis.ConnectionError as exc:
+            raise NotReady(f"online store {url}: cannot connect: {exc}", url=url) from exc
+
+    def write_snapshot(self, entity: str, as_of: int, rows: Iterable[tuple[Key, Row]]) -> int:
+        final, tmp = f"{self.prefix}:snap:{entity}", f"{self.prefix}:snap:{entity}:new"
+        self.r.delete(tmp)
+        it, n = iter(rows), 0
+        while batch := list(islice(it, 10_000)):
+            self.r.hset(tmp, mapping={encode_key(k): encode_row(r) for k, r in batch})
+            n += len(batch)
+        pipe = self.r.pipeline()
+        if n:
+            pipe.rename(tmp, final)
+        else:
+            pipe.delete(final)
+        pipe.hset(f"{self.prefix}:snap_meta", entity, as_of)
+        pipe.execute()
+        return n
+
+    def read(self, entity: str, keys: Sequence[Key]) -> list[Row | None]:
+        if not keys:
+            return []
+        blobs = self.r.hmget(f"{self.prefix}:snap:{entity}", [encode_key(k) for k in keys])
+        return [None if b is None else decode_row(b) for b in blobs]
+
+    def snapshot_time(self, entity: str) -> int | None:
+        v = self.r.hget(f"{self.prefix}:snap_meta", entity)
+        return None if v is None else int(v)
+
+    def append_history(self, events: Iterable[tuple[int, int, int]]) -> int:
+        it, n = iter(events), 0
+        while batch := list(islice(it, 10_000)):
+            pipe = self.r.pipeline(transaction=False)
+            for user, ts, video in batch:
+                # the suffix keeps repeated (video, ts) events distinct across writers
+                member = f"{int(video) + _OFFSET:020d}:{self._writer}:{next(self._seq)}"
+                pipe.zadd(f"{self.prefix}:hist:{int(user)}", {member: int(ts)})
+            pipe.execute()
+            n += len(batch)
+        return n
+
+    def history(self, user_id: int, before_ts: int, n: int) -> list[int]:
+        members = self.r.zrevrangebyscore(f"{self.prefix}:hist:{int(user_id)}",
+                                          f"({int(before_ts)}", "-inf", start=0, num=n)
+        return [int(m.split(b":")[0]) - _OFFSET for m in reversed(members)]
+
+    def close(self) -> None:
+        self.r.close()

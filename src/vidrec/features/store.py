@@ -1,0 +1,64 @@
+"""The online store interface and the factory that picks an implementation by URL.
+
+An online store keeps, per entity key, the latest materialised snapshot of that
+entity's batch features, plus each user's stream of available watches (for
+the realtime last-N feature). Values round-trip exactly: floats are stored as
+float64 text (orjson), so the skew check can demand equality, not closeness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from vidrec.errors import ConfigError
+
+Key = tuple[Any, ...]
+Row = dict[str, Any]
+
+
+class OnlineStore(Protocol):
+    def write_snapshot(self, entity: str, as_of: int, rows: Iterable[tuple[Key, Row]]) -> int:
+        """Replace the entity's snapshot; returns rows written."""
+
+    def read(self, entity: str, keys: Sequence[Key]) -> list[Row | None]:
+        """Rows in key order; None where the key has no row."""
+
+    def snapshot_time(self, entity: str) -> int | None: ...
+
+    def append_history(self, events: Iterable[tuple[int, int, int]]) -> int:
+        """(user_id, available_ts, video_id) events; returns events appended."""
+
+    def history(self, user_id: int, before_ts: int, n: int) -> list[int]:
+        """Video ids of the user's last n events available strictly before before_ts,
+        oldest first; ties at one timestamp ordered by video id."""
+
+    def close(self) -> None: ...
+
+
+def encode_key(key: Key) -> str:
+    return orjson.dumps(list(key)).decode()
+
+
+def encode_row(row: Row) -> bytes:
+    return orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def decode_row(blob: bytes | str) -> Row:
+    return dict(orjson.loads(blob))
+
+
+def open_store(url: str) -> OnlineStore:
+    """sqlite:/// (in memory), sqlite:///path/to.db, or redis://host:port/db."""
+    if url.startswith("sqlite://"):
+        from vidrec.features.sqlite_store import SQLiteStore
+
+        return SQLiteStore(url.removeprefix("sqlite://").removeprefix("/") or ":memory:")
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from vidrec.features.redis_store import RedisStore
+
+        return RedisStore(url)
+    raise ConfigError(f"features.online_store: unsupported URL {url!r} "
+                      "(use sqlite:///path.db or redis://host:port/db)", key="online_store")
