@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from vidrec.features.spec import BatchFeature, Entity, FeatureSet, Source, Transform
+from vidrec.features.transform import list_contains
 
 H, D = 3600, 86_400
 CTR_PRIOR, CTR_STRENGTH = 0.05, 20.0  # Beta prior for smoothed CTRs: 20 pseudo-impressions
@@ -99,9 +100,7 @@ def code(values: pd.Series) -> pd.Series:
 
 
 def _in_last_watched(df: pd.DataFrame) -> pd.Series:
-    return pd.Series([int(v in h) if h is not None else 0
-                      for v, h in zip(df["video_id"], df["user_last_watched"], strict=True)],
-                     index=df.index, dtype="int64")
+    return pd.Series(list_contains(df["user_last_watched"], df["video_id"]), index=df.index)
 
 
 def _t(name: str, inputs: tuple[str, ...], fn: object, kind: str, dtype: str = "float64",

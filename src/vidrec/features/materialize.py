@@ -41,6 +41,7 @@ def materialize(pit: PointInTime, store: OnlineStore, as_of: int) -> dict[str, i
         cur = pit.con.execute(pit.select(rows, groups, derive_keys=False))
         written[entity.name] = store.write_snapshot(entity.name, as_of,
                                                     _rows(cur, entity.keys, names))
+        pit.release()
     return written
 
 

@@ -66,6 +66,8 @@ class PointInTime:
         self.con, self.fs, self.last_n = con, fs, last_n
         self.groups = groups_of(fs)
         self._prepared = False
+        self._calls = 0
+        self._tables: list[str] = []
 
     def prepare(self) -> None:
         """Build one cumulative (or attribute / history) table per group."""
@@ -100,31 +102,72 @@ class PointInTime:
                 f"GROUP BY {keys}, {t} WINDOW w AS ({w} ROWS UNBOUNDED PRECEDING)")
 
     def select(self, rows: str, groups: list[Group] | None = None,
-               derive_keys: bool = True, extra: str = "") -> str:
-        """SQL adding every group's columns to relation `rows` (needs ts, as_of, keys)."""
+               derive_keys: bool = True) -> str:
+        """SQL adding every group's columns to relation `rows` (needs ts, as_of, keys).
+
+        Each group is evaluated once per distinct (key, as_of) - far fewer than
+        rows, since many rows share a user or video within a snapshot - into a
+        narrow temp table, then attached to the rows with hash joins.
+        """
         if not self._prepared:
             self.prepare()
-        ctes, prev = [f"__s0 AS (SELECT * FROM {rows})"], "__s0"
-        for i, g in enumerate(groups or self.groups, start=1):
-            cur = f"__s{i}"
-            ctes.append(f"{cur} AS ({self._join_sql(g, prev)})")
-            prev = cur
-            if derive_keys and g.kind == "attr" and self._derived_after(g):
-                ctes.append(f"{cur}k AS (SELECT *, {self._derived_after(g)} FROM {prev})")
-                prev = f"{cur}k"
-        return f"WITH {', '.join(ctes)} SELECT * {extra} FROM {prev}"
+        self._calls += 1
+        tag = f"__j{self._calls}"
+        groups = groups or self.groups
+        base = rows
+        attached: list[tuple[Group, str]] = []
+        for g in groups:
+            if g.kind != "attr":
+                continue
+            table = self._evaluate(g, base, f"{tag}_{g.index}")
+            attached.append((g, table))
+            derived = self._derived_after(g) if derive_keys else {}
+            if derived:
+                keys, at = ", ".join(g.entity_keys), self._at(g)
+                ktable = f"{tag}_k{g.index}"
+                self._create(ktable, f"SELECT {keys}, {at}, {', '.join(derived.values())} "
+                                     f"FROM {table}")
+                base = (f"(SELECT r.*, {', '.join(f'k.{c}' for c in derived)} FROM {base} r "
+                        f"LEFT JOIN {ktable} k USING ({keys}, {at}))")
+        for g in groups:
+            if g.kind != "attr":
+                attached.append((g, self._evaluate(g, base, f"{tag}_{g.index}")))
+        cols, joins = [], []
+        for i, (g, table) in enumerate(attached):
+            on = " AND ".join(f"r.{k} = f{i}.{k}" for k in (*g.entity_keys, self._at(g)))
+            joins.append(f"LEFT JOIN {table} f{i} ON {on}")
+            cols += [f"f{i}.{c}" for c in (g.src, *(f.name for f in g.features))]
+        return f"SELECT r.*, {', '.join(cols)} FROM {base} r {' '.join(joins)}"
 
-    def _derived_after(self, g: Group) -> str:
-        cols = []
+    def _at(self, g: Group) -> str:
+        return "ts" if g.realtime else "as_of"
+
+    def _evaluate(self, g: Group, rows: str, table: str) -> str:
+        keys, at = ", ".join(g.entity_keys), self._at(g)
+        self._create(table, self._join_sql(g, keys, at, rows))
+        return table
+
+    def _create(self, table: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}")
+        self._tables.append(table)
+
+    def release(self) -> None:
+        """Drop the temp tables of earlier `select` calls, once their results are read."""
+        for t in self._tables:
+            self.con.execute(f"DROP TABLE IF EXISTS {t}")
+        self._tables.clear()
+
+    def _derived_after(self, g: Group) -> dict[str, str]:
+        """Key columns this attribute group provides: name -> SQL expression."""
+        cols = {}
         names = {f.name: f for f in g.features}
         for key, (_entity, attr) in self.fs.derived_keys.items():
             if attr in names:
                 cast = "BIGINT" if names[attr].dtype != "str" else "VARCHAR"
-                cols.append(f"CAST({attr} AS {cast}) AS {key}")
-        return ", ".join(cols)
+                cols[key] = f"CAST({attr} AS {cast}) AS {key}"
+        return cols
 
-    def _join_sql(self, g: Group, prev: str) -> str:
-        at = "ts" if g.realtime else "as_of"
+    def _join_sql(self, g: Group, keys: str, at: str, rows: str) -> str:
         on = " AND ".join(f"r.{k} = {{a}}.{k}" for k in g.entity_keys)
 
         def asof(alias: str, shift: int = 0) -> str:
@@ -146,7 +189,8 @@ class PointInTime:
                 expr = f"a.{c} - coalesce(b{windows.index(f.window_s)}.{c}, 0)"
             cols.append(f"CAST({expr} AS {'BIGINT' if f.agg == 'count' else 'DOUBLE'}) "
                         f"AS {f.name}")
-        return f"SELECT r.*, {', '.join(cols)} FROM {prev} r {' '.join(joins)}"
+        return (f"SELECT r.*, {', '.join(cols)} FROM (SELECT DISTINCT {keys}, {at} FROM {rows}) "
+                f"r {' '.join(joins)}")
 
     def entity_groups(self, entity: str, realtime: bool = False) -> list[Group]:
         return [g for g in self.groups if g.key[0] == entity and g.realtime == realtime]

@@ -8,18 +8,33 @@ paths cannot disagree about them.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from vidrec.features.spec import FeatureSet
 
 
-def _as_id_list(v: Any) -> list[int]:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return []
-    return [int(x) for x in v]
+ID_LIST = pa.list_(pa.int64())
+
+
+def id_lists(col: pd.Series) -> pd.Series:
+    """A column of id lists as Arrow list<int64>, missing -> []: vectorisable, one type
+    whether the lists came from DuckDB (Arrow) or from the online store (Python)."""
+    arr = pa.array(col, type=ID_LIST, from_pandas=True)
+    arr = arr.fill_null(pa.scalar([], ID_LIST))
+    return pd.Series(pd.arrays.ArrowExtensionArray(arr), index=col.index)
+
+
+def list_contains(lists: pd.Series, values: pd.Series) -> np.ndarray:
+    """Per row: 1 if values[i] is in lists[i]."""
+    arr = pa.array(lists, type=ID_LIST)
+    flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False)
+    owner = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
+    out = np.zeros(len(lists), dtype=np.int64)
+    out[owner[flat == values.to_numpy(np.int64)[owner]]] = 1
+    return out
 
 
 def fill_defaults(raw: pd.DataFrame, fs: FeatureSet) -> pd.DataFrame:
@@ -27,7 +42,7 @@ def fill_defaults(raw: pd.DataFrame, fs: FeatureSet) -> pd.DataFrame:
     for f in fs.batch:
         col = out[f.name] if f.name in out else pd.Series([None] * len(out), index=out.index)
         if f.dtype == "list":
-            out[f.name] = [_as_id_list(v) for v in col]
+            out[f.name] = id_lists(col)
         elif f.dtype == "str":
             out[f.name] = col.astype(object).where(col.notna(), f.default)
         elif f.dtype == "int64":
