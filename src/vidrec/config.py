@@ -61,9 +61,9 @@ class SimConfig(Strict):
 SCALES: dict[str, SimConfig] = {
     "small": SimConfig(users=2_000, videos=600, days=14, daily_active_rate=0.25,
                        chunk_requests=20_000),
-    "demo": SimConfig(users=30_000, videos=5_000, days=28, daily_active_rate=0.2),
+    "demo": SimConfig(users=30_000, videos=5_000, days=28, daily_active_rate=0.12),
     # >= 1M users, >= 100k videos, >= 50M impressions, streamed in bounded memory
-    "large": SimConfig(users=1_000_000, videos=100_000, days=28, daily_active_rate=0.045),
+    "large": SimConfig(users=1_000_000, videos=100_000, days=28, daily_active_rate=0.05),
 }
 
 

@@ -124,7 +124,7 @@ def make_world(cfg: SimConfig, scenario: Scenario, rng: np.random.Generator) -> 
     creator_country = rng.choice(len(COUNTRIES) + 1, n_creators,
                                  p=(*(w * 0.95 for w in COUNTRY_WEIGHTS), 0.05))
     creator_quality = rng.beta(2, 2, n_creators)
-    surge = [(onset, min(cfg.days, onset + 3), 0.5)] if scenario == "catalog-surge" else []
+    surge = [(onset, min(cfg.days, onset + 3), 0.8)] if scenario == "catalog-surge" else []
     upload = _arrival_times(rng, nv, cfg.initial_video_share, cfg.days, surge)
     creator = rng.integers(0, n_creators, nv)
     category = rng.integers(0, len(CATEGORIES), nv)
@@ -346,6 +346,8 @@ def _summary(cfg: SimConfig, scenario: str, seed: int, out: Path, c: Counters,
         "slate_duplicates_dropped": c.slate_duplicates_dropped,
         "seconds": round(seconds, 3),
     }
-    (out / "manifest.json").write_text(json.dumps({**summary, "seconds": None,
-                                                   "config": cfg.model_dump()}, indent=2))
+    # the manifest is part of the output, so it holds nothing run-specific (path, time)
+    manifest = {k: v for k, v in summary.items() if k not in ("out", "seconds")}
+    (out / "manifest.json").write_text(json.dumps({**manifest, "config": cfg.model_dump()},
+                                                  indent=2))
     return summary

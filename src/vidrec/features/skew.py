@@ -58,7 +58,9 @@ def compare(offline: pd.DataFrame, online: pd.DataFrame, names: list[str]) -> di
 
 
 def check_skew(data: Path, cfg: FeatureConfig, fs: FeatureSet = FEATURES, sample: int = 2000,
-               snapshots: int = 3, seed: int = 0) -> dict[str, Any]:
+               snapshots: int = 3, seed: int = 0, store_lag_s: int = 0) -> dict[str, Any]:
+    """`store_lag_s` > 0 materialises that much too early: a stale online store, i.e.
+    real skew, which the check must report."""
     t0 = time.perf_counter()
     ds = open_dataset(data, cfg)
     con = ds.con
@@ -85,7 +87,7 @@ def check_skew(data: Path, cfg: FeatureConfig, fs: FeatureSet = FEATURES, sample
         online_parts = []
         service = OnlineFeatures(store, fs, cfg.last_n)
         for w in sorted(windows):
-            materialize(pit, store, w)
+            materialize(pit, store, w - store_lag_s)
             req = con.execute(f"SELECT request_id, ts, user_id, video_id, device, "
                               f"session_position FROM __sample WHERE as_of = {w}").df()
             online_parts.append(service.frame(req))
@@ -97,7 +99,7 @@ def check_skew(data: Path, cfg: FeatureConfig, fs: FeatureSet = FEATURES, sample
     report = compare(offline, online, names)
     worst = max((r["max_abs_diff"] for r in report.values()), default=0.0)
     return {"requests": int(offline["request_id"].nunique()), "rows": len(offline),
-            "snapshots": sorted(windows), "online_store": cfg.online_store.split("://")[0],
+            "snapshots": sorted(windows), "store_lag_s": store_lag_s, "online_store": cfg.online_store.split("://")[0],
             "features": report, "max_abs_diff": worst,
             "mismatched_features": sorted(n for n, r in report.items() if r["mismatches"]),
             "passed": worst == 0.0, "seconds": round(time.perf_counter() - t0, 3)}

@@ -1,0 +1,68 @@
+# vidrec: two commands on a fresh machine: `make demo` and `make test`.
+# Everything they need is installed here, idempotently; expensive things are cached
+# under ~/.cache/vidrec, keyed by version.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3.11
+UV_VERSION  := 0.13.9
+CACHE       ?= $(HOME)/.cache/vidrec
+UV_HOME     := $(CACHE)/uv-$(UV_VERSION)
+UV          := $(UV_HOME)/bin/uv
+VENV        := .venv
+BIN         := $(VENV)/bin
+SYNCED      := $(VENV)/.synced-$(UV_VERSION)
+APT_PACKAGES := redis-server
+PYTEST_ARGS ?=
+
+export UV_CACHE_DIR := $(CACHE)/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := hardlink
+
+.PHONY: help install sysdeps demo test test-unit lint bench lock clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	@mkdir -p $(CACHE)
+	$(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(SYNCED): $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --extra dev --python $(PYTHON)
+	@rm -f $(VENV)/.synced-* && touch $@
+
+install: $(SYNCED) ## Create .venv from the lock file (uv, cached)
+
+sysdeps: ## Install the Debian packages the tests use (redis-server), if missing
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+demo: install ## Run the lifecycle on embedded defaults (simulate -> features -> checks)
+	$(BIN)/vidrec demo --out out/demo
+
+test: install sysdeps ## Run the whole test suite (unit + integration)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install ## Run the unit tests only (no servers)
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: install ## ruff + mypy
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+bench: install ## Feature-pipeline benchmark at demo and large scale (JSON + PNG in out/bench)
+	$(BIN)/vidrec bench features --scales demo,large --json
+
+lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml
+	$(UV) lock --python $(PYTHON)
+
+clean: ## Remove build outputs (keeps the cache)
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache

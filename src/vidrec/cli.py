@@ -1,0 +1,215 @@
+"""The `vidrec` command: one verb per stage, each with `--json` for one machine-readable line.
+
+Arguments are parsed in `main()`, never at import. Errors that vidrec raises
+on purpose (`VidrecError`) become a clear message and exit code 2; with
+`--json` the error itself is the one JSON line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+
+from vidrec.config import FeatureConfig, load_settings, parse, sim_config
+from vidrec.errors import ConfigError, VidrecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="vidrec: video recommendations, from simulated logs to safe rollouts.")
+features_app = typer.Typer(no_args_is_help=True, help="Feature pipeline: build, serve, check.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (JSON reports, PNG plots).")
+app.add_typer(features_app, name="features")
+app.add_typer(bench_app, name="bench")
+
+JSON = typer.Option(False, "--json", help="Print one JSON summary line instead of text.")
+CONFIG = typer.Option(None, "--config", help="Settings file (TOML or JSON); unknown keys fail.")
+
+
+def emit(summary: dict[str, Any], as_json: bool, title: str) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+        return
+    from rich.console import Console
+    from rich.pretty import Pretty
+
+    Console().print(f"[bold]{title}[/bold]", Pretty(summary, expand_all=False))
+
+
+@contextlib.contextmanager
+def progress(total: int | None, what: str) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on a terminal; silent otherwise (CI, pipes, --json)."""
+    if not sys.stderr.isatty():
+        yield lambda _n: None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _features_cfg(config: Path | None, **flags: Any) -> FeatureConfig:
+    """Settings file (or defaults), then command-line flags on top, validated together."""
+    base = load_settings(config).features.model_dump()
+    given = {k: v for k, v in flags.items() if v is not None}
+    return parse(FeatureConfig, {**base, **given}, "command-line flags")
+
+
+@app.command()
+def simulate(scale: str = typer.Option("small", help="small | demo | large"),
+             seed: int = typer.Option(0, help="same seed, same bytes"),
+             scenario: str = typer.Option("none",
+                                          help="none | interest-shift | new-market | catalog-surge"),
+             days: int = typer.Option(None, help="override the scale's number of days"),
+             onset_day: int = typer.Option(None, help="day the scenario starts"),
+             out: Path = typer.Option(Path("out/sim"), help="output directory"),
+             json_out: bool = JSON) -> None:
+    """Simulate a video platform's logs (Parquet) with a ground-truth oracle beside them."""
+    from vidrec.data.simulate import simulate as run
+
+    if scenario not in ("none", "interest-shift", "new-market", "catalog-surge"):
+        raise ConfigError(f"--scenario: unknown scenario {scenario!r}", key="scenario")
+    cfg = sim_config(scale, {k: v for k, v in {"days": days, "scenario_day": onset_day}.items()
+                             if v is not None})
+    with progress(cfg.days, f"simulating {cfg.days} days") as step:
+        summary = run(cfg, scenario, seed, out, step)  # type: ignore[arg-type]
+    emit(summary, json_out, "simulated")
+
+
+@features_app.command("build")
+def features_build(data: Path = typer.Option(Path("out/sim"), help="dataset directory"),
+                   out: Path = typer.Option(Path("out/features/training.parquet")),
+                   build_ts: int = typer.Option(None, help="pretend 'now' (epoch s); "
+                                                "default: the newest fact"),
+                   refresh_seconds: int = typer.Option(None, help="batch feature snapshot period"),
+                   config: Path = CONFIG, json_out: bool = JSON) -> None:
+    """Build the point-in-time-correct training set (fails on a leaky feature)."""
+    from vidrec.features.training_set import build_training_set
+
+    cfg = _features_cfg(config, refresh_seconds=refresh_seconds)
+    with progress(None, "building training set") as step:
+        summary = build_training_set(data, out, cfg, build_ts=build_ts, progress=step)
+    emit(summary, json_out, "training set")
+
+
+@features_app.command("materialize")
+def features_materialize(data: Path = typer.Option(Path("out/sim")),
+                         as_of: int = typer.Option(None, help="snapshot time (epoch s); "
+                                                   "default: the newest fact's snapshot"),
+                         store: str = typer.Option(None, help="sqlite:///path.db or redis://..."),
+                         config: Path = CONFIG, json_out: bool = JSON) -> None:
+    """Write the batch-feature snapshot and the watch history into the online store."""
+    import time
+
+    from vidrec.data.validate import open_dataset
+    from vidrec.features.definitions import FEATURES
+    from vidrec.features.materialize import load_history, materialize
+    from vidrec.features.pit import PointInTime, as_of_value
+    from vidrec.features.store import open_store
+    from vidrec.features.training_set import default_build_ts
+
+    t0 = time.perf_counter()
+    cfg = _features_cfg(config, online_store=store)
+    ds = open_dataset(data, cfg)
+    snap = as_of if as_of is not None else as_of_value(cfg.refresh_seconds, default_build_ts(ds))
+    pit = PointInTime(ds.con, FEATURES, cfg.last_n)
+    st = open_store(cfg.online_store)
+    try:
+        written = materialize(pit, st, snap)
+        events = load_history(ds.con, st, pit, snap)
+    finally:
+        st.close()
+    emit({"as_of": snap, "rows": written, "history_events": events,
+          "store": cfg.online_store, "rejected": ds.rejected,
+          "seconds": round(time.perf_counter() - t0, 3)}, json_out, "materialized")
+
+
+@features_app.command("check-skew")
+def features_check_skew(data: Path = typer.Option(Path("out/sim")),
+                        sample: int = typer.Option(2000, help="impressions to compare"),
+                        snapshots: int = typer.Option(3, help="snapshot windows to sample"),
+                        seed: int = typer.Option(0),
+                        store: str = typer.Option(None, help="online store URL"),
+                        store_lag_seconds: int = typer.Option(
+                            0, help="materialise this much too early (shows what staleness "
+                                    "does)"),
+                        config: Path = CONFIG, json_out: bool = JSON) -> None:
+    """Compare online and offline vectors for logged requests; exit 1 on any difference."""
+    from vidrec.features.skew import check_skew
+
+    cfg = _features_cfg(config, online_store=store)
+    summary = check_skew(data, cfg, sample=sample, snapshots=snapshots, seed=seed,
+                         store_lag_s=store_lag_seconds)
+    emit(summary, json_out, "skew check")
+    if not summary["passed"]:
+        raise typer.Exit(1)
+
+
+@features_app.command("list")
+def features_list(json_out: bool = JSON) -> None:
+    """The declared features: name, entity, source, aggregation, window, dtype, kind."""
+    from vidrec.features.definitions import FEATURES
+
+    rows = [{"name": f.name, "entity": f.entity.name, "source": f.source.name, "agg": f.agg,
+             "window_s": f.window_s, "dtype": f.dtype, "kind": f"batch/{f.freshness}",
+             "time": f.join_time} for f in FEATURES.batch]
+    rows += [{"name": t.name, "inputs": list(t.inputs), "dtype": t.dtype, "kind": t.kind}
+             for t in FEATURES.transforms]
+    emit({"feature_set": FEATURES.name, "schema_hash": FEATURES.schema_hash(),
+          "model_inputs": list(FEATURES.model_inputs), "features": rows}, json_out, "features")
+
+
+@bench_app.command("features")
+def bench_features(scales: str = typer.Option("demo,large", help="comma-separated scales"),
+                   naive_rows: int = typer.Option(20_000, help="rows for the pandas baseline"),
+                   out: Path = typer.Option(Path("out/bench"), help="report directory"),
+                   json_out: bool = JSON) -> None:
+    """PIT join rows/s, peak RSS, and the naive pandas join's speed in the same run."""
+    from vidrec.bench.features import run
+
+    emit(run([s.strip() for s in scales.split(",") if s.strip()], naive_rows, out), json_out,
+         "feature benchmark")
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("out/demo")), scale: str = typer.Option("demo"),
+         seed: int = typer.Option(0), json_out: bool = JSON) -> None:
+    """The lifecycle on embedded defaults: simulate -> features -> skew check."""
+    from vidrec.demo import run
+
+    emit(run(out, scale, seed), json_out, "demo")
+
+
+def main() -> None:
+    as_json = "--json" in sys.argv
+    try:
+        app(standalone_mode=False)
+    except VidrecError as exc:
+        if as_json:
+            sys.stdout.write(orjson.dumps(exc.to_dict()).decode() + "\n")
+        sys.stderr.write(f"vidrec: error: {exc.message}\n")
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.BadParameter, typer.Abort) as exc:
+        sys.stderr.write(f"vidrec: {exc}\n")
+        sys.exit(2)
+    except Exception as exc:  # click usage errors arrive as ClickException subclasses
+        import click
+
+        if isinstance(exc, click.ClickException):
+            if as_json:
+                sys.stdout.write(orjson.dumps({"error": "usage", "status": 400,
+                                               "message": exc.format_message()}).decode() + "\n")
+            exc.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

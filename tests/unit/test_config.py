@@ -1,0 +1,34 @@
+from pathlib import Path
+
+import pytest
+
+from vidrec.config import load_settings, sim_config
+from vidrec.errors import ConfigError
+
+
+def test_unknown_settings_key_is_rejected_by_name(tmp_path: Path) -> None:
+    f = tmp_path / "vidrec.toml"
+    f.write_text("[features]\nrefresh_secs = 60\n")
+    with pytest.raises(ConfigError, match=r"features\.refresh_secs"):
+        load_settings(f)
+
+
+def test_out_of_range_value_names_key(tmp_path: Path) -> None:
+    f = tmp_path / "vidrec.json"
+    f.write_text('{"features": {"last_n": 0}}')
+    with pytest.raises(ConfigError, match=r"features\.last_n"):
+        load_settings(f)
+
+
+def test_valid_settings_load(tmp_path: Path) -> None:
+    f = tmp_path / "vidrec.toml"
+    f.write_text("[features]\nrefresh_seconds = 60\n")
+    assert load_settings(f).features.refresh_seconds == 60
+
+
+def test_scale_and_cross_field_checks() -> None:
+    with pytest.raises(ConfigError, match="unknown scale"):
+        sim_config("huge")
+    with pytest.raises(ConfigError, match="scenario_day"):
+        sim_config("small", {"scenario_day": 99})
+    assert sim_config("small", {"days": 5}).days == 5
