@@ -188,7 +188,9 @@ def demo(out: Path = typer.Option(Path("out/demo")), scale: str = typer.Option("
 def main() -> None:
     as_json = "--json" in sys.argv
     try:
-        app(standalone_mode=False)
+        # without standalone mode click returns typer.Exit's code instead of raising it
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except VidrecError as exc:
         if as_json:
             sys.stdout.write(orjson.dumps(exc.to_dict()).decode() + "\n")

@@ -10,6 +10,7 @@ and, when asked, written to `<dir>/<table>.parquet` with its reason.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,9 @@ def connect(cfg: FeatureConfig, database: str = ":memory:") -> duckdb.DuckDBPyCo
     con = duckdb.connect(database)
     con.execute(f"SET memory_limit = '{cfg.duckdb_memory_limit}'")
     con.execute(f"SET threads = {cfg.duckdb_threads}")
+    # spill beside the system temp files, never into the caller's working directory
+    spill = Path(tempfile.gettempdir()) / "vidrec-duckdb"
+    con.execute(f"SET temp_directory = '{spill}'")
     con.execute("SET preserve_insertion_order = false")
     return con
 

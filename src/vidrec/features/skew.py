@@ -50,7 +50,8 @@ def compare(offline: pd.DataFrame, online: pd.DataFrame, names: list[str]) -> di
             diff = np.where(both_nan, 0.0, np.abs(xf - yf))
             diff = np.where(np.isnan(diff), np.inf, diff)
             report[n] = {"max_abs_diff": float(diff.max(initial=0.0)),
-                         "mismatches": int((diff > 0).sum())}
+                         "mismatches": int((diff > 0).sum()),
+                         "nonzero": int(((xf != 0) & ~np.isnan(xf)).sum())}
         else:
             bad = sum(1 for p, q in zip(x, y, strict=True) if _norm(p) != _norm(q))
             report[n] = {"max_abs_diff": 0.0 if bad == 0 else float("inf"), "mismatches": bad}

@@ -78,7 +78,9 @@ def build_training_set(data: Path, out: Path, cfg: FeatureConfig, fs: FeatureSet
             guard.check(raw, pit.groups)
             frame = finish(raw, fs)
             keep = [*ID_COLUMNS, *(f.name for f in fs.batch), *(t.name for t in fs.transforms)]
-            table = pa.Table.from_pandas(frame[keep], preserve_index=False)
+            # no pandas metadata: the file should read the same from any Parquet reader
+            table = pa.Table.from_pandas(frame[keep], preserve_index=False
+                                         ).replace_schema_metadata(None)
             writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
             writer.write_table(table)
             n += len(frame)

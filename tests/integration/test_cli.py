@@ -1,0 +1,71 @@
+"""The `vidrec` command as a user runs it: one JSON line per verb, errors that say what."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def vidrec(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vidrec.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def one_json_line(p: subprocess.CompletedProcess[str]) -> dict:
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 1, p.stdout
+    return dict(json.loads(lines[0]))
+
+
+def test_simulate_then_build_then_check_skew(tmp_path: Path) -> None:
+    sim = tmp_path / "sim"
+    p = vidrec("simulate", "--scale", "small", "--days", "3", "--seed", "2", "--out", str(sim),
+               "--json")
+    assert p.returncode == 0, p.stderr
+    s = one_json_line(p)
+    assert s["counts"]["impressions"] > 1000 and (sim / "watches.parquet").exists()
+
+    p = vidrec("features", "build", "--data", str(sim), "--out", str(tmp_path / "t.parquet"),
+               "--json")
+    assert p.returncode == 0, p.stderr
+    b = one_json_line(p)
+    assert b["rows"] == b["expected_rows"] > 0 and b["rejected_total"] == 0
+
+    p = vidrec("features", "check-skew", "--data", str(sim), "--sample", "300", "--json")
+    assert p.returncode == 0 and one_json_line(p)["passed"] is True
+
+    p = vidrec("features", "check-skew", "--data", str(sim), "--sample", "300",
+               "--store-lag-seconds", "86400", "--json")
+    assert p.returncode == 1 and one_json_line(p)["passed"] is False
+
+    p = vidrec("features", "materialize", "--data", str(sim), "--store",
+               f"sqlite:///{tmp_path}/online.db", "--json")
+    assert p.returncode == 0, p.stderr
+    m = one_json_line(p)
+    assert m["rows"]["video"] > 0 and m["history_events"] > 0
+
+
+def test_errors_are_one_json_line_and_exit_2(tmp_path: Path) -> None:
+    p = vidrec("simulate", "--scenario", "bogus", "--json")
+    assert p.returncode == 2
+    assert "scenario" in one_json_line(p)["message"]
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[features]\nlast_m = 3\n")
+    p = vidrec("features", "build", "--config", str(cfg), "--json")
+    assert p.returncode == 2 and "features.last_m" in one_json_line(p)["message"]
+
+    p = vidrec("features", "build", "--data", str(tmp_path / "nowhere"), "--json")
+    assert p.returncode == 2
+    err = one_json_line(p)
+    assert err["status"] == 400 and "users.parquet" in err["message"]
+
+    p = vidrec("features", "list", "--json")
+    assert p.returncode == 0 and "video_ctr_7d" in {f["name"] for f in
+                                                    one_json_line(p)["features"]}

@@ -1,0 +1,55 @@
+"""Online store contract, shared by every implementation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+
+from vidrec.errors import ConfigError
+from vidrec.features.store import OnlineStore, open_store
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest) -> Iterator[OnlineStore]:
+    if request.param == "sqlite":
+        s = open_store("sqlite:///")
+    else:
+        s = open_store(request.getfixturevalue("redis_url"))
+        s.r.flushdb()  # type: ignore[attr-defined]
+    yield s
+    s.close()
+
+
+def test_snapshot_round_trips_exactly_and_replaces(store: OnlineStore) -> None:
+    rows = [((1,), {"a": 0.1 + 0.2, "b": None, "c": "x"}), ((2,), {"a": 1e-300, "b": 3})]
+    assert store.write_snapshot("user", 100, rows) == 2
+    got = store.read("user", [(2,), (9,), (1,)])
+    assert got[0] == {"a": 1e-300, "b": 3} and got[1] is None
+    assert got[2] is not None and got[2]["a"] == 0.1 + 0.2 and got[2]["b"] is None
+    assert store.snapshot_time("user") == 100
+    store.write_snapshot("user", 200, [((3,), {"a": math.pi})])
+    assert store.read("user", [(1,), (3,)]) == [None, {"a": math.pi}]
+    assert store.snapshot_time("user") == 200
+
+
+def test_composite_keys(store: OnlineStore) -> None:
+    store.write_snapshot("user_category", 5, [((1, "music"), {"n": 2})])
+    assert store.read("user_category", [(1, "music"), (1, "news")]) == [{"n": 2}, None]
+
+
+def test_history_is_strictly_before_and_ordered_like_the_offline_join(
+        store: OnlineStore) -> None:
+    store.append_history([(1, 5, 3), (1, 5, 1), (1, 5, 1), (1, 7, 2), (1, 3, 9), (2, 1, 4),
+                          (1, 4, -6)])
+    assert store.history(1, 6, 3) == [1, 1, 3]
+    assert store.history(1, 6, 10) == [9, -6, 1, 1, 3]
+    assert store.history(1, 5, 10) == [9, -6]     # ts == 5 is not before 5
+    assert store.history(1, 100, 2) == [3, 2]
+    assert store.history(3, 100, 2) == []
+
+
+def test_unknown_store_url() -> None:
+    with pytest.raises(ConfigError, match="online_store"):
+        open_store("postgres://x")

@@ -1,0 +1,82 @@
+"""Bad input: a clear error naming file and column, or a counted, saved rejection."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from vidrec.config import FeatureConfig
+from vidrec.errors import InvalidInput, SchemaError
+from vidrec.features.training_set import build_training_set
+
+
+@pytest.fixture
+def copy(small_sim: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "data"
+    shutil.copytree(small_sim, dst)
+    return dst
+
+
+def _rewrite(path: Path, frame: pd.DataFrame) -> None:
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+
+
+def test_missing_column_names_file_and_column(copy: Path, tmp_path: Path) -> None:
+    f = copy / "impressions.parquet"
+    _rewrite(f, pd.read_parquet(f).drop(columns=["user_id"]))
+    with pytest.raises(SchemaError, match=r"impressions\.parquet.*'user_id'") as e:
+        build_training_set(copy, tmp_path / "t.parquet", FeatureConfig())
+    assert e.value.details["column"] == "user_id" and e.value.http_status == 422
+
+
+def test_nan_ids_are_a_mistyped_column(copy: Path, tmp_path: Path) -> None:
+    f = copy / "users.parquet"
+    users = pd.read_parquet(f)
+    users["user_id"] = users["user_id"].astype(float)
+    users.loc[3, "user_id"] = float("nan")
+    _rewrite(f, users)
+    with pytest.raises(SchemaError, match=r"users\.parquet.*'user_id' must be int"):
+        build_training_set(copy, tmp_path / "t.parquet", FeatureConfig())
+
+
+def test_missing_or_unreadable_file(copy: Path, tmp_path: Path) -> None:
+    (copy / "videos.parquet").unlink()
+    with pytest.raises(InvalidInput, match=r"videos\.parquet"):
+        build_training_set(copy, tmp_path / "t.parquet", FeatureConfig())
+    (copy / "videos.parquet").write_text("not parquet")
+    with pytest.raises(InvalidInput, match="not a readable Parquet"):
+        build_training_set(copy, tmp_path / "t.parquet", FeatureConfig())
+
+
+def test_bad_rows_are_counted_and_saved_never_dropped_silently(copy: Path,
+                                                               tmp_path: Path) -> None:
+    imp = pd.read_parquet(copy / "impressions.parquet")
+    wat = pd.read_parquet(copy / "watches.parquet")
+    users = pd.read_parquet(copy / "users.parquet")
+    bad_imp = imp.iloc[:5].copy()
+    bad_imp["user_id"] = 10_000_000                      # unknown user
+    early = imp.iloc[5:8].copy()
+    early["request_id"] += 10_000_000
+    early["ts"] = users.set_index("user_id").loc[early.user_id, "signup_ts"].to_numpy() - 10
+    bad_wat = wat.iloc[:4].copy()
+    bad_wat["label_ts"] = bad_wat["start_ts"] - 1        # label before its event
+    _rewrite(copy / "impressions.parquet", pd.concat([imp, bad_imp, early]))
+    _rewrite(copy / "watches.parquet", pd.concat([wat, bad_wat]))
+    _rewrite(copy / "users.parquet", pd.concat([users, users.iloc[[7]]]))  # duplicate id
+
+    out = tmp_path / "ts" / "t.parquet"
+    s = build_training_set(copy, out, FeatureConfig())
+    assert s["rejected"]["impressions"] == {"unknown_user": 5, "before_signup": 3}
+    assert s["rejected"]["watches"] == {"label_before_start": 4}
+    # both copies of the duplicated user are rejected, so its events become unknown_user
+    assert s["rejected"]["users"] == {"duplicate_id": 2}
+    assert s["rejected_total"] == sum(sum(v.values()) for v in s["rejected"].values())
+    saved = pd.read_parquet(out.parent / "rejects" / "impressions.parquet")
+    assert set(saved["reject_reason"]) == {"unknown_user", "before_signup"}
+    # every valid, settled impression is a row; nothing else went missing
+    assert s["rows"] == s["expected_rows"]
