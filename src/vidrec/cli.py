@@ -19,8 +19,11 @@ import typer
 from vidrec.config import FeatureConfig, load_settings, parse, sim_config
 from vidrec.errors import ConfigError, VidrecError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="vidrec: video recommendations, from simulated logs to safe rollouts.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="vidrec: video recommendations, from simulated logs to safe rollouts.",
+)
 features_app = typer.Typer(no_args_is_help=True, help="Feature pipeline: build, serve, check.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (JSON reports, PNG plots).")
 app.add_typer(features_app, name="features")
@@ -61,33 +64,37 @@ def _features_cfg(config: Path | None, **flags: Any) -> FeatureConfig:
 
 
 @app.command()
-def simulate(scale: str = typer.Option("small", help="small | demo | large"),
-             seed: int = typer.Option(0, help="same seed, same bytes"),
-             scenario: str = typer.Option("none",
-                                          help="none | interest-shift | new-market | catalog-surge"),
-             days: int = typer.Option(None, help="override the scale's number of days"),
-             onset_day: int = typer.Option(None, help="day the scenario starts"),
-             out: Path = typer.Option(Path("out/sim"), help="output directory"),
-             json_out: bool = JSON) -> None:
+def simulate(
+    scale: str = typer.Option("small", help="small | demo | large"),
+    seed: int = typer.Option(0, help="same seed, same bytes"),
+    scenario: str = typer.Option("none", help="none | interest-shift | new-market | catalog-surge"),
+    days: int = typer.Option(None, help="override the scale's number of days"),
+    onset_day: int = typer.Option(None, help="day the scenario starts"),
+    out: Path = typer.Option(Path("out/sim"), help="output directory"),
+    json_out: bool = JSON,
+) -> None:
     """Simulate a video platform's logs (Parquet) with a ground-truth oracle beside them."""
     from vidrec.data.simulate import simulate as run
 
     if scenario not in ("none", "interest-shift", "new-market", "catalog-surge"):
         raise ConfigError(f"--scenario: unknown scenario {scenario!r}", key="scenario")
-    cfg = sim_config(scale, {k: v for k, v in {"days": days, "scenario_day": onset_day}.items()
-                             if v is not None})
+    cfg = sim_config(
+        scale, {k: v for k, v in {"days": days, "scenario_day": onset_day}.items() if v is not None}
+    )
     with progress(cfg.days, f"simulating {cfg.days} days") as step:
         summary = run(cfg, scenario, seed, out, step)  # type: ignore[arg-type]
     emit(summary, json_out, "simulated")
 
 
 @features_app.command("build")
-def features_build(data: Path = typer.Option(Path("out/sim"), help="dataset directory"),
-                   out: Path = typer.Option(Path("out/features/training.parquet")),
-                   build_ts: int = typer.Option(None, help="pretend 'now' (epoch s); "
-                                                "default: the newest fact"),
-                   refresh_seconds: int = typer.Option(None, help="batch feature snapshot period"),
-                   config: Path = CONFIG, json_out: bool = JSON) -> None:
+def features_build(
+    data: Path = typer.Option(Path("out/sim"), help="dataset directory"),
+    out: Path = typer.Option(Path("out/features/training.parquet")),
+    build_ts: int = typer.Option(None, help="pretend 'now' (epoch s); default: the newest fact"),
+    refresh_seconds: int = typer.Option(None, help="batch feature snapshot period"),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
     """Build the point-in-time-correct training set (fails on a leaky feature)."""
     from vidrec.features.training_set import build_training_set
 
@@ -98,11 +105,15 @@ def features_build(data: Path = typer.Option(Path("out/sim"), help="dataset dire
 
 
 @features_app.command("materialize")
-def features_materialize(data: Path = typer.Option(Path("out/sim")),
-                         as_of: int = typer.Option(None, help="snapshot time (epoch s); "
-                                                   "default: the newest fact's snapshot"),
-                         store: str = typer.Option(None, help="sqlite:///path.db or redis://..."),
-                         config: Path = CONFIG, json_out: bool = JSON) -> None:
+def features_materialize(
+    data: Path = typer.Option(Path("out/sim")),
+    as_of: int = typer.Option(
+        None, help="snapshot time (epoch s); default: the newest fact's snapshot"
+    ),
+    store: str = typer.Option(None, help="sqlite:///path.db or redis://..."),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
     """Write the batch-feature snapshot and the watch history into the online store."""
     import time
 
@@ -124,27 +135,40 @@ def features_materialize(data: Path = typer.Option(Path("out/sim")),
         events = load_history(ds.con, st, pit, snap)
     finally:
         st.close()
-    emit({"as_of": snap, "rows": written, "history_events": events,
-          "store": cfg.online_store, "rejected": ds.rejected,
-          "seconds": round(time.perf_counter() - t0, 3)}, json_out, "materialized")
+    emit(
+        {
+            "as_of": snap,
+            "rows": written,
+            "history_events": events,
+            "store": cfg.online_store,
+            "rejected": ds.rejected,
+            "seconds": round(time.perf_counter() - t0, 3),
+        },
+        json_out,
+        "materialized",
+    )
 
 
 @features_app.command("check-skew")
-def features_check_skew(data: Path = typer.Option(Path("out/sim")),
-                        sample: int = typer.Option(2000, help="impressions to compare"),
-                        snapshots: int = typer.Option(3, help="snapshot windows to sample"),
-                        seed: int = typer.Option(0),
-                        store: str = typer.Option(None, help="online store URL"),
-                        store_lag_seconds: int = typer.Option(
-                            0, help="materialise this much too early (shows what staleness "
-                                    "does)"),
-                        config: Path = CONFIG, json_out: bool = JSON) -> None:
+def features_check_skew(
+    data: Path = typer.Option(Path("out/sim")),
+    sample: int = typer.Option(2000, help="impressions to compare"),
+    snapshots: int = typer.Option(3, help="snapshot windows to sample"),
+    seed: int = typer.Option(0),
+    store: str = typer.Option(None, help="online store URL"),
+    store_lag_seconds: int = typer.Option(
+        0, help="materialise this much too early (shows what staleness does)"
+    ),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
     """Compare online and offline vectors for logged requests; exit 1 on any difference."""
     from vidrec.features.skew import check_skew
 
     cfg = _features_cfg(config, online_store=store)
-    summary = check_skew(data, cfg, sample=sample, snapshots=snapshots, seed=seed,
-                         store_lag_s=store_lag_seconds)
+    summary = check_skew(
+        data, cfg, sample=sample, snapshots=snapshots, seed=seed, store_lag_s=store_lag_seconds
+    )
     emit(summary, json_out, "skew check")
     if not summary["passed"]:
         raise typer.Exit(1)
@@ -155,30 +179,59 @@ def features_list(json_out: bool = JSON) -> None:
     """The declared features: name, entity, source, aggregation, window, dtype, kind."""
     from vidrec.features.definitions import FEATURES
 
-    rows = [{"name": f.name, "entity": f.entity.name, "source": f.source.name, "agg": f.agg,
-             "window_s": f.window_s, "dtype": f.dtype, "kind": f"batch/{f.freshness}",
-             "time": f.join_time} for f in FEATURES.batch]
-    rows += [{"name": t.name, "inputs": list(t.inputs), "dtype": t.dtype, "kind": t.kind}
-             for t in FEATURES.transforms]
-    emit({"feature_set": FEATURES.name, "schema_hash": FEATURES.schema_hash(),
-          "model_inputs": list(FEATURES.model_inputs), "features": rows}, json_out, "features")
+    rows: list[dict[str, Any]] = [
+        {
+            "name": f.name,
+            "entity": f.entity.name,
+            "source": f.source.name,
+            "agg": f.agg,
+            "window_s": f.window_s,
+            "dtype": f.dtype,
+            "kind": f"batch/{f.freshness}",
+            "time": f.join_time,
+        }
+        for f in FEATURES.batch
+    ]
+    rows += [
+        {"name": t.name, "inputs": list(t.inputs), "dtype": t.dtype, "kind": t.kind}
+        for t in FEATURES.transforms
+    ]
+    emit(
+        {
+            "feature_set": FEATURES.name,
+            "schema_hash": FEATURES.schema_hash(),
+            "model_inputs": list(FEATURES.model_inputs),
+            "features": rows,
+        },
+        json_out,
+        "features",
+    )
 
 
 @bench_app.command("features")
-def bench_features(scales: str = typer.Option("demo,large", help="comma-separated scales"),
-                   naive_rows: int = typer.Option(20_000, help="rows for the pandas baseline"),
-                   out: Path = typer.Option(Path("out/bench"), help="report directory"),
-                   json_out: bool = JSON) -> None:
+def bench_features(
+    scales: str = typer.Option("demo,large", help="comma-separated scales"),
+    naive_rows: int = typer.Option(20_000, help="rows for the pandas baseline"),
+    out: Path = typer.Option(Path("out/bench"), help="report directory"),
+    json_out: bool = JSON,
+) -> None:
     """PIT join rows/s, peak RSS, and the naive pandas join's speed in the same run."""
     from vidrec.bench.features import run
 
-    emit(run([s.strip() for s in scales.split(",") if s.strip()], naive_rows, out), json_out,
-         "feature benchmark")
+    emit(
+        run([s.strip() for s in scales.split(",") if s.strip()], naive_rows, out),
+        json_out,
+        "feature benchmark",
+    )
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("out/demo")), scale: str = typer.Option("demo"),
-         seed: int = typer.Option(0), json_out: bool = JSON) -> None:
+def demo(
+    out: Path = typer.Option(Path("out/demo")),
+    scale: str = typer.Option("demo"),
+    seed: int = typer.Option(0),
+    json_out: bool = JSON,
+) -> None:
     """The lifecycle on embedded defaults: simulate -> features -> skew check."""
     from vidrec.demo import run
 
@@ -206,8 +259,12 @@ def main() -> None:
 
         if isinstance(exc, click.ClickException):
             if as_json:
-                sys.stdout.write(orjson.dumps({"error": "usage", "status": 400,
-                                               "message": exc.format_message()}).decode() + "\n")
+                sys.stdout.write(
+                    orjson.dumps(
+                        {"error": "usage", "status": 400, "message": exc.format_message()}
+                    ).decode()
+                    + "\n"
+                )
             exc.show()
             sys.exit(2)
         raise

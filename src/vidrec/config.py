@@ -40,11 +40,17 @@ class SimConfig(Strict):
     requests_per_session: float = Field(3.0, ge=1, description="mean slates requested per session")
     slate_size: int = Field(10, ge=2, le=50)
     topics: int = Field(16, ge=2, le=128, description="dimension of latent interest/topic vectors")
-    exploration: float = Field(0.1, ge=0, le=1, description="logging policy: share of uniform draws")
+    exploration: float = Field(
+        0.1, ge=0, le=1, description="logging policy: share of uniform draws"
+    )
     fresh_days: float = Field(3.0, gt=0, description="videos younger than this are 'fresh'")
     examination_decay: float = Field(1.0, gt=0, description="P(examine k) = (1+k)^-decay, k from 0")
-    label_delay_mean_s: float = Field(120.0, gt=0, description="mean ingestion delay of watch events")
-    scenario_day: int | None = Field(None, ge=1, description="onset day of the scenario (default 2/3)")
+    label_delay_mean_s: float = Field(
+        120.0, gt=0, description="mean ingestion delay of watch events"
+    )
+    scenario_day: int | None = Field(
+        None, ge=1, description="onset day of the scenario (default 2/3)"
+    )
     chunk_requests: int = Field(200_000, gt=0, description="requests simulated per streamed chunk")
 
     @model_validator(mode="after")
@@ -59,8 +65,9 @@ class SimConfig(Strict):
 
 
 SCALES: dict[str, SimConfig] = {
-    "small": SimConfig(users=2_000, videos=600, days=14, daily_active_rate=0.25,
-                       chunk_requests=20_000),
+    "small": SimConfig(
+        users=2_000, videos=600, days=14, daily_active_rate=0.25, chunk_requests=20_000
+    ),
     "demo": SimConfig(users=30_000, videos=5_000, days=28, daily_active_rate=0.12),
     # >= 1M users, >= 100k videos, >= 50M impressions, streamed in bounded memory
     "large": SimConfig(users=1_000_000, videos=100_000, days=28, daily_active_rate=0.05),
@@ -71,18 +78,23 @@ class FeatureConfig(Strict):
     """How features are computed and served."""
 
     refresh_seconds: int = Field(
-        3600, ge=0,
+        3600,
+        ge=0,
         description="batch features are snapshots taken every refresh_seconds; a request at t "
-                    "sees the snapshot at floor(t); 0 means exactly at t (no freshness lag)")
+        "sees the snapshot at floor(t); 0 means exactly at t (no freshness lag)",
+    )
     last_n: int = Field(5, ge=1, le=100, description="length of the recent-watch history feature")
-    online_store: str = Field("sqlite:///", description="sqlite:///path.db (default: in memory) "
-                              "or redis://host:port/db")
+    online_store: str = Field(
+        "sqlite:///", description="sqlite:///path.db (default: in memory) or redis://host:port/db"
+    )
     duckdb_memory_limit: str = Field("4GB", description="DuckDB spills to disk beyond this")
     duckdb_threads: int = Field(2, ge=1)
     label_horizon_s: int = Field(
-        6 * 3600, gt=0,
+        6 * 3600,
+        gt=0,
         description="an impression without a watch after this long is a negative; newer "
-                    "impressions are held back as label-pending")
+        "impressions are held back as label-pending",
+    )
 
 
 class Settings(Strict):
@@ -118,7 +130,8 @@ def load_settings(path: Path | None) -> Settings:
 
 def sim_config(scale: str, overrides: dict[str, Any] | None = None) -> SimConfig:
     if scale not in SCALES:
-        raise ConfigError(f"--scale: unknown scale {scale!r}; choose one of {sorted(SCALES)}",
-                          key="scale")
+        raise ConfigError(
+            f"--scale: unknown scale {scale!r}; choose one of {sorted(SCALES)}", key="scale"
+        )
     base = SCALES[scale].model_dump()
     return parse(SimConfig, {**base, **(overrides or {})}, f"scale {scale}")

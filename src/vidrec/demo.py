@@ -27,23 +27,41 @@ def run(out: Path, scale: str = "demo", seed: int = 0) -> dict[str, Any]:
     steps["simulate"] = {k: sim[k] for k in ("counts", "ctr", "seconds")}
     cfg = FeatureConfig()
     built = build_training_set(out / "sim", out / "features" / "training.parquet", cfg)
-    steps["features"] = {k: built[k] for k in ("rows", "positives", "label_pending",
-                                               "rejected_total", "schema_hash", "seconds",
-                                               "rows_per_second")}
+    steps["features"] = {
+        k: built[k]
+        for k in (
+            "rows",
+            "positives",
+            "label_pending",
+            "rejected_total",
+            "schema_hash",
+            "seconds",
+            "rows_per_second",
+        )
+    }
     skew = check_skew(out / "sim", cfg, sample=2000)
     steps["skew_check"] = {k: skew[k] for k in ("rows", "max_abs_diff", "passed", "seconds")}
     steps["leakage_guard"] = _leakage_demo(out, cfg)
     ok = skew["passed"] and steps["leakage_guard"]["rejected"]
-    return {"ok": ok, "out": str(out), "feature_set": FEATURES.name, "steps": steps,
-            "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "ok": ok,
+        "out": str(out),
+        "feature_set": FEATURES.name,
+        "steps": steps,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def _leakage_demo(out: Path, cfg: FeatureConfig) -> dict[str, Any]:
     """Build one day with a feature that joins watches on start time: must be refused."""
     try:
-        build_training_set(out / "sim", out / "features" / "leaky.parquet", cfg,
-                           fs=leaky_feature_set(), where="AND i.ts < (SELECT min(ts) + 86400 "
-                                                         "FROM impressions)")
+        build_training_set(
+            out / "sim",
+            out / "features" / "leaky.parquet",
+            cfg,
+            fs=leaky_feature_set(),
+            where="AND i.ts < (SELECT min(ts) + 86400 FROM impressions)",
+        )
     except LeakageError as exc:
         return {"rejected": True, "features": exc.details.get("features"), "message": exc.message}
     return {"rejected": False}

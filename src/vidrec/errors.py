@@ -22,8 +22,12 @@ class VidrecError(Exception):
         self.details = details
 
     def to_dict(self) -> dict[str, Any]:
-        return {"error": self.code, "status": self.http_status, "message": self.message,
-                **({"details": self.details} if self.details else {})}
+        return {
+            "error": self.code,
+            "status": self.http_status,
+            "message": self.message,
+            **({"details": self.details} if self.details else {}),
+        }
 
 
 class InvalidInput(VidrecError):

@@ -13,8 +13,9 @@ pytestmark = pytest.mark.integration
 
 
 def vidrec(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vidrec.cli", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "vidrec.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def one_json_line(p: subprocess.CompletedProcess[str]) -> dict:
@@ -25,14 +26,16 @@ def one_json_line(p: subprocess.CompletedProcess[str]) -> dict:
 
 def test_simulate_then_build_then_check_skew(tmp_path: Path) -> None:
     sim = tmp_path / "sim"
-    p = vidrec("simulate", "--scale", "small", "--days", "3", "--seed", "2", "--out", str(sim),
-               "--json")
+    p = vidrec(
+        "simulate", "--scale", "small", "--days", "3", "--seed", "2", "--out", str(sim), "--json"
+    )
     assert p.returncode == 0, p.stderr
     s = one_json_line(p)
     assert s["counts"]["impressions"] > 1000 and (sim / "watches.parquet").exists()
 
-    p = vidrec("features", "build", "--data", str(sim), "--out", str(tmp_path / "t.parquet"),
-               "--json")
+    p = vidrec(
+        "features", "build", "--data", str(sim), "--out", str(tmp_path / "t.parquet"), "--json"
+    )
     assert p.returncode == 0, p.stderr
     b = one_json_line(p)
     assert b["rows"] == b["expected_rows"] > 0 and b["rejected_total"] == 0
@@ -40,12 +43,28 @@ def test_simulate_then_build_then_check_skew(tmp_path: Path) -> None:
     p = vidrec("features", "check-skew", "--data", str(sim), "--sample", "300", "--json")
     assert p.returncode == 0 and one_json_line(p)["passed"] is True
 
-    p = vidrec("features", "check-skew", "--data", str(sim), "--sample", "300",
-               "--store-lag-seconds", "86400", "--json")
+    p = vidrec(
+        "features",
+        "check-skew",
+        "--data",
+        str(sim),
+        "--sample",
+        "300",
+        "--store-lag-seconds",
+        "86400",
+        "--json",
+    )
     assert p.returncode == 1 and one_json_line(p)["passed"] is False
 
-    p = vidrec("features", "materialize", "--data", str(sim), "--store",
-               f"sqlite:///{tmp_path}/online.db", "--json")
+    p = vidrec(
+        "features",
+        "materialize",
+        "--data",
+        str(sim),
+        "--store",
+        f"sqlite:///{tmp_path}/online.db",
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     m = one_json_line(p)
     assert m["rows"]["video"] > 0 and m["history_events"] > 0
@@ -67,5 +86,4 @@ def test_errors_are_one_json_line_and_exit_2(tmp_path: Path) -> None:
     assert err["status"] == 400 and "users.parquet" in err["message"]
 
     p = vidrec("features", "list", "--json")
-    assert p.returncode == 0 and "video_ctr_7d" in {f["name"] for f in
-                                                    one_json_line(p)["features"]}
+    assert p.returncode == 0 and "video_ctr_7d" in {f["name"] for f in one_json_line(p)["features"]}

@@ -18,19 +18,22 @@ from vidrec.features.training_set import build_training_set
 ONE_DAY = "AND i.ts < (SELECT min(ts) + 86400 FROM impressions)"
 
 
-def test_leaky_definition_fails_the_build_naming_the_feature(small_sim: Path, tmp_path: Path,
-                                                             feature_cfg: FeatureConfig) -> None:
+def test_leaky_definition_fails_the_build_naming_the_feature(
+    small_sim: Path, tmp_path: Path, feature_cfg: FeatureConfig
+) -> None:
     with pytest.raises(LeakageError) as err:
-        build_training_set(small_sim, tmp_path / "t.parquet", feature_cfg,
-                           fs=leaky_feature_set(), where=ONE_DAY)
+        build_training_set(
+            small_sim, tmp_path / "t.parquet", feature_cfg, fs=leaky_feature_set(), where=ONE_DAY
+        )
     assert err.value.details["features"] == [LEAKY.name]
     assert LEAKY.name in err.value.message and "label_ts" in err.value.message
     assert err.value.http_status == 422
     assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "t.partial").exists()
 
 
-def test_the_same_slice_builds_with_the_correct_definitions(small_sim: Path, tmp_path: Path,
-                                                            feature_cfg: FeatureConfig) -> None:
+def test_the_same_slice_builds_with_the_correct_definitions(
+    small_sim: Path, tmp_path: Path, feature_cfg: FeatureConfig
+) -> None:
     summary = build_training_set(small_sim, tmp_path / "t.parquet", feature_cfg, where=ONE_DAY)
     assert summary["rows"] > 1000
     frame = pd.read_parquet(tmp_path / "t.parquet")

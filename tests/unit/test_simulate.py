@@ -17,8 +17,11 @@ from vidrec.data.simulate import NEW_MARKET, simulate
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
@@ -35,27 +38,55 @@ def test_logs_obey_causality(small_sim: Path) -> None:
     con = duckdb.connect()
     q = lambda sql: con.execute(sql.format(d=small_sim)).fetchall()[0][0]  # noqa: E731
     # nobody is shown anything before signing up, nor a video before its upload
-    assert q("SELECT count(*) FROM '{d}/impressions.parquet' i JOIN '{d}/users.parquet' u "
-             "USING (user_id) WHERE i.ts < u.signup_ts") == 0
-    assert q("SELECT count(*) FROM '{d}/impressions.parquet' i JOIN '{d}/videos.parquet' v "
-             "USING (video_id) WHERE i.ts < v.upload_ts") == 0
+    assert (
+        q(
+            "SELECT count(*) FROM '{d}/impressions.parquet' i JOIN '{d}/users.parquet' u "
+            "USING (user_id) WHERE i.ts < u.signup_ts"
+        )
+        == 0
+    )
+    assert (
+        q(
+            "SELECT count(*) FROM '{d}/impressions.parquet' i JOIN '{d}/videos.parquet' v "
+            "USING (video_id) WHERE i.ts < v.upload_ts"
+        )
+        == 0
+    )
     # every watch answers an impression, starts after it and is labelled after it ends
-    assert q("SELECT count(*) FROM '{d}/watches.parquet' w ANTI JOIN '{d}/impressions.parquet' i "
-             "USING (request_id, video_id)") == 0
-    assert q("SELECT count(*) FROM '{d}/watches.parquet' w JOIN '{d}/impressions.parquet' i "
-             "USING (request_id, video_id) WHERE NOT (i.ts < w.start_ts AND "
-             "w.start_ts + w.watch_seconds::DOUBLE <= w.label_ts)") == 0
+    assert (
+        q(
+            "SELECT count(*) FROM '{d}/watches.parquet' w ANTI JOIN '{d}/impressions.parquet' i "
+            "USING (request_id, video_id)"
+        )
+        == 0
+    )
+    assert (
+        q(
+            "SELECT count(*) FROM '{d}/watches.parquet' w JOIN '{d}/impressions.parquet' i "
+            "USING (request_id, video_id) WHERE NOT (i.ts < w.start_ts AND "
+            "w.start_ts + w.watch_seconds::DOUBLE <= w.label_ts)"
+        )
+        == 0
+    )
     # propensities are probabilities; slates have no duplicate video
-    assert q("SELECT count(*) FROM '{d}/impressions.parquet' WHERE propensity <= 0 "
-             "OR propensity > 1") == 0
-    assert q("SELECT count(*) FROM (SELECT request_id, video_id FROM '{d}/impressions.parquet' "
-             "GROUP BY ALL HAVING count(*) > 1)") == 0
+    assert (
+        q("SELECT count(*) FROM '{d}/impressions.parquet' WHERE propensity <= 0 OR propensity > 1")
+        == 0
+    )
+    assert (
+        q(
+            "SELECT count(*) FROM (SELECT request_id, video_id FROM '{d}/impressions.parquet' "
+            "GROUP BY ALL HAVING count(*) > 1)"
+        )
+        == 0
+    )
     check_dataset(small_sim)  # the documented schema holds
 
 
 def test_position_bias_follows_the_examination_model(small_sim: Path) -> None:
-    imp = pd.read_parquet(small_sim / "impressions.parquet", columns=["request_id", "video_id",
-                                                                       "position"])
+    imp = pd.read_parquet(
+        small_sim / "impressions.parquet", columns=["request_id", "video_id", "position"]
+    )
     w = pd.read_parquet(small_sim / "watches.parquet", columns=["request_id", "video_id"])
     imp["click"] = imp.merge(w.assign(c=1), how="left", on=["request_id", "video_id"])["c"]
     ctr = imp.fillna({"click": 0}).groupby("position")["click"].mean()
@@ -72,7 +103,7 @@ def test_cold_start_arrivals(small_sim: Path) -> None:
     new_users = set(users.loc[users.signup_ts >= T0, "user_id"])
     new_videos = set(videos.loc[videos.upload_ts >= T0, "video_id"])
     assert new_users and new_videos
-    assert new_users & set(imp.user_id)   # new users get served
+    assert new_users & set(imp.user_id)  # new users get served
     assert new_videos & set(imp.video_id)  # exploration shows new videos
 
 
@@ -82,7 +113,9 @@ def test_oracle_is_kept_apart_and_explains_clicks(small_sim: Path) -> None:
     oracle = Oracle.load(small_sim / "oracle")
     imp = pd.read_parquet(small_sim / "impressions.parquet")
     w = pd.read_parquet(small_sim / "watches.parquet", columns=["request_id", "video_id"])
-    imp["click"] = imp.merge(w.assign(c=1), how="left", on=["request_id", "video_id"])["c"].fillna(0)
+    imp["click"] = imp.merge(w.assign(c=1), how="left", on=["request_id", "video_id"])["c"].fillna(
+        0
+    )
     rel = oracle.relevance(imp.user_id.to_numpy(), imp.video_id.to_numpy(), imp.ts.to_numpy())
     hi, lo = rel > np.quantile(rel, 0.8), rel < np.quantile(rel, 0.2)
     assert imp.click[hi].mean() > 3 * imp.click[lo].mean()

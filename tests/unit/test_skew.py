@@ -17,8 +17,7 @@ def test_online_equals_offline(small_sim: Path, refresh: int) -> None:
     assert r["passed"] and r["max_abs_diff"] == 0.0 and r["mismatched_features"] == []
     if refresh:
         # the comparison is about real values, not defaults on both sides
-        for name in ("video_impressions_7d", "user_watches_28d", "video_ctr_7d",
-                     "video_age_hours"):
+        for name in ("video_impressions_7d", "user_watches_28d", "video_ctr_7d", "video_age_hours"):
             assert r["features"][name]["nonzero"] > 0, name
 
 

@@ -17,8 +17,14 @@ def test_duplicate_and_undeclared_names_are_refused() -> None:
 
 
 def test_schema_hash_identifies_the_model_input_vector() -> None:
-    same = FeatureSet(FEATURES.name, FEATURES.batch, FEATURES.transforms,
-                      FEATURES.request_columns, FEATURES.model_inputs, FEATURES.derived_keys)
+    same = FeatureSet(
+        FEATURES.name,
+        FEATURES.batch,
+        FEATURES.transforms,
+        FEATURES.request_columns,
+        FEATURES.model_inputs,
+        FEATURES.derived_keys,
+    )
     assert same.schema_hash() == FEATURES.schema_hash()
     fewer = replace(FEATURES, model_inputs=FEATURES.model_inputs[:-1])
     assert fewer.schema_hash() != FEATURES.schema_hash()

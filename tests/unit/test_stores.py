@@ -39,13 +39,13 @@ def test_composite_keys(store: OnlineStore) -> None:
     assert store.read("user_category", [(1, "music"), (1, "news")]) == [{"n": 2}, None]
 
 
-def test_history_is_strictly_before_and_ordered_like_the_offline_join(
-        store: OnlineStore) -> None:
-    store.append_history([(1, 5, 3), (1, 5, 1), (1, 5, 1), (1, 7, 2), (1, 3, 9), (2, 1, 4),
-                          (1, 4, -6)])
+def test_history_is_strictly_before_and_ordered_like_the_offline_join(store: OnlineStore) -> None:
+    store.append_history(
+        [(1, 5, 3), (1, 5, 1), (1, 5, 1), (1, 7, 2), (1, 3, 9), (2, 1, 4), (1, 4, -6)]
+    )
     assert store.history(1, 6, 3) == [1, 1, 3]
     assert store.history(1, 6, 10) == [9, -6, 1, 1, 3]
-    assert store.history(1, 5, 10) == [9, -6]     # ts == 5 is not before 5
+    assert store.history(1, 5, 10) == [9, -6]  # ts == 5 is not before 5
     assert store.history(1, 100, 2) == [3, 2]
     assert store.history(3, 100, 2) == []
 

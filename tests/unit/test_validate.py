@@ -53,18 +53,17 @@ def test_missing_or_unreadable_file(copy: Path, tmp_path: Path) -> None:
         build_training_set(copy, tmp_path / "t.parquet", FeatureConfig())
 
 
-def test_bad_rows_are_counted_and_saved_never_dropped_silently(copy: Path,
-                                                               tmp_path: Path) -> None:
+def test_bad_rows_are_counted_and_saved_never_dropped_silently(copy: Path, tmp_path: Path) -> None:
     imp = pd.read_parquet(copy / "impressions.parquet")
     wat = pd.read_parquet(copy / "watches.parquet")
     users = pd.read_parquet(copy / "users.parquet")
     bad_imp = imp.iloc[:5].copy()
-    bad_imp["user_id"] = 10_000_000                      # unknown user
+    bad_imp["user_id"] = 10_000_000  # unknown user
     early = imp.iloc[5:8].copy()
     early["request_id"] += 10_000_000
     early["ts"] = users.set_index("user_id").loc[early.user_id, "signup_ts"].to_numpy() - 10
     bad_wat = wat.iloc[:4].copy()
-    bad_wat["label_ts"] = bad_wat["start_ts"] - 1        # label before its event
+    bad_wat["label_ts"] = bad_wat["start_ts"] - 1  # label before its event
     _rewrite(copy / "impressions.parquet", pd.concat([imp, bad_imp, early]))
     _rewrite(copy / "watches.parquet", pd.concat([wat, bad_wat]))
     _rewrite(copy / "users.parquet", pd.concat([users, users.iloc[[7]]]))  # duplicate id

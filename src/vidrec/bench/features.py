@@ -43,7 +43,8 @@ def worker(scale: str, naive_rows: int, out: Path) -> dict[str, Any]:
     rows = ds.con.execute(
         f"SELECT request_id, ts, as_of, user_id, video_id, device, session_position FROM "
         f"({rows_sql(cfg, default_build_ts(ds))}) USING SAMPLE {naive_rows} ROWS "
-        "(reservoir, 42)").df()
+        "(reservoir, 42)"
+    ).df()
     raw, naive_s = naive_join(ds.con, FEATURES, rows, cfg.last_n)
     pit = PointInTime(ds.con, FEATURES, cfg.last_n)
     ds.con.register("__bench_rows", rows)
@@ -55,10 +56,14 @@ def worker(scale: str, naive_rows: int, out: Path) -> dict[str, Any]:
     worst = max(r["max_abs_diff"] for r in agree.values())
     (out / f"training-{scale}.parquet").unlink(missing_ok=True)
     return {
-        "scale": scale, "rows": built["rows"], "input_impressions": built["input_rows"]["impressions"],
-        "pit_seconds": built["seconds"], "pit_rows_per_s": built["rows_per_second"],
+        "scale": scale,
+        "rows": built["rows"],
+        "input_impressions": built["input_rows"]["impressions"],
+        "pit_seconds": built["seconds"],
+        "pit_rows_per_s": built["rows_per_second"],
         "pit_peak_rss_mb": peak_pit,
-        "naive_rows": len(rows), "naive_seconds": round(naive_s, 3),
+        "naive_rows": len(rows),
+        "naive_seconds": round(naive_s, 3),
         "naive_rows_per_s": round(len(rows) / max(naive_s, 1e-9)),
         "engine_same_sample_seconds": round(engine_sample_s, 3),
         "speedup_vs_naive": round(built["rows_per_second"] / (len(rows) / max(naive_s, 1e-9)), 1),
@@ -72,8 +77,11 @@ def run(scales: list[str], naive_rows: int, out: Path) -> dict[str, Any]:
     results = []
     for scale in scales:
         cached_simulation(scale)  # outside the worker: not part of its RSS or time
-        proc = subprocess.run([sys.executable, "-m", "vidrec.bench.features", scale,
-                               str(naive_rows), str(out)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "vidrec.bench.features", scale, str(naive_rows), str(out)],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"bench worker for {scale} failed:\n{proc.stderr[-4000:]}")
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))

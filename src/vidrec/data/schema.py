@@ -28,22 +28,54 @@ class Table:
     doc: str
 
 
-USERS = Table("users", {"user_id": "int", "country": "str", "age_bucket": "str",
-                        "device": "str", "signup_ts": "int"},
-              ("user_id", "signup_ts"), "one row per user; signup_ts = when the user exists")
-VIDEOS = Table("videos", {"video_id": "int", "category": "str", "creator_id": "int",
-                          "language": "str", "duration_s": "float", "upload_ts": "int"},
-               ("video_id", "upload_ts"), "one row per video; upload_ts = when it can be shown")
-IMPRESSIONS = Table("impressions", {"request_id": "int", "ts": "int", "user_id": "int",
-                                    "video_id": "int", "position": "int", "propensity": "float",
-                                    "device": "str", "session_position": "int"},
-                    ("request_id", "ts", "user_id", "video_id"),
-                    "one row per shown video; ts = when the slate was served (known at once)")
-WATCHES = Table("watches", {"request_id": "int", "user_id": "int", "video_id": "int",
-                            "position": "int", "start_ts": "int", "watch_seconds": "float",
-                            "label_ts": "int"},
-                ("user_id", "video_id", "start_ts", "label_ts"),
-                "one row per click; label_ts = when watch_seconds became known (delayed label)")
+USERS = Table(
+    "users",
+    {"user_id": "int", "country": "str", "age_bucket": "str", "device": "str", "signup_ts": "int"},
+    ("user_id", "signup_ts"),
+    "one row per user; signup_ts = when the user exists",
+)
+VIDEOS = Table(
+    "videos",
+    {
+        "video_id": "int",
+        "category": "str",
+        "creator_id": "int",
+        "language": "str",
+        "duration_s": "float",
+        "upload_ts": "int",
+    },
+    ("video_id", "upload_ts"),
+    "one row per video; upload_ts = when it can be shown",
+)
+IMPRESSIONS = Table(
+    "impressions",
+    {
+        "request_id": "int",
+        "ts": "int",
+        "user_id": "int",
+        "video_id": "int",
+        "position": "int",
+        "propensity": "float",
+        "device": "str",
+        "session_position": "int",
+    },
+    ("request_id", "ts", "user_id", "video_id"),
+    "one row per shown video; ts = when the slate was served (known at once)",
+)
+WATCHES = Table(
+    "watches",
+    {
+        "request_id": "int",
+        "user_id": "int",
+        "video_id": "int",
+        "position": "int",
+        "start_ts": "int",
+        "watch_seconds": "float",
+        "label_ts": "int",
+    },
+    ("user_id", "video_id", "start_ts", "label_ts"),
+    "one row per click; label_ts = when watch_seconds became known (delayed label)",
+)
 
 TABLES = {t.name: t for t in (USERS, VIDEOS, IMPRESSIONS, WATCHES)}
 
@@ -68,15 +100,22 @@ def check_schema(schema: pa.Schema, table: Table, source: str) -> None:
     for col, kind in table.columns.items():
         if col not in names:
             if col in table.required:
-                raise SchemaError(f"{source}: missing required column {col!r} of table "
-                                  f"{table.name!r}", file=source, column=col)
+                raise SchemaError(
+                    f"{source}: missing required column {col!r} of table {table.name!r}",
+                    file=source,
+                    column=col,
+                )
             continue
         got = _kind_of(schema.field(col).type)
         ok = got == kind or (kind == "float" and got == "int")
         if not ok:
-            raise SchemaError(f"{source}: column {col!r} must be {kind}, got "
-                              f"{schema.field(col).type}", file=source, column=col,
-                              expected=kind, got=str(schema.field(col).type))
+            raise SchemaError(
+                f"{source}: column {col!r} must be {kind}, got {schema.field(col).type}",
+                file=source,
+                column=col,
+                expected=kind,
+                got=str(schema.field(col).type),
+            )
     # optional columns absent: allowed; downstream fills documented defaults
 
 
@@ -85,8 +124,10 @@ def table_path(root: Path, table: Table) -> Path:
     for cand in (root / f"{table.name}.parquet", root / table.name):
         if cand.exists():
             return cand
-    raise InvalidInput(f"{root}: no {table.name}.parquet (table {table.name!r}: {table.doc})",
-                       file=str(root / f"{table.name}.parquet"))
+    raise InvalidInput(
+        f"{root}: no {table.name}.parquet (table {table.name!r}: {table.doc})",
+        file=str(root / f"{table.name}.parquet"),
+    )
 
 
 def read_schema(path: Path) -> pa.Schema:

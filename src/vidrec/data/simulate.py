@@ -21,17 +21,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vidrec.config import DAY, T0, Scenario, SimConfig
 from vidrec.data.oracle import Oracle, click_probability, watch_fraction
+
+Array = npt.NDArray[Any]
 
 COUNTRIES = ("US", "GB", "DE", "IN", "JP")
 COUNTRY_WEIGHTS = (0.35, 0.10, 0.15, 0.30, 0.10)
@@ -40,10 +43,48 @@ LANGUAGE_OF = {"US": "en", "GB": "en", "DE": "de", "IN": "hi", "JP": "ja", "BR":
 LANGUAGES = ("en", "de", "hi", "ja", "pt")
 DEVICES = ("ios", "android", "web", "tv")
 AGE_BUCKETS = ("13-17", "18-24", "25-34", "35-44", "45-54", "55+")
-CATEGORIES = ("music", "gaming", "news", "sports", "comedy", "education", "cooking", "travel",
-              "tech", "film", "kids", "fitness")
-DIURNAL = np.array([1, 0.6, 0.4, 0.3, 0.3, 0.5, 0.8, 1.2, 1.3, 1.2, 1.1, 1.2, 1.4, 1.3, 1.2,
-                    1.2, 1.4, 1.7, 2.1, 2.5, 2.6, 2.3, 1.8, 1.3])
+CATEGORIES = (
+    "music",
+    "gaming",
+    "news",
+    "sports",
+    "comedy",
+    "education",
+    "cooking",
+    "travel",
+    "tech",
+    "film",
+    "kids",
+    "fitness",
+)
+DIURNAL = np.array(
+    [
+        1,
+        0.6,
+        0.4,
+        0.3,
+        0.3,
+        0.5,
+        0.8,
+        1.2,
+        1.3,
+        1.2,
+        1.1,
+        1.2,
+        1.4,
+        1.3,
+        1.2,
+        1.2,
+        1.4,
+        1.7,
+        2.1,
+        2.5,
+        2.6,
+        2.3,
+        1.8,
+        1.3,
+    ]
+)
 PARQUET_OPTS: dict[str, Any] = {"compression": "zstd", "write_statistics": True}
 
 Progress = Callable[[int], None]
@@ -53,8 +94,8 @@ Progress = Callable[[int], None]
 class World:
     """Entities and latent truth; arrays are indexed by id (ids are 0..n-1)."""
 
-    users: dict[str, np.ndarray]
-    videos: dict[str, np.ndarray]
+    users: dict[str, Array]
+    videos: dict[str, Array]
     oracle: Oracle
 
 
@@ -68,25 +109,30 @@ class Counters:
     per_day_impressions: list[int] = field(default_factory=list)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def _unit(x: Array) -> Array:
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def _arrival_times(rng: np.random.Generator, n: int, initial_share: float, days: int,
-                   windows: list[tuple[float, float, float]]) -> np.ndarray:
+def _arrival_times(
+    rng: np.random.Generator,
+    n: int,
+    initial_share: float,
+    days: int,
+    windows: Sequence[tuple[float, float, float]],
+) -> Array:
     """Signup/upload times: a share before T0, the rest over the run.
 
     `windows` = (start_day, end_day, share of arrivals) concentrate arrivals
     (new-market, catalog-surge); the remainder is uniform over all days.
     """
-    n_init = int(round(n * initial_share))
+    n_init = round(n * initial_share)
     ts = np.empty(n, dtype=np.int64)
     ts[:n_init] = T0 - rng.integers(1, 365 * DAY, n_init)
     rest = n - n_init
     start = n_init
     for lo, hi, share in windows:
-        k = int(round(rest * share))
-        ts[start:start + k] = T0 + rng.integers(int(lo * DAY), int(hi * DAY), k)
+        k = round(rest * share)
+        ts[start : start + k] = T0 + rng.integers(int(lo * DAY), int(hi * DAY), k)
         start += k
     ts[start:] = T0 + rng.integers(0, days * DAY, n - start)
     return ts
@@ -104,10 +150,10 @@ def make_world(cfg: SimConfig, scenario: Scenario, rng: np.random.Generator) -> 
     country = rng.choice(len(COUNTRIES), nu, p=COUNTRY_WEIGHTS)
     if scenario == "new-market":
         # 90% of the concentrated post-onset arrivals come from the new market
-        n_init = int(round(nu * cfg.initial_user_share))
-        n_nm = int(round((nu - n_init) * 0.6))
+        n_init = round(nu * cfg.initial_user_share)
+        n_nm = round((nu - n_init) * 0.6)
         is_new = rng.random(n_nm) < 0.9
-        country[n_init:n_init + n_nm][is_new] = len(COUNTRIES)
+        country[n_init : n_init + n_nm][is_new] = len(COUNTRIES)
     countries = np.array([*COUNTRIES, NEW_MARKET])
     in_nm = country == len(COUNTRIES)
     age = rng.choice(len(AGE_BUCKETS), nu, p=(0.08, 0.22, 0.27, 0.2, 0.13, 0.1))
@@ -121,8 +167,9 @@ def make_world(cfg: SimConfig, scenario: Scenario, rng: np.random.Generator) -> 
     # creators and videos
     nv = cfg.videos
     n_creators = max(1, int(nv * cfg.creators_per_video))
-    creator_country = rng.choice(len(COUNTRIES) + 1, n_creators,
-                                 p=(*(w * 0.95 for w in COUNTRY_WEIGHTS), 0.05))
+    creator_country = rng.choice(
+        len(COUNTRIES) + 1, n_creators, p=(*(w * 0.95 for w in COUNTRY_WEIGHTS), 0.05)
+    )
     creator_quality = rng.beta(2, 2, n_creators)
     surge = [(onset, min(cfg.days, onset + 3), 0.8)] if scenario == "catalog-surge" else []
     upload = _arrival_times(rng, nv, cfg.initial_video_share, cfg.days, surge)
@@ -131,7 +178,8 @@ def make_world(cfg: SimConfig, scenario: Scenario, rng: np.random.Generator) -> 
     topic = _unit(category_centroid[category] + rng.normal(size=(nv, k)))
     quality = np.clip(0.6 * creator_quality[creator] + 0.4 * rng.beta(2, 2, nv), 0, 1)
     video_lang = np.array([LANGUAGES.index(LANGUAGE_OF[c]) for c in countries])[
-        creator_country[creator]]
+        creator_country[creator]
+    ]
     duration = np.exp(rng.normal(np.log(240), 0.8, nv)).clip(15, 7200)
 
     shifted = np.zeros(nu, dtype=bool)
@@ -140,23 +188,41 @@ def make_world(cfg: SimConfig, scenario: Scenario, rng: np.random.Generator) -> 
         shifted = rng.random(nu) < 0.5
         interest_after = interest.copy()
         interest_after[shifted] = interest[shifted][:, rng.permutation(k)]
-    oracle = Oracle(interest=interest, interest_after=interest_after, shifted=shifted,
-                    shift_ts=T0 + onset * DAY if scenario == "interest-shift" else None,
-                    topic=topic, quality=quality.astype(np.float32),
-                    user_lang=user_lang.astype(np.int8), video_lang=video_lang.astype(np.int8),
-                    duration=duration.astype(np.float32), examination_decay=cfg.examination_decay)
-    users = {"user_id": np.arange(nu, dtype=np.int64), "country": countries[country],
-             "age_bucket": np.array(AGE_BUCKETS)[age], "device": np.array(DEVICES)[device],
-             "signup_ts": signup, "_activity": activity, "_device": device}
-    videos = {"video_id": np.arange(nv, dtype=np.int64),
-              "category": np.array(CATEGORIES)[category], "creator_id": creator.astype(np.int64),
-              "language": np.array(LANGUAGES)[video_lang],
-              "duration_s": duration.astype(np.float32), "upload_ts": upload}
+    oracle = Oracle(
+        interest=interest,
+        interest_after=interest_after,
+        shifted=shifted,
+        shift_ts=T0 + onset * DAY if scenario == "interest-shift" else None,
+        topic=topic,
+        quality=quality.astype(np.float32),
+        user_lang=user_lang.astype(np.int8),
+        video_lang=video_lang.astype(np.int8),
+        duration=duration.astype(np.float32),
+        examination_decay=cfg.examination_decay,
+    )
+    users = {
+        "user_id": np.arange(nu, dtype=np.int64),
+        "country": countries[country],
+        "age_bucket": np.array(AGE_BUCKETS)[age],
+        "device": np.array(DEVICES)[device],
+        "signup_ts": signup,
+        "_activity": activity,
+        "_device": device,
+    }
+    videos = {
+        "video_id": np.arange(nv, dtype=np.int64),
+        "category": np.array(CATEGORIES)[category],
+        "creator_id": creator.astype(np.int64),
+        "language": np.array(LANGUAGES)[video_lang],
+        "duration_s": duration.astype(np.float32),
+        "upload_ts": upload,
+    }
     return World(users, videos, oracle)
 
 
-def _day_requests(cfg: SimConfig, world: World, day: int,
-                  rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _day_requests(
+    cfg: SimConfig, world: World, day: int, rng: np.random.Generator
+) -> dict[str, Array]:
     """All slate requests of one day, sorted by time."""
     u = world.users
     day_start, day_end = T0 + day * DAY, T0 + (day + 1) * DAY
@@ -179,15 +245,17 @@ def _day_requests(cfg: SimConfig, world: World, day: int,
     other = rng.integers(0, len(DEVICES), req_user.size)
     device = np.where(rng.random(req_user.size) < 0.85, own, other)
     order = np.argsort(ts, kind="stable")
-    return {"user_id": req_user[order], "ts": ts[order],
-            "session_position": pos_in_session[order].astype(np.int16),
-            "device": device[order]}
+    return {
+        "user_id": req_user[order],
+        "ts": ts[order],
+        "session_position": pos_in_session[order].astype(np.int16),
+        "device": device[order],
+    }
 
 
-def _segment_cumsum(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def _segment_cumsum(x: Array, lengths: Array) -> Array:
     c = np.cumsum(x)
-    offsets = np.repeat(c[np.cumsum(lengths) - lengths] - x[np.cumsum(lengths) - lengths],
-                        lengths)
+    offsets = np.repeat(c[np.cumsum(lengths) - lengths] - x[np.cumsum(lengths) - lengths], lengths)
     return c - offsets
 
 
@@ -200,12 +268,13 @@ class LoggingPolicy:
     duplicate in a slate is redrawn, which the propensity does not model.
     """
 
-    eligible: np.ndarray
-    p: np.ndarray  # per-draw probability over `eligible`
+    eligible: Array
+    p: Array  # per-draw probability over `eligible`
 
     @classmethod
-    def for_day(cls, cfg: SimConfig, world: World, day: int, recent_watches: np.ndarray,
-                prior: np.ndarray) -> LoggingPolicy:
+    def for_day(
+        cls, cfg: SimConfig, world: World, day: int, recent_watches: Array, prior: Array
+    ) -> LoggingPolicy:
         day_start = T0 + day * DAY
         eligible = np.flatnonzero(world.videos["upload_ts"] < day_start)
         pop = (recent_watches[eligible] + prior[eligible]) ** 0.8
@@ -215,7 +284,7 @@ class LoggingPolicy:
         p_explore = pool / pool.sum()
         return cls(eligible, (1 - cfg.exploration) * p_pop + cfg.exploration * p_explore)
 
-    def draw(self, n: int, slate: int, rng: np.random.Generator) -> np.ndarray:
+    def draw(self, n: int, slate: int, rng: np.random.Generator) -> Array:
         cdf = np.cumsum(self.p)
         idx = np.searchsorted(cdf, rng.random((n, slate)) * cdf[-1]).clip(0, cdf.size - 1)
         for _ in range(5):
@@ -223,11 +292,12 @@ class LoggingPolicy:
             if not dup.any():
                 break
             idx[dup] = np.searchsorted(cdf, rng.random(int(dup.sum())) * cdf[-1]).clip(
-                0, cdf.size - 1)
+                0, cdf.size - 1
+            )
         return idx
 
 
-def _duplicate_mask(idx: np.ndarray) -> np.ndarray:
+def _duplicate_mask(idx: Array) -> Array:
     """True where a slot repeats an earlier slot of the same slate."""
     order = np.argsort(idx, axis=1, kind="stable")
     s = np.take_along_axis(idx, order, axis=1)
@@ -238,10 +308,15 @@ def _duplicate_mask(idx: np.ndarray) -> np.ndarray:
     return dup
 
 
-def _simulate_chunk(cfg: SimConfig, world: World, policy: LoggingPolicy,
-                    req: dict[str, np.ndarray], first_request_id: int,
-                    rng: np.random.Generator, counters: Counters
-                    ) -> tuple[pa.Table, pa.Table, np.ndarray]:
+def _simulate_chunk(
+    cfg: SimConfig,
+    world: World,
+    policy: LoggingPolicy,
+    req: dict[str, Array],
+    first_request_id: int,
+    rng: np.random.Generator,
+    counters: Counters,
+) -> tuple[pa.Table, pa.Table, Array]:
     n, k = req["user_id"].size, cfg.slate_size
     slot_idx = policy.draw(n, k, rng)
     keep = ~_duplicate_mask(slot_idx)
@@ -255,23 +330,39 @@ def _simulate_chunk(cfg: SimConfig, world: World, policy: LoggingPolicy,
     clicked = examined & (rng.random((n, k)) < p_click) & keep
     request_id = np.repeat(np.arange(first_request_id, first_request_id + n), k).reshape(n, k)
 
-    imp = pa.table({
-        "request_id": request_id[keep], "ts": ts[keep], "user_id": user[keep],
-        "video_id": video[keep], "position": position[keep],
-        "propensity": policy.p[slot_idx][keep].astype(np.float64),
-        "device": np.array(DEVICES)[np.repeat(req["device"], k).reshape(n, k)][keep],
-        "session_position": np.repeat(req["session_position"], k).reshape(n, k)[keep],
-    })
+    imp = pa.table(
+        {
+            "request_id": request_id[keep],
+            "ts": ts[keep],
+            "user_id": user[keep],
+            "video_id": video[keep],
+            "position": position[keep],
+            "propensity": policy.p[slot_idx][keep].astype(np.float64),
+            "device": np.array(DEVICES)[np.repeat(req["device"], k).reshape(n, k)][keep],
+            "session_position": np.repeat(req["session_position"], k).reshape(n, k)[keep],
+        }
+    )
     cu, cv, cts = user[clicked], video[clicked], ts[clicked]
     frac = watch_fraction(world.oracle, cu, cv, cts)
     frac = rng.beta(np.maximum(frac * 4, 0.05), np.maximum((1 - frac) * 4, 0.05))
     watch_s = np.round(frac * world.oracle.duration[cv], 1)
     start = cts + 1 + rng.exponential(8.0, cts.size).astype(np.int64)
-    label = (start + np.ceil(watch_s).astype(np.int64)
-             + rng.exponential(cfg.label_delay_mean_s, cts.size).astype(np.int64))
-    wat = pa.table({"request_id": request_id[clicked], "user_id": cu, "video_id": cv,
-                    "position": position[clicked], "start_ts": start,
-                    "watch_seconds": watch_s.astype(np.float32), "label_ts": label})
+    label = (
+        start
+        + np.ceil(watch_s).astype(np.int64)
+        + rng.exponential(cfg.label_delay_mean_s, cts.size).astype(np.int64)
+    )
+    wat = pa.table(
+        {
+            "request_id": request_id[clicked],
+            "user_id": cu,
+            "video_id": cv,
+            "position": position[clicked],
+            "start_ts": start,
+            "watch_seconds": watch_s.astype(np.float32),
+            "label_ts": label,
+        }
+    )
     counters.requests += n
     counters.impressions += imp.num_rows
     counters.clicks += wat.num_rows
@@ -279,17 +370,25 @@ def _simulate_chunk(cfg: SimConfig, world: World, policy: LoggingPolicy,
     return imp, wat, cv
 
 
-def simulate(cfg: SimConfig, scenario: Scenario, seed: int, out: Path,
-             progress: Progress | None = None) -> dict[str, Any]:
+def simulate(
+    cfg: SimConfig, scenario: Scenario, seed: int, out: Path, progress: Progress | None = None
+) -> dict[str, Any]:
     """Write users/videos/impressions/watches Parquet to `out`, the oracle to `out/oracle`."""
     t_start = time.perf_counter()
     rng = np.random.default_rng(seed)
     world = make_world(cfg, scenario, rng)
     out.mkdir(parents=True, exist_ok=True)
     _write_entities(world, out)
-    world.oracle.save(out / "oracle", {"seed": seed, "scenario": scenario,
-                                       "onset_ts": T0 + cfg.onset_day * DAY, "t0": T0,
-                                       "days": cfg.days})
+    world.oracle.save(
+        out / "oracle",
+        {
+            "seed": seed,
+            "scenario": scenario,
+            "onset_ts": T0 + cfg.onset_day * DAY,
+            "t0": T0,
+            "days": cfg.days,
+        },
+    )
     counters = Counters()
     recent = np.zeros((7, cfg.videos), dtype=np.float64)
     prior = rng.poisson(1 + 20 * world.oracle.quality).astype(np.float64)
@@ -302,9 +401,10 @@ def simulate(cfg: SimConfig, scenario: Scenario, seed: int, out: Path,
             today = np.zeros(cfg.videos)
             before = counters.impressions
             for lo in range(0, req["user_id"].size, cfg.chunk_requests):
-                chunk = {c: a[lo:lo + cfg.chunk_requests] for c, a in req.items()}
-                imp, wat, watched = _simulate_chunk(cfg, world, policy, chunk,
-                                                    counters.requests, rng, counters)
+                chunk = {c: a[lo : lo + cfg.chunk_requests] for c, a in req.items()}
+                imp, wat, watched = _simulate_chunk(
+                    cfg, world, policy, chunk, counters.requests, rng, counters
+                )
                 imp_w.write_table(imp, row_group_size=1 << 20)
                 wat_w.write_table(wat.sort_by("start_ts"), row_group_size=1 << 20)
                 today += np.bincount(watched, minlength=cfg.videos)
@@ -318,14 +418,29 @@ def simulate(cfg: SimConfig, scenario: Scenario, seed: int, out: Path,
     return _summary(cfg, scenario, seed, out, counters, time.perf_counter() - t_start)
 
 
-_IMP_SCHEMA = pa.schema([("request_id", pa.int64()), ("ts", pa.int64()),
-                         ("user_id", pa.int64()), ("video_id", pa.int64()),
-                         ("position", pa.int16()), ("propensity", pa.float64()),
-                         ("device", pa.string()), ("session_position", pa.int16())])
-_WAT_SCHEMA = pa.schema([("request_id", pa.int64()), ("user_id", pa.int64()),
-                         ("video_id", pa.int64()), ("position", pa.int16()),
-                         ("start_ts", pa.int64()), ("watch_seconds", pa.float32()),
-                         ("label_ts", pa.int64())])
+_IMP_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.int64()),
+        ("ts", pa.int64()),
+        ("user_id", pa.int64()),
+        ("video_id", pa.int64()),
+        ("position", pa.int16()),
+        ("propensity", pa.float64()),
+        ("device", pa.string()),
+        ("session_position", pa.int16()),
+    ]
+)
+_WAT_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.int64()),
+        ("user_id", pa.int64()),
+        ("video_id", pa.int64()),
+        ("position", pa.int16()),
+        ("start_ts", pa.int64()),
+        ("watch_seconds", pa.float32()),
+        ("label_ts", pa.int64()),
+    ]
+)
 
 
 def _write_entities(world: World, out: Path) -> None:
@@ -334,13 +449,22 @@ def _write_entities(world: World, out: Path) -> None:
     pq.write_table(pa.table(world.videos), out / "videos.parquet", **PARQUET_OPTS)
 
 
-def _summary(cfg: SimConfig, scenario: str, seed: int, out: Path, c: Counters,
-             seconds: float) -> dict[str, Any]:
+def _summary(
+    cfg: SimConfig, scenario: str, seed: int, out: Path, c: Counters, seconds: float
+) -> dict[str, Any]:
     summary = {
-        "out": str(out), "seed": seed, "scenario": scenario, "days": cfg.days,
+        "out": str(out),
+        "seed": seed,
+        "scenario": scenario,
+        "days": cfg.days,
         "onset_day": cfg.onset_day if scenario != "none" else None,
-        "counts": {"users": cfg.users, "videos": cfg.videos, "requests": c.requests,
-                   "impressions": c.impressions, "watches": c.clicks},
+        "counts": {
+            "users": cfg.users,
+            "videos": cfg.videos,
+            "requests": c.requests,
+            "impressions": c.impressions,
+            "watches": c.clicks,
+        },
         "ctr": round(c.clicks / max(c.impressions, 1), 5),
         "mean_watch_seconds": round(c.watch_seconds / max(c.clicks, 1), 2),
         "slate_duplicates_dropped": c.slate_duplicates_dropped,
@@ -348,6 +472,7 @@ def _summary(cfg: SimConfig, scenario: str, seed: int, out: Path, c: Counters,
     }
     # the manifest is part of the output, so it holds nothing run-specific (path, time)
     manifest = {k: v for k, v in summary.items() if k not in ("out", "seconds")}
-    (out / "manifest.json").write_text(json.dumps({**manifest, "config": cfg.model_dump()},
-                                                  indent=2))
+    (out / "manifest.json").write_text(
+        json.dumps({**manifest, "config": cfg.model_dump()}, indent=2)
+    )
     return summary

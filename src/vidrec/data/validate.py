@@ -9,8 +9,8 @@ and, when asked, written to `<dir>/<table>.parquet` with its reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,33 +31,45 @@ RULES: dict[str, list[tuple[str, str]]] = {
         ("bad_duration", "t.duration_s IS NULL OR isnan(t.duration_s) OR t.duration_s <= 0"),
     ],
     "impressions": [
-        ("null_id", "t.request_id IS NULL OR t.ts IS NULL OR t.user_id IS NULL "
-                    "OR t.video_id IS NULL"),
+        (
+            "null_id",
+            "t.request_id IS NULL OR t.ts IS NULL OR t.user_id IS NULL OR t.video_id IS NULL",
+        ),
         ("unknown_user", "u.user_id IS NULL"),
         ("unknown_video", "v.video_id IS NULL"),
         ("before_signup", "t.ts < u.signup_ts"),
         ("before_upload", "t.ts < v.upload_ts"),
-        ("bad_propensity", "t.propensity IS NOT NULL AND (isnan(t.propensity) "
-                           "OR t.propensity <= 0 OR t.propensity > 1)"),
+        (
+            "bad_propensity",
+            "t.propensity IS NOT NULL AND (isnan(t.propensity) "
+            "OR t.propensity <= 0 OR t.propensity > 1)",
+        ),
     ],
     "watches": [
-        ("null_id", "t.user_id IS NULL OR t.video_id IS NULL OR t.start_ts IS NULL "
-                    "OR t.label_ts IS NULL"),
+        (
+            "null_id",
+            "t.user_id IS NULL OR t.video_id IS NULL OR t.start_ts IS NULL OR t.label_ts IS NULL",
+        ),
         ("unknown_user", "u.user_id IS NULL"),
         ("unknown_video", "v.video_id IS NULL"),
         ("label_before_start", "t.label_ts < t.start_ts"),
         ("before_signup", "t.start_ts < u.signup_ts"),
-        ("bad_watch_seconds", "t.watch_seconds IS NULL OR isnan(t.watch_seconds) "
-                              "OR t.watch_seconds < 0"),
+        (
+            "bad_watch_seconds",
+            "t.watch_seconds IS NULL OR isnan(t.watch_seconds) OR t.watch_seconds < 0",
+        ),
     ],
 }
 # views, not tables: large logs stream through them instead of being copied.
 # entity tables are cleaned first; event tables are checked against the clean ones
-JOINS = {"users": "", "videos": "",
-         "impressions": "LEFT JOIN users u ON t.user_id = u.user_id "
-                        "LEFT JOIN videos v ON t.video_id = v.video_id",
-         "watches": "LEFT JOIN users u ON t.user_id = u.user_id "
-                    "LEFT JOIN videos v ON t.video_id = v.video_id"}
+JOINS = {
+    "users": "",
+    "videos": "",
+    "impressions": "LEFT JOIN users u ON t.user_id = u.user_id "
+    "LEFT JOIN videos v ON t.video_id = v.video_id",
+    "watches": "LEFT JOIN users u ON t.user_id = u.user_id "
+    "LEFT JOIN videos v ON t.video_id = v.video_id",
+}
 
 
 @dataclass
@@ -93,8 +105,12 @@ def _scan(path: Path) -> str:
     return f"read_parquet('{glob}')"
 
 
-def open_dataset(root: Path, cfg: FeatureConfig, rejects_dir: Path | None = None,
-                 con: duckdb.DuckDBPyConnection | None = None) -> OpenDataset:
+def open_dataset(
+    root: Path,
+    cfg: FeatureConfig,
+    rejects_dir: Path | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> OpenDataset:
     """Views users/videos/impressions/watches over the clean rows of `root`."""
     paths = check_dataset(root)
     ds = OpenDataset(con or connect(cfg), root)
@@ -108,15 +124,22 @@ def _clean(ds: OpenDataset, name: str, path: Path, rejects_dir: Path | None) -> 
     cols = [c for c in TABLES[name].columns if c in {d[0] for d in present}]
     reason = "CASE " + " ".join(f"WHEN {p} THEN '{r}'" for r, p in RULES[name]) + " END"
     select = ", ".join(f"t.{c}" for c in cols)
-    ds.con.execute(f"CREATE OR REPLACE TEMP VIEW {name}__checked AS SELECT {select}, "
-                   f"{reason} AS reject_reason FROM {_scan(path)} t {JOINS[name]}")
-    ds.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {', '.join(cols)} "
-                   f"FROM {name}__checked WHERE reject_reason IS NULL")
-    counts = ds.con.execute(f"SELECT reject_reason, count(*) FROM {name}__checked "
-                            "GROUP BY ALL").fetchall()
+    ds.con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {name}__checked AS SELECT {select}, "
+        f"{reason} AS reject_reason FROM {_scan(path)} t {JOINS[name]}"
+    )
+    ds.con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {', '.join(cols)} "
+        f"FROM {name}__checked WHERE reject_reason IS NULL"
+    )
+    counts = ds.con.execute(
+        f"SELECT reject_reason, count(*) FROM {name}__checked GROUP BY ALL"
+    ).fetchall()
     ds.rejected[name] = {r: n for r, n in counts if r is not None}
     ds.rows[name] = sum(n for r, n in counts if r is None)
     if rejects_dir is not None and ds.rejected[name]:
         rejects_dir.mkdir(parents=True, exist_ok=True)
-        ds.con.execute(f"COPY (SELECT * FROM {name}__checked WHERE reject_reason IS NOT NULL) "
-                       f"TO '{rejects_dir / name}.parquet' (FORMAT parquet)")
+        ds.con.execute(
+            f"COPY (SELECT * FROM {name}__checked WHERE reject_reason IS NOT NULL) "
+            f"TO '{rejects_dir / name}.parquet' (FORMAT parquet)"
+        )

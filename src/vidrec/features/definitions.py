@@ -9,12 +9,16 @@ changes, so a model trained on the old vector is refused by serving.
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from vidrec.features.spec import BatchFeature, Entity, FeatureSet, Source, Transform
 from vidrec.features.transform import list_contains
+
+Array = npt.NDArray[Any]
 
 H, D = 3600, 86_400
 CTR_PRIOR, CTR_STRENGTH = 0.05, 20.0  # Beta prior for smoothed CTRs: 20 pseudo-impressions
@@ -25,31 +29,70 @@ VIDEO = Entity("video", ("video_id",))
 CREATOR = Entity("creator", ("creator_id",))
 USER_CATEGORY = Entity("user_category", ("user_id", "category"))
 
-WATCHES = Source("watches", "SELECT w.user_id, w.video_id, v.creator_id, v.category, w.start_ts, "
-                 "w.label_ts, w.watch_seconds FROM watches w JOIN videos v USING (video_id)",
-                 available_at="label_ts")
-IMPRESSIONS = Source("impressions", "SELECT i.user_id, i.video_id, v.creator_id, i.ts "
-                     "FROM impressions i JOIN videos v USING (video_id)", available_at="ts")
-USERS = Source("users", "SELECT user_id, country, age_bucket, signup_ts FROM users",
-               available_at="signup_ts")
-VIDEOS = Source("videos", "SELECT video_id, category, creator_id, language, duration_s, "
-                "upload_ts FROM videos", available_at="upload_ts")
+WATCHES = Source(
+    "watches",
+    "SELECT w.user_id, w.video_id, v.creator_id, v.category, w.start_ts, "
+    "w.label_ts, w.watch_seconds FROM watches w JOIN videos v USING (video_id)",
+    available_at="label_ts",
+)
+IMPRESSIONS = Source(
+    "impressions",
+    "SELECT i.user_id, i.video_id, v.creator_id, i.ts "
+    "FROM impressions i JOIN videos v USING (video_id)",
+    available_at="ts",
+)
+USERS = Source(
+    "users", "SELECT user_id, country, age_bucket, signup_ts FROM users", available_at="signup_ts"
+)
+VIDEOS = Source(
+    "videos",
+    "SELECT video_id, category, creator_id, language, duration_s, upload_ts FROM videos",
+    available_at="upload_ts",
+)
 
 
-def _attr(name: str, entity: Entity, source: Source, column: str, dtype: str,
-          default: float | str | None) -> BatchFeature:
-    return BatchFeature(name, entity, source, "latest", column, None, dtype, default,
-                        description=f"{entity.name}'s {column} (known from {source.available_at})")
+def _attr(
+    name: str, entity: Entity, source: Source, column: str, dtype: str, default: float | str | None
+) -> BatchFeature:
+    return BatchFeature(
+        name,
+        entity,
+        source,
+        "latest",
+        column,
+        None,
+        dtype,
+        default,
+        description=f"{entity.name}'s {column} (known from {source.available_at})",
+    )
 
 
 def _count(name: str, entity: Entity, source: Source, window: int) -> BatchFeature:
-    return BatchFeature(name, entity, source, "count", None, window, "int64", 0,
-                        description=f"{source.name} per {entity.name} over {window // H}h")
+    return BatchFeature(
+        name,
+        entity,
+        source,
+        "count",
+        None,
+        window,
+        "int64",
+        0,
+        description=f"{source.name} per {entity.name} over {window // H}h",
+    )
 
 
 def _sum(name: str, entity: Entity, source: Source, column: str, window: int) -> BatchFeature:
-    return BatchFeature(name, entity, source, "sum", column, window, "float64", 0.0,
-                        description=f"sum of {column} per {entity.name} over {window // H}h")
+    return BatchFeature(
+        name,
+        entity,
+        source,
+        "sum",
+        column,
+        window,
+        "float64",
+        0.0,
+        description=f"sum of {column} per {entity.name} over {window // H}h",
+    )
 
 
 BATCH = (
@@ -76,10 +119,19 @@ BATCH = (
     _count("creator_watches_28d", CREATOR, WATCHES, 28 * D),
     _count("user_category_watches_28d", USER_CATEGORY, WATCHES, 28 * D),
     _sum("user_category_watch_seconds_28d", USER_CATEGORY, WATCHES, "watch_seconds", 28 * D),
-    BatchFeature("user_last_watched", USER, WATCHES, "last_n", "video_id", None, "list", None,
-                 freshness="realtime",
-                 description="ids of the user's last N watches whose labels are available, "
-                             "oldest first, at the request time itself"),
+    BatchFeature(
+        "user_last_watched",
+        USER,
+        WATCHES,
+        "last_n",
+        "video_id",
+        None,
+        "list",
+        None,
+        freshness="realtime",
+        description="ids of the user's last N watches whose labels are available, "
+        "oldest first, at the request time itself",
+    ),
 )
 
 
@@ -94,8 +146,14 @@ def code(values: pd.Series) -> pd.Series:
     never depends on which rows a job happened to see.
     """
     uniq = pd.unique(values)
-    table = {v: (-1 if v is None or v == "unknown" or v != v
-                 else zlib.crc32(str(v).encode()) % CODE_BUCKETS) for v in uniq}
+    table = {
+        v: (
+            -1
+            if v is None or v == "unknown" or v != v
+            else zlib.crc32(str(v).encode()) % CODE_BUCKETS
+        )
+        for v in uniq
+    }
     return values.map(table).astype("int64")
 
 
@@ -103,60 +161,131 @@ def _in_last_watched(df: pd.DataFrame) -> pd.Series:
     return pd.Series(list_contains(df["user_last_watched"], df["video_id"]), index=df.index)
 
 
-def _t(name: str, inputs: tuple[str, ...], fn: object, kind: str, dtype: str = "float64",
-       description: str = "") -> Transform:
+def _t(
+    name: str,
+    inputs: tuple[str, ...],
+    fn: object,
+    kind: str,
+    dtype: str = "float64",
+    description: str = "",
+) -> Transform:
     return Transform(name, inputs, fn, kind, dtype, description)  # type: ignore[arg-type]
 
 
 TRANSFORMS = (
-    _t("video_ctr_1d", ("video_watches_1d", "video_impressions_1d"),
-       lambda d: smoothed_ctr(d.video_watches_1d, d.video_impressions_1d), "batch"),
-    _t("video_ctr_7d", ("video_watches_7d", "video_impressions_7d"),
-       lambda d: smoothed_ctr(d.video_watches_7d, d.video_impressions_7d), "batch"),
-    _t("creator_ctr_28d", ("creator_watches_28d", "creator_impressions_28d"),
-       lambda d: smoothed_ctr(d.creator_watches_28d, d.creator_impressions_28d), "batch"),
-    _t("user_ctr_7d", ("user_watches_7d", "user_impressions_7d"),
-       lambda d: smoothed_ctr(d.user_watches_7d, d.user_impressions_7d), "batch"),
-    _t("video_watch_share_7d", ("video_watch_seconds_7d", "video_watches_7d", "video_duration_s"),
-       lambda d: d.video_watch_seconds_7d / (d.video_watches_7d.clip(lower=1)
-                                             * d.video_duration_s), "batch"),
-    _t("user_category_share_28d", ("user_category_watches_28d", "user_watches_28d"),
-       lambda d: d.user_category_watches_28d / d.user_watches_28d.clip(lower=1), "batch"),
-    _t("video_age_hours", ("ts", "video_upload_ts"), lambda d: (d.ts - d.video_upload_ts) / H,
-       "request"),
-    _t("user_tenure_days", ("ts", "user_signup_ts"), lambda d: (d.ts - d.user_signup_ts) / D,
-       "request"),
+    _t(
+        "video_ctr_1d",
+        ("video_watches_1d", "video_impressions_1d"),
+        lambda d: smoothed_ctr(d.video_watches_1d, d.video_impressions_1d),
+        "batch",
+    ),
+    _t(
+        "video_ctr_7d",
+        ("video_watches_7d", "video_impressions_7d"),
+        lambda d: smoothed_ctr(d.video_watches_7d, d.video_impressions_7d),
+        "batch",
+    ),
+    _t(
+        "creator_ctr_28d",
+        ("creator_watches_28d", "creator_impressions_28d"),
+        lambda d: smoothed_ctr(d.creator_watches_28d, d.creator_impressions_28d),
+        "batch",
+    ),
+    _t(
+        "user_ctr_7d",
+        ("user_watches_7d", "user_impressions_7d"),
+        lambda d: smoothed_ctr(d.user_watches_7d, d.user_impressions_7d),
+        "batch",
+    ),
+    _t(
+        "video_watch_share_7d",
+        ("video_watch_seconds_7d", "video_watches_7d", "video_duration_s"),
+        lambda d: (
+            d.video_watch_seconds_7d / (d.video_watches_7d.clip(lower=1) * d.video_duration_s)
+        ),
+        "batch",
+    ),
+    _t(
+        "user_category_share_28d",
+        ("user_category_watches_28d", "user_watches_28d"),
+        lambda d: d.user_category_watches_28d / d.user_watches_28d.clip(lower=1),
+        "batch",
+    ),
+    _t(
+        "video_age_hours",
+        ("ts", "video_upload_ts"),
+        lambda d: (d.ts - d.video_upload_ts) / H,
+        "request",
+    ),
+    _t(
+        "user_tenure_days",
+        ("ts", "user_signup_ts"),
+        lambda d: (d.ts - d.user_signup_ts) / D,
+        "request",
+    ),
     _t("hour_of_day", ("ts",), lambda d: (d.ts % D) // H, "request", "int64"),
     _t("device_code", ("device",), lambda d: code(d.device), "request", "int64"),
     _t("country_code", ("user_country",), lambda d: code(d.user_country), "batch", "int64"),
     _t("age_code", ("user_age_bucket",), lambda d: code(d.user_age_bucket), "batch", "int64"),
     _t("category_code", ("video_category",), lambda d: code(d.video_category), "batch", "int64"),
     _t("language_code", ("video_language",), lambda d: code(d.video_language), "batch", "int64"),
-    _t("in_last_watched", ("video_id", "user_last_watched"), _in_last_watched, "request",
-       "int64", "1 if the candidate is among the user's last N watched videos"),
+    _t(
+        "in_last_watched",
+        ("video_id", "user_last_watched"),
+        _in_last_watched,
+        "request",
+        "int64",
+        "1 if the candidate is among the user's last N watched videos",
+    ),
 )
 
 MODEL_INPUTS = (
-    "user_watches_1d", "user_watches_7d", "user_watches_28d", "user_watch_seconds_7d",
-    "user_watch_seconds_28d", "user_ctr_7d", "video_impressions_1d", "video_impressions_7d",
-    "video_ctr_1d", "video_ctr_7d", "video_watch_share_7d", "video_duration_s",
-    "creator_ctr_28d", "user_category_watches_28d", "user_category_share_28d",
-    "video_age_hours", "user_tenure_days", "hour_of_day", "session_position", "device_code",
-    "country_code", "age_code", "category_code", "language_code", "in_last_watched",
+    "user_watches_1d",
+    "user_watches_7d",
+    "user_watches_28d",
+    "user_watch_seconds_7d",
+    "user_watch_seconds_28d",
+    "user_ctr_7d",
+    "video_impressions_1d",
+    "video_impressions_7d",
+    "video_ctr_1d",
+    "video_ctr_7d",
+    "video_watch_share_7d",
+    "video_duration_s",
+    "creator_ctr_28d",
+    "user_category_watches_28d",
+    "user_category_share_28d",
+    "video_age_hours",
+    "user_tenure_days",
+    "hour_of_day",
+    "session_position",
+    "device_code",
+    "country_code",
+    "age_code",
+    "category_code",
+    "language_code",
+    "in_last_watched",
 )
 
 FEATURES = FeatureSet(
     name="ranking_v1",
     batch=BATCH,
     transforms=TRANSFORMS,
-    request_columns={"ts": "int64", "user_id": "int64", "video_id": "int64", "device": "str",
-                     "session_position": "int64"},
+    request_columns={
+        "ts": "int64",
+        "user_id": "int64",
+        "video_id": "int64",
+        "device": "str",
+        "session_position": "int64",
+    },
     model_inputs=MODEL_INPUTS,
-    derived_keys={"creator_id": ("video", "video_creator_id"),
-                  "category": ("video", "video_category")},
+    derived_keys={
+        "creator_id": ("video", "video_creator_id"),
+        "category": ("video", "video_category"),
+    },
 )
 
 
-def as_float_matrix(frame: pd.DataFrame, fs: FeatureSet = FEATURES) -> np.ndarray:
+def as_float_matrix(frame: pd.DataFrame, fs: FeatureSet = FEATURES) -> Array:
     """The model-input matrix, columns in `fs.model_inputs` order."""
     return frame.loc[:, list(fs.model_inputs)].to_numpy(dtype=np.float64)

@@ -31,4 +31,6 @@ def check(frame: pd.DataFrame, groups: list[Group], time_col: str = "ts") -> Non
                 f"available at {int(row[g.src])}); the definition joins on "
                 f"{g.features[0].join_time!r} but facts of {g.features[0].source.name!r} are "
                 f"available at {g.features[0].source.available_at!r}",
-                features=names, rows=n)
+                features=names,
+                rows=n,
+            )

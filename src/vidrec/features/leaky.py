@@ -13,9 +13,16 @@ from dataclasses import replace
 from vidrec.features.definitions import FEATURES, USER, WATCHES
 from vidrec.features.spec import BatchFeature, FeatureSet
 
-LEAKY = BatchFeature("user_watch_seconds_1d_by_start", USER, WATCHES, "sum", "watch_seconds",
-                     86_400, time_column="start_ts",
-                     description="LEAKY: joins on start_ts instead of label_ts")
+LEAKY = BatchFeature(
+    "user_watch_seconds_1d_by_start",
+    USER,
+    WATCHES,
+    "sum",
+    "watch_seconds",
+    86_400,
+    time_column="start_ts",
+    description="LEAKY: joins on start_ts instead of label_ts",
+)
 
 
 def leaky_feature_set() -> FeatureSet:

@@ -34,19 +34,20 @@ def materialize(pit: PointInTime, store: OnlineStore, as_of: int) -> dict[str, i
         if not groups:
             continue
         keys = ", ".join(entity.keys)
-        known = " UNION ".join(f"SELECT DISTINCT {keys} FROM {g.table} WHERE __t < {as_of}"
-                               for g in groups)
+        known = " UNION ".join(
+            f"SELECT DISTINCT {keys} FROM {g.table} WHERE __t < {as_of}" for g in groups
+        )
         rows = f"(SELECT {keys}, {as_of}::BIGINT AS ts, {as_of}::BIGINT AS as_of FROM ({known}))"
         names = [f.name for g in groups for f in g.features]
         cur = pit.con.execute(pit.select(rows, groups, derive_keys=False))
-        written[entity.name] = store.write_snapshot(entity.name, as_of,
-                                                    _rows(cur, entity.keys, names))
+        written[entity.name] = store.write_snapshot(
+            entity.name, as_of, _rows(cur, entity.keys, names)
+        )
         pit.release()
     return written
 
 
-def _rows(cur: duckdb.DuckDBPyConnection, keys: tuple[str, ...], names: list[str]
-          ) -> Any:
+def _rows(cur: duckdb.DuckDBPyConnection, keys: tuple[str, ...], names: list[str]) -> Any:
     cols = [d[0] for d in cur.description]
     k_idx = [cols.index(k) for k in keys]
     f_idx = [(n, cols.index(n)) for n in names]
@@ -55,16 +56,19 @@ def _rows(cur: duckdb.DuckDBPyConnection, keys: tuple[str, ...], names: list[str
             yield (tuple(rec[i] for i in k_idx), {n: _native(rec[i]) for n, i in f_idx})
 
 
-def load_history(con: duckdb.DuckDBPyConnection, store: OnlineStore, pit: PointInTime,
-                 until_ts: int) -> int:
+def load_history(
+    con: duckdb.DuckDBPyConnection, store: OnlineStore, pit: PointInTime, until_ts: int
+) -> int:
     """Replay realtime-feature events available before until_ts into the store."""
     n = 0
     for g in pit.groups:
         if not g.realtime:
             continue
         f = g.features[0]
-        cur = con.execute(f"SELECT {', '.join(f.entity.keys)}, {f.join_time}, {f.column} "
-                          f"FROM ({f.source.sql}) s WHERE {f.join_time} < {until_ts}")
+        cur = con.execute(
+            f"SELECT {', '.join(f.entity.keys)}, {f.join_time}, {f.column} "
+            f"FROM ({f.source.sql}) s WHERE {f.join_time} < {until_ts}"
+        )
         while batch := cur.fetchmany(50_000):
             n += store.append_history(batch)
     return n

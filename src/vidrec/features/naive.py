@@ -22,8 +22,10 @@ def load_facts(con: duckdb.DuckDBPyConnection, g: Group, rows: pd.DataFrame) -> 
     keys = list(g.entity_keys)
     con.register("__naive_keys", rows[keys].drop_duplicates())
     try:
-        return con.execute(f"SELECT s.* FROM ({f0.source.sql}) s SEMI JOIN __naive_keys k "
-                           f"USING ({', '.join(keys)})").df()
+        return con.execute(
+            f"SELECT s.* FROM ({f0.source.sql}) s SEMI JOIN __naive_keys k "
+            f"USING ({', '.join(keys)})"
+        ).df()
     finally:
         con.unregister("__naive_keys")
 
@@ -56,8 +58,9 @@ def join_group(rows: pd.DataFrame, g: Group, facts: pd.DataFrame, last_n: int) -
     return out
 
 
-def naive_join(con: duckdb.DuckDBPyConnection, fs: FeatureSet, rows: pd.DataFrame,
-               last_n: int) -> tuple[pd.DataFrame, float]:
+def naive_join(
+    con: duckdb.DuckDBPyConnection, fs: FeatureSet, rows: pd.DataFrame, last_n: int
+) -> tuple[pd.DataFrame, float]:
     """Raw feature columns for `rows` and the seconds spent in pandas (loads excluded)."""
     import time
 

@@ -30,20 +30,26 @@ class OnlineFeatures:
     def frame(self, requests: pd.DataFrame) -> pd.DataFrame:
         raw = requests.reset_index(drop=True).copy()
         for entity in self.order:
-            snap = [f for f in self.fs.batch
-                    if f.entity.name == entity.name and f.freshness == "snapshot"]
+            snap = [
+                f
+                for f in self.fs.batch
+                if f.entity.name == entity.name and f.freshness == "snapshot"
+            ]
             if snap:
                 self._lookup(raw, entity.name, entity.keys, [f.name for f in snap])
             if any(e == entity.name for e, _ in self.fs.derived_keys.values()):
                 self._derive_keys(raw, entity.name)
         for f in self.fs.batch:
             if f.freshness == "realtime":
-                raw[f.name] = [self.store.history(int(u), int(t), self.last_n)
-                               for u, t in zip(raw[f.entity.keys[0]], raw["ts"], strict=True)]
+                raw[f.name] = [
+                    self.store.history(int(u), int(t), self.last_n)
+                    for u, t in zip(raw[f.entity.keys[0]], raw["ts"], strict=True)
+                ]
         return finish(raw, self.fs)
 
-    def _lookup(self, raw: pd.DataFrame, entity: str, keys: tuple[str, ...],
-                names: list[str]) -> None:
+    def _lookup(
+        self, raw: pd.DataFrame, entity: str, keys: tuple[str, ...], names: list[str]
+    ) -> None:
         tuples = list(zip(*(raw[k] for k in keys), strict=True))
         valid = [t for t in dict.fromkeys(tuples) if not any(_missing(v) for v in t)]
         found = dict(zip(valid, self.store.read(entity, [_key(t) for t in valid]), strict=True))
@@ -56,8 +62,7 @@ class OnlineFeatures:
             if e != entity:
                 continue
             is_str = self.fs.by_name(attr).dtype == "str"
-            raw[key] = [None if _missing(v) else (str(v) if is_str else int(v))
-                        for v in raw[attr]]
+            raw[key] = [None if _missing(v) else (str(v) if is_str else int(v)) for v in raw[attr]]
 
 
 def _missing(v: Any) -> bool:

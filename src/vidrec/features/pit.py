@@ -83,26 +83,29 @@ class PointInTime:
         not_null = " AND ".join(f"{k} IS NOT NULL" for k in (*g.entity_keys, t, avail))
         if g.kind == "attr":
             cols = ", ".join(f"{f.column} AS {f.name}" for f in g.features)
-            return (f"SELECT {keys}, {t} AS __t, {avail} AS __avail, {cols} FROM {src} "
-                    f"WHERE {not_null}")
+            return (
+                f"SELECT {keys}, {t} AS __t, {avail} AS __avail, {cols} FROM {src} WHERE {not_null}"
+            )
         w = f"PARTITION BY {keys} ORDER BY __t"
         if g.kind == "hist":
             (f,) = g.features
-            return (f"SELECT {keys}, __t, max(__a) OVER (PARTITION BY {keys} ORDER BY __t ROWS "
-                    f"UNBOUNDED PRECEDING) AS __avail, flatten(list(__ids) OVER ({w} ROWS "
-                    f"BETWEEN {self.last_n - 1} PRECEDING AND CURRENT ROW))[-{self.last_n}:] "
-                    f"AS {f.name} FROM (SELECT {keys}, {t} AS __t, max({avail}) AS __a, "
-                    f"list({f.column} ORDER BY {f.column}) AS __ids FROM {src} "
-                    f"WHERE {not_null} GROUP BY ALL)")
+            return (
+                f"SELECT {keys}, __t, max(__a) OVER (PARTITION BY {keys} ORDER BY __t ROWS "
+                f"UNBOUNDED PRECEDING) AS __avail, flatten(list(__ids) OVER ({w} ROWS "
+                f"BETWEEN {self.last_n - 1} PRECEDING AND CURRENT ROW))[-{self.last_n}:] "
+                f"AS {f.name} FROM (SELECT {keys}, {t} AS __t, max({avail}) AS __a, "
+                f"list({f.column} ORDER BY {f.column}) AS __ids FROM {src} "
+                f"WHERE {not_null} GROUP BY ALL)"
+            )
         measures = sorted({f.column for f in g.features if f.agg == "sum"}, key=str)
-        sums = "".join(f", sum(sum(CAST({c} AS DECIMAL(18,3)))) OVER w AS c__{c}"
-                       for c in measures)
-        return (f"SELECT {keys}, {t} AS __t, max(max({avail})) OVER w AS __avail, "
-                f"sum(count(*)) OVER w AS c__count{sums} FROM {src} WHERE {not_null} "
-                f"GROUP BY {keys}, {t} WINDOW w AS ({w} ROWS UNBOUNDED PRECEDING)")
+        sums = "".join(f", sum(sum(CAST({c} AS DECIMAL(18,3)))) OVER w AS c__{c}" for c in measures)
+        return (
+            f"SELECT {keys}, {t} AS __t, max(max({avail})) OVER w AS __avail, "
+            f"sum(count(*)) OVER w AS c__count{sums} FROM {src} WHERE {not_null} "
+            f"GROUP BY {keys}, {t} WINDOW w AS ({w} ROWS UNBOUNDED PRECEDING)"
+        )
 
-    def select(self, rows: str, groups: list[Group] | None = None,
-               derive_keys: bool = True) -> str:
+    def select(self, rows: str, groups: list[Group] | None = None, derive_keys: bool = True) -> str:
         """SQL adding every group's columns to relation `rows` (needs ts, as_of, keys).
 
         Each group is evaluated once per distinct (key, as_of) - far fewer than
@@ -125,10 +128,13 @@ class PointInTime:
             if derived:
                 keys, at = ", ".join(g.entity_keys), self._at(g)
                 ktable = f"{tag}_k{g.index}"
-                self._create(ktable, f"SELECT {keys}, {at}, {', '.join(derived.values())} "
-                                     f"FROM {table}")
-                base = (f"(SELECT r.*, {', '.join(f'k.{c}' for c in derived)} FROM {base} r "
-                        f"LEFT JOIN {ktable} k USING ({keys}, {at}))")
+                self._create(
+                    ktable, f"SELECT {keys}, {at}, {', '.join(derived.values())} FROM {table}"
+                )
+                base = (
+                    f"(SELECT r.*, {', '.join(f'k.{c}' for c in derived)} FROM {base} r "
+                    f"LEFT JOIN {ktable} k USING ({keys}, {at}))"
+                )
         for g in groups:
             if g.kind != "attr":
                 attached.append((g, self._evaluate(g, base, f"{tag}_{g.index}")))
@@ -172,8 +178,9 @@ class PointInTime:
 
         def asof(alias: str, shift: int = 0) -> str:
             edge = f"r.{at} - {shift}" if shift else f"r.{at}"
-            return (f"ASOF LEFT JOIN {g.table} {alias} ON {on.format(a=alias)} "
-                    f"AND {edge} > {alias}.__t")
+            return (
+                f"ASOF LEFT JOIN {g.table} {alias} ON {on.format(a=alias)} AND {edge} > {alias}.__t"
+            )
 
         joins, cols = [asof("a")], [f"a.__avail AS {g.src}"]
         windows = sorted({f.window_s for f in g.features if f.window_s is not None})
@@ -187,10 +194,11 @@ class PointInTime:
             expr = f"a.{c}"
             if f.window_s is not None:
                 expr = f"a.{c} - coalesce(b{windows.index(f.window_s)}.{c}, 0)"
-            cols.append(f"CAST({expr} AS {'BIGINT' if f.agg == 'count' else 'DOUBLE'}) "
-                        f"AS {f.name}")
-        return (f"SELECT r.*, {', '.join(cols)} FROM (SELECT DISTINCT {keys}, {at} FROM {rows}) "
-                f"r {' '.join(joins)}")
+            cols.append(f"CAST({expr} AS {'BIGINT' if f.agg == 'count' else 'DOUBLE'}) AS {f.name}")
+        return (
+            f"SELECT r.*, {', '.join(cols)} FROM (SELECT DISTINCT {keys}, {at} FROM {rows}) "
+            f"r {' '.join(joins)}"
+        )
 
     def entity_groups(self, entity: str, realtime: bool = False) -> list[Group]:
         return [g for g in self.groups if g.key[0] == entity and g.realtime == realtime]

@@ -8,8 +8,8 @@ members sort by video id within a timestamp, as the offline join does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 import os
+from collections.abc import Iterable, Sequence
 from itertools import count, islice
 
 import redis
@@ -70,8 +70,9 @@ class RedisStore:
         return n
 
     def history(self, user_id: int, before_ts: int, n: int) -> list[int]:
-        members = self.r.zrevrangebyscore(f"{self.prefix}:hist:{int(user_id)}",
-                                          f"({int(before_ts)}", "-inf", start=0, num=n)
+        members = self.r.zrevrangebyscore(
+            f"{self.prefix}:hist:{int(user_id)}", f"({int(before_ts)}", "-inf", start=0, num=n
+        )
         return [int(m.split(b":")[0]) - _OFFSET for m in reversed(members)]
 
     def close(self) -> None:

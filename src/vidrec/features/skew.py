@@ -49,17 +49,26 @@ def compare(offline: pd.DataFrame, online: pd.DataFrame, names: list[str]) -> di
             both_nan = np.isnan(xf) & np.isnan(yf)
             diff = np.where(both_nan, 0.0, np.abs(xf - yf))
             diff = np.where(np.isnan(diff), np.inf, diff)
-            report[n] = {"max_abs_diff": float(diff.max(initial=0.0)),
-                         "mismatches": int((diff > 0).sum()),
-                         "nonzero": int(((xf != 0) & ~np.isnan(xf)).sum())}
+            report[n] = {
+                "max_abs_diff": float(diff.max(initial=0.0)),
+                "mismatches": int((diff > 0).sum()),
+                "nonzero": int(((xf != 0) & ~np.isnan(xf)).sum()),
+            }
         else:
             bad = sum(1 for p, q in zip(x, y, strict=True) if _norm(p) != _norm(q))
             report[n] = {"max_abs_diff": 0.0 if bad == 0 else float("inf"), "mismatches": bad}
     return report
 
 
-def check_skew(data: Path, cfg: FeatureConfig, fs: FeatureSet = FEATURES, sample: int = 2000,
-               snapshots: int = 3, seed: int = 0, store_lag_s: int = 0) -> dict[str, Any]:
+def check_skew(
+    data: Path,
+    cfg: FeatureConfig,
+    fs: FeatureSet = FEATURES,
+    sample: int = 2000,
+    snapshots: int = 3,
+    seed: int = 0,
+    store_lag_s: int = 0,
+) -> dict[str, Any]:
     """`store_lag_s` > 0 materialises that much too early: a stale online store, i.e.
     real skew, which the check must report."""
     t0 = time.perf_counter()
@@ -68,9 +77,13 @@ def check_skew(data: Path, cfg: FeatureConfig, fs: FeatureSet = FEATURES, sample
     pit = PointInTime(con, fs, cfg.last_n)
     pit.prepare()
     as_of = as_of_expr(cfg.refresh_seconds)
-    windows = [int(r[0]) for r in con.execute(
-        f"SELECT DISTINCT {as_of} AS w FROM impressions ORDER BY hash(w + {seed}) "
-        f"LIMIT {snapshots}").fetchall()]
+    windows = [
+        int(r[0])
+        for r in con.execute(
+            f"SELECT DISTINCT {as_of} AS w FROM impressions ORDER BY hash(w + {seed}) "
+            f"LIMIT {snapshots}"
+        ).fetchall()
+    ]
     if not windows:
         raise ValueError(f"{data}: no impressions to sample")
     per = max(1, sample // len(windows))
@@ -79,7 +92,8 @@ def check_skew(data: Path, cfg: FeatureConfig, fs: FeatureSet = FEATURES, sample
         f"SELECT request_id, ts, {as_of}::BIGINT AS as_of, user_id, video_id, device, "
         f"session_position, row_number() OVER (PARTITION BY {as_of} "
         f"ORDER BY hash(request_id * 7919 + video_id + {seed})) AS rn FROM impressions "
-        f"WHERE {as_of} IN ({', '.join(map(str, windows))})) WHERE rn <= {per}")
+        f"WHERE {as_of} IN ({', '.join(map(str, windows))})) WHERE rn <= {per}"
+    )
     offline = finish(con.sql(pit.select("__sample")).df(), fs)
 
     store = open_store(cfg.online_store)
@@ -89,8 +103,10 @@ def check_skew(data: Path, cfg: FeatureConfig, fs: FeatureSet = FEATURES, sample
         service = OnlineFeatures(store, fs, cfg.last_n)
         for w in sorted(windows):
             materialize(pit, store, w - store_lag_s)
-            req = con.execute(f"SELECT request_id, ts, user_id, video_id, device, "
-                              f"session_position FROM __sample WHERE as_of = {w}").df()
+            req = con.execute(
+                f"SELECT request_id, ts, user_id, video_id, device, "
+                f"session_position FROM __sample WHERE as_of = {w}"
+            ).df()
             online_parts.append(service.frame(req))
         online = pd.concat(online_parts, ignore_index=True)
     finally:
@@ -99,8 +115,15 @@ def check_skew(data: Path, cfg: FeatureConfig, fs: FeatureSet = FEATURES, sample
     names = [f.name for f in fs.batch] + [t.name for t in fs.transforms]
     report = compare(offline, online, names)
     worst = max((r["max_abs_diff"] for r in report.values()), default=0.0)
-    return {"requests": int(offline["request_id"].nunique()), "rows": len(offline),
-            "snapshots": sorted(windows), "store_lag_s": store_lag_s, "online_store": cfg.online_store.split("://")[0],
-            "features": report, "max_abs_diff": worst,
-            "mismatched_features": sorted(n for n, r in report.items() if r["mismatches"]),
-            "passed": worst == 0.0, "seconds": round(time.perf_counter() - t0, 3)}
+    return {
+        "requests": int(offline["request_id"].nunique()),
+        "rows": len(offline),
+        "snapshots": sorted(windows),
+        "store_lag_s": store_lag_s,
+        "online_store": cfg.online_store.split("://")[0],
+        "features": report,
+        "max_abs_diff": worst,
+        "mismatched_features": sorted(n for n, r in report.items() if r["mismatches"]),
+        "passed": worst == 0.0,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }

@@ -129,14 +129,17 @@ class FeatureSet:
         return {f.entity.name: f.entity for f in self.batch}
 
     def by_name(self, name: str) -> BatchFeature | Transform:
-        for f in (*self.batch, *self.transforms):
-            if f.name == name:
-                return f
-        raise KeyError(name)
+        table: dict[str, BatchFeature | Transform] = {f.name: f for f in self.batch}
+        table.update((t.name, t) for t in self.transforms)
+        if name not in table:
+            raise KeyError(name)
+        return table[name]
 
     def schema(self) -> list[dict[str, str]]:
-        return [{"name": n, "dtype": self.request_columns.get(n) or self.by_name(n).dtype}
-                for n in self.model_inputs]
+        return [
+            {"name": n, "dtype": self.request_columns.get(n) or self.by_name(n).dtype}
+            for n in self.model_inputs
+        ]
 
     def schema_hash(self) -> str:
         """Identifies the model-input vector; training and serving must agree on it."""

@@ -32,8 +32,10 @@ class SQLiteStore:
             # readers of another connection keep seeing the old snapshot until COMMIT
             self.db.execute("DELETE FROM snapshot WHERE entity = ?", (entity,))
             while batch := list(islice(it, 10_000)):
-                self.db.executemany("INSERT INTO snapshot VALUES (?, ?, ?)",
-                                    [(entity, encode_key(k), encode_row(r)) for k, r in batch])
+                self.db.executemany(
+                    "INSERT INTO snapshot VALUES (?, ?, ?)",
+                    [(entity, encode_key(k), encode_row(r)) for k, r in batch],
+                )
                 n += len(batch)
             self.db.execute("INSERT OR REPLACE INTO snapshot_meta VALUES (?, ?)", (entity, as_of))
             self.db.execute("COMMIT")
@@ -46,15 +48,18 @@ class SQLiteStore:
         enc = [encode_key(k) for k in keys]
         found: dict[str, Row] = {}
         for lo in range(0, len(enc), 500):
-            part = enc[lo:lo + 500]
-            q = (f"SELECT key, payload FROM snapshot WHERE entity = ? AND key IN "
-                 f"({','.join('?' * len(part))})")
+            part = enc[lo : lo + 500]
+            q = (
+                f"SELECT key, payload FROM snapshot WHERE entity = ? AND key IN "
+                f"({','.join('?' * len(part))})"
+            )
             found.update((k, decode_row(p)) for k, p in self.db.execute(q, (entity, *part)))
         return [found.get(k) for k in enc]
 
     def snapshot_time(self, entity: str) -> int | None:
-        row = self.db.execute("SELECT as_of FROM snapshot_meta WHERE entity = ?",
-                              (entity,)).fetchone()
+        row = self.db.execute(
+            "SELECT as_of FROM snapshot_meta WHERE entity = ?", (entity,)
+        ).fetchone()
         return None if row is None else int(row[0])
 
     def append_history(self, events: Iterable[tuple[int, int, int]]) -> int:
@@ -65,9 +70,11 @@ class SQLiteStore:
         return n
 
     def history(self, user_id: int, before_ts: int, n: int) -> list[int]:
-        rows = self.db.execute("SELECT video_id FROM history WHERE user_id = ? AND ts < ? "
-                               "ORDER BY ts DESC, video_id DESC LIMIT ?",
-                               (user_id, before_ts, n)).fetchall()
+        rows = self.db.execute(
+            "SELECT video_id FROM history WHERE user_id = ? AND ts < ? "
+            "ORDER BY ts DESC, video_id DESC LIMIT ?",
+            (user_id, before_ts, n),
+        ).fetchall()
         return [int(r[0]) for r in reversed(rows)]
 
     def close(self) -> None:

@@ -60,5 +60,8 @@ def open_store(url: str) -> OnlineStore:
         from vidrec.features.redis_store import RedisStore
 
         return RedisStore(url)
-    raise ConfigError(f"features.online_store: unsupported URL {url!r} "
-                      "(use sqlite:///path.db or redis://host:port/db)", key="online_store")
+    raise ConfigError(
+        f"features.online_store: unsupported URL {url!r} "
+        "(use sqlite:///path.db or redis://host:port/db)",
+        key="online_store",
+    )

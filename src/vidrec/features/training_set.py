@@ -26,8 +26,19 @@ from vidrec.features.pit import PointInTime, as_of_expr
 from vidrec.features.spec import FeatureSet
 from vidrec.features.transform import finish
 
-ID_COLUMNS = ("request_id", "ts", "as_of", "user_id", "video_id", "position", "propensity",
-              "device", "session_position", "label_click", "label_watch_seconds")
+ID_COLUMNS = (
+    "request_id",
+    "ts",
+    "as_of",
+    "user_id",
+    "video_id",
+    "position",
+    "propensity",
+    "device",
+    "session_position",
+    "label_click",
+    "label_watch_seconds",
+)
 
 
 def rows_sql(cfg: FeatureConfig, build_ts: int, where: str = "") -> str:
@@ -41,21 +52,30 @@ def rows_sql(cfg: FeatureConfig, build_ts: int, where: str = "") -> str:
         "sum(watch_seconds) AS watch_seconds FROM watches "
         f"WHERE label_ts <= {build_ts} AND request_id IS NOT NULL GROUP BY ALL) w "
         "USING (request_id, video_id) "
-        f"WHERE i.ts <= {build_ts - cfg.label_horizon_s} {where}")
+        f"WHERE i.ts <= {build_ts - cfg.label_horizon_s} {where}"
+    )
 
 
 def default_build_ts(ds: OpenDataset) -> int:
-    got = scalar(ds.con, "SELECT greatest((SELECT max(ts) FROM impressions), "
-                         "(SELECT max(label_ts) FROM watches))")
+    got = scalar(
+        ds.con,
+        "SELECT greatest((SELECT max(ts) FROM impressions), (SELECT max(label_ts) FROM watches))",
+    )
     if got is None:
         raise InvalidInput(f"{ds.root}: no valid impressions to build from", file=str(ds.root))
     return int(got)
 
 
-def build_training_set(data: Path, out: Path, cfg: FeatureConfig, fs: FeatureSet = FEATURES,
-                       build_ts: int | None = None, where: str = "",
-                       progress: Callable[[int], None] | None = None,
-                       batch_rows: int = 200_000) -> dict[str, Any]:
+def build_training_set(
+    data: Path,
+    out: Path,
+    cfg: FeatureConfig,
+    fs: FeatureSet = FEATURES,
+    build_ts: int | None = None,
+    where: str = "",
+    progress: Callable[[int], None] | None = None,
+    batch_rows: int = 200_000,
+) -> dict[str, Any]:
     """Write `out` (Parquet) and return a summary; raises LeakageError on a leaky feature."""
     t0 = time.perf_counter()
     ds = open_dataset(data, cfg, rejects_dir=out.parent / "rejects")
@@ -63,8 +83,9 @@ def build_training_set(data: Path, out: Path, cfg: FeatureConfig, fs: FeatureSet
     pit = PointInTime(ds.con, fs, cfg.last_n)
     pit.prepare()
     ds.con.execute(f"CREATE OR REPLACE TEMP VIEW __rows AS {rows_sql(cfg, build_ts, where)}")
-    pending = scalar(ds.con, f"SELECT count(*) FROM impressions WHERE ts > "
-                             f"{build_ts - cfg.label_horizon_s}")
+    pending = scalar(
+        ds.con, f"SELECT count(*) FROM impressions WHERE ts > {build_ts - cfg.label_horizon_s}"
+    )
     total = scalar(ds.con, "SELECT count(*) FROM __rows")
     sql = f"SELECT * FROM ({pit.select('__rows')}) ORDER BY ts, request_id, video_id"
     reader = ds.con.sql(sql).to_arrow_reader(batch_rows)
@@ -79,8 +100,9 @@ def build_training_set(data: Path, out: Path, cfg: FeatureConfig, fs: FeatureSet
             frame = finish(raw, fs)
             keep = [*ID_COLUMNS, *(f.name for f in fs.batch), *(t.name for t in fs.transforms)]
             # no pandas metadata: the file should read the same from any Parquet reader
-            table = pa.Table.from_pandas(frame[keep], preserve_index=False
-                                         ).replace_schema_metadata(None)
+            table = pa.Table.from_pandas(frame[keep], preserve_index=False).replace_schema_metadata(
+                None
+            )
             writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
             writer.write_table(table)
             n += len(frame)
@@ -97,11 +119,19 @@ def build_training_set(data: Path, out: Path, cfg: FeatureConfig, fs: FeatureSet
         tmp.replace(out)
     seconds = time.perf_counter() - t0
     return {
-        "out": str(out), "rows": n, "expected_rows": int(total),
-        "positives": positives, "ctr": round(positives / max(n, 1), 5),
+        "out": str(out),
+        "rows": n,
+        "expected_rows": int(total),
+        "positives": positives,
+        "ctr": round(positives / max(n, 1), 5),
         "label_pending": int(pending),
-        "rejected": ds.rejected, "rejected_total": ds.rejected_total(),
-        "input_rows": ds.rows, "build_ts": build_ts, "feature_set": fs.name,
-        "schema_hash": fs.schema_hash(), "model_inputs": len(fs.model_inputs),
-        "seconds": round(seconds, 3), "rows_per_second": round(n / max(seconds, 1e-9)),
+        "rejected": ds.rejected,
+        "rejected_total": ds.rejected_total(),
+        "input_rows": ds.rows,
+        "build_ts": build_ts,
+        "feature_set": fs.name,
+        "schema_hash": fs.schema_hash(),
+        "model_inputs": len(fs.model_inputs),
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(n / max(seconds, 1e-9)),
     }

@@ -8,13 +8,17 @@ paths cannot disagree about them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from vidrec.features.spec import FeatureSet
 
+Array = npt.NDArray[Any]
 
 ID_LIST = pa.list_(pa.int64())
 
@@ -27,7 +31,7 @@ def id_lists(col: pd.Series) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(arr), index=col.index)
 
 
-def list_contains(lists: pd.Series, values: pd.Series) -> np.ndarray:
+def list_contains(lists: pd.Series, values: pd.Series) -> Array:
     """Per row: 1 if values[i] is in lists[i]."""
     arr = pa.array(lists, type=ID_LIST)
     flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False)
