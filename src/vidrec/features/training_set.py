@@ -1,6 +1,7 @@
 """Build a training set: impressions + delayed labels + point-in-time features.
 
-The only door from logs to a model. Rows are impressions old enough for their
+The only door from logs to a model. The output is a set of rows, not a sequence:
+its order is not guaranteed, its content is. Rows are impressions old enough for their
 label to be settled (`label_horizon_s`); newer ones are counted as
 label-pending, not silently dropped. Features come from the point-in-time
 join, batch by batch through the leakage guard and the shared `finish` step,
@@ -82,13 +83,16 @@ def build_training_set(
     build_ts = build_ts if build_ts is not None else default_build_ts(ds)
     pit = PointInTime(ds.con, fs, cfg.last_n)
     pit.prepare()
-    ds.con.execute(f"CREATE OR REPLACE TEMP VIEW __rows AS {rows_sql(cfg, build_ts, where)}")
+    # a table, not a view: every feature group reads the rows, and the view would redo
+    # the validation joins over the whole impression log each time
+    ds.con.execute(f"CREATE OR REPLACE TEMP TABLE __rows AS {rows_sql(cfg, build_ts, where)}")
     pending = scalar(
         ds.con, f"SELECT count(*) FROM impressions WHERE ts > {build_ts - cfg.label_horizon_s}"
     )
     total = scalar(ds.con, "SELECT count(*) FROM __rows")
-    sql = f"SELECT * FROM ({pit.select('__rows')}) ORDER BY ts, request_id, video_id"
-    reader = ds.con.sql(sql).to_arrow_reader(batch_rows)
+    # no ORDER BY: sorting the wide result of 50M rows spilled tens of GB. The file is a
+    # set of rows (same rows every build); consumers sort the split they read.
+    reader = ds.con.sql(pit.select("__rows")).to_arrow_reader(batch_rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".partial")
     writer: pq.ParquetWriter | None = None
