@@ -8,12 +8,18 @@ key, so it is only ever run on a sample of rows.
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import duckdb
 import numpy as np
 import pandas as pd
 
-from vidrec.features.pit import Group, groups_of
+from vidrec.config import FeatureConfig
+from vidrec.data.validate import OpenDataset
+from vidrec.features.pit import Group, PointInTime, groups_of
 from vidrec.features.spec import FeatureSet
+from vidrec.features.transform import finish
 
 
 def load_facts(con: duckdb.DuckDBPyConnection, g: Group, rows: pd.DataFrame) -> pd.DataFrame:
@@ -62,8 +68,6 @@ def naive_join(
     con: duckdb.DuckDBPyConnection, fs: FeatureSet, rows: pd.DataFrame, last_n: int
 ) -> tuple[pd.DataFrame, float]:
     """Raw feature columns for `rows` and the seconds spent in pandas (loads excluded)."""
-    import time
-
     out = rows.reset_index(drop=True).copy()
     out["__rid"] = np.arange(len(out))
     spent = 0.0
@@ -81,3 +85,29 @@ def naive_join(
                     out[key] = out[key].astype("Int64")
         spent += time.perf_counter() - t0
     return out.drop(columns="__rid"), spent
+
+
+def engine_vs_naive(
+    ds: OpenDataset, cfg: FeatureConfig, fs: FeatureSet, n_rows: int, seed: int
+) -> dict[str, Any]:
+    """Join one random sample of training rows both ways; per-feature differences + timings."""
+    from vidrec.features.skew import compare
+    from vidrec.features.training_set import default_build_ts, rows_sql
+
+    rows = ds.con.execute(
+        "SELECT request_id, ts, as_of, user_id, video_id, device, session_position FROM "
+        f"({rows_sql(cfg, default_build_ts(ds))}) USING SAMPLE {n_rows} ROWS "
+        f"(reservoir, {seed})"
+    ).df()
+    naive, naive_s = naive_join(ds.con, fs, rows, cfg.last_n)
+    ds.con.register("__sample_rows", rows)
+    t0 = time.perf_counter()
+    engine = ds.con.execute(PointInTime(ds.con, fs, cfg.last_n).select("__sample_rows")).df()
+    engine_s = time.perf_counter() - t0
+    names = [f.name for f in fs.batch] + [t.name for t in fs.transforms]
+    return {
+        "rows": len(rows),
+        "naive_seconds": naive_s,
+        "engine_seconds": engine_s,
+        "features": compare(finish(engine, fs), finish(naive, fs), names),
+    }
