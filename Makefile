@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON      ?= python3.11
+PYTHON      ?= $(shell command -v python3.11 || command -v python3)
 UV_VERSION  := 0.13.9
 CACHE       ?= $(HOME)/.cache/vidrec
 UV_HOME     := $(CACHE)/uv-$(UV_VERSION)
