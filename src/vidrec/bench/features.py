@@ -90,8 +90,10 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     labels = [r["scale"] for r in results]
     x = np.arange(len(labels))
-    for dx, key, label in ((-0.2, "pit_rows_per_s", "DuckDB PIT join"),
-                           (0.2, "naive_rows_per_s", "naive pandas (sample)")):
+    for dx, key, label in (
+        (-0.2, "pit_rows_per_s", "DuckDB PIT join"),
+        (0.2, "naive_rows_per_s", "naive pandas (sample)"),
+    ):
         values = [r[key] for r in results]
         bars = ax.bar(x + dx, values, 0.4, label=label)
         ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=8)
