@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from vidrec.config import DAY, T0, sim_config
-from vidrec.data.oracle import Oracle
+from vidrec.data.oracle import Oracle, click_probability
 from vidrec.data.schema import check_dataset
-from vidrec.data.simulate import NEW_MARKET, simulate
+from vidrec.data.simulate import NEW_MARKET, _rank_exploit_slots, simulate
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -83,17 +83,39 @@ def test_logs_obey_causality(small_sim: Path) -> None:
     check_dataset(small_sim)  # the documented schema holds
 
 
+def _with_clicks(sim: Path) -> pd.DataFrame:
+    imp = pd.read_parquet(sim / "impressions.parquet")
+    w = pd.read_parquet(sim / "watches.parquet", columns=["request_id", "video_id"])
+    clicked = imp.merge(w.assign(c=1), how="left", on=["request_id", "video_id"])["c"]
+    return imp.assign(click=clicked.fillna(0).to_numpy())
+
+
 def test_position_bias_follows_the_examination_model(small_sim: Path) -> None:
-    imp = pd.read_parquet(
-        small_sim / "impressions.parquet", columns=["request_id", "video_id", "position"]
+    imp = _with_clicks(small_sim)
+    oracle = Oracle.load(small_sim / "oracle")
+    imp["p_click"] = click_probability(
+        oracle, imp.user_id.to_numpy(), imp.video_id.to_numpy(), imp.ts.to_numpy()
     )
-    w = pd.read_parquet(small_sim / "watches.parquet", columns=["request_id", "video_id"])
-    imp["click"] = imp.merge(w.assign(c=1), how="left", on=["request_id", "video_id"])["c"]
-    ctr = imp.fillna({"click": 0}).groupby("position")["click"].mean()
-    # logging draws slots independently, so relevance is flat in position and only
-    # examination (1+k)^-1 shapes the CTR: position 0 vs 4 should be near 5x
-    assert ctr.is_monotonic_decreasing
-    assert 3.5 < ctr[0] / ctr[4] < 7.0
+    by_pos = imp.groupby("position")[["click", "p_click"]].sum()
+    examined = by_pos.click / by_pos.p_click  # clicks per expected click if always examined
+    expected = (1.0 + by_pos.index.to_numpy()) ** -oracle.examination_decay
+    assert np.allclose(examined.to_numpy(), expected, rtol=0.12), examined
+
+
+def test_slates_are_ranked_by_popularity(small_sim: Path) -> None:
+    imp = pd.read_parquet(small_sim / "impressions.parquet", columns=["position", "propensity"])
+    mean_p = imp.groupby("position")["propensity"].mean()
+    # the logging policy puts its most popular picks first
+    assert mean_p.iloc[0] > 2 * mean_p.iloc[-1]
+    assert mean_p.iloc[:5].is_monotonic_decreasing
+
+
+def test_rank_exploit_slots_leaves_exploration_in_place() -> None:
+    idx = np.array([[5, 1, 2, 3], [0, 1, 2, 3], [4, 0, 5, 1]])
+    explore = np.array([[0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 1, 0]], dtype=bool)
+    p_pop = np.array([0.1, 0.2, 0.3, 0.05, 0.01, 0.34])
+    got = _rank_exploit_slots(idx, explore, p_pop)
+    assert got.tolist() == [[5, 1, 2, 3], [2, 1, 0, 3], [4, 1, 5, 0]]
 
 
 def test_cold_start_arrivals(small_sim: Path) -> None:
@@ -111,11 +133,7 @@ def test_oracle_is_kept_apart_and_explains_clicks(small_sim: Path) -> None:
     tables = {p.name for p in small_sim.glob("*.parquet")}
     assert tables == {"users.parquet", "videos.parquet", "impressions.parquet", "watches.parquet"}
     oracle = Oracle.load(small_sim / "oracle")
-    imp = pd.read_parquet(small_sim / "impressions.parquet")
-    w = pd.read_parquet(small_sim / "watches.parquet", columns=["request_id", "video_id"])
-    imp["click"] = imp.merge(w.assign(c=1), how="left", on=["request_id", "video_id"])["c"].fillna(
-        0
-    )
+    imp = _with_clicks(small_sim)
     rel = oracle.relevance(imp.user_id.to_numpy(), imp.video_id.to_numpy(), imp.ts.to_numpy())
     hi, lo = rel > np.quantile(rel, 0.8), rel < np.quantile(rel, 0.2)
     assert imp.click[hi].mean() > 3 * imp.click[lo].mean()

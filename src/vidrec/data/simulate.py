@@ -263,13 +263,24 @@ def _segment_cumsum(x: Array, lengths: Array) -> Array:
 class LoggingPolicy:
     """Popularity (trailing 7-day watches) mixed with uniform exploration of fresh videos.
 
-    Every slot is an independent draw, so the logged propensity of the video at
-    a slot is exactly its per-draw probability (1-e)*p_pop + e*p_fresh; the rare
-    duplicate in a slate is redrawn, which the propensity does not model.
+    Each slot is first assigned a component: explore with probability e, else
+    exploit. Exploit slots draw by popularity and are then *ranked*, most popular
+    first, among the exploit positions of the slate; explore slots draw a fresh
+    video uniformly and keep their random position. So popular videos sit at
+    the top, where users look most: the position bias a ranker must correct.
+    The logged propensity is the per-draw probability (1-e)*p_pop + e*p_fresh;
+    the rare duplicate is redrawn from its slot's component, which the
+    propensity does not model.
     """
 
     eligible: Array
-    p: Array  # per-draw probability over `eligible`
+    p_pop: Array  # per-draw probability over `eligible`, exploit component
+    p_explore: Array  # likewise, explore component
+    exploration: float
+
+    @property
+    def p(self) -> Array:
+        return (1 - self.exploration) * self.p_pop + self.exploration * self.p_explore
 
     @classmethod
     def for_day(
@@ -278,23 +289,45 @@ class LoggingPolicy:
         day_start = T0 + day * DAY
         eligible = np.flatnonzero(world.videos["upload_ts"] < day_start)
         pop = (recent_watches[eligible] + prior[eligible]) ** 0.8
-        p_pop = pop / pop.sum()
         fresh = world.videos["upload_ts"][eligible] >= day_start - cfg.fresh_days * DAY
-        pool = fresh if fresh.any() else np.ones_like(fresh)
-        p_explore = pool / pool.sum()
-        return cls(eligible, (1 - cfg.exploration) * p_pop + cfg.exploration * p_explore)
+        pool = (fresh if fresh.any() else np.ones_like(fresh)).astype(np.float64)
+        return cls(eligible, pop / pop.sum(), pool / pool.sum(), cfg.exploration)
 
     def draw(self, n: int, slate: int, rng: np.random.Generator) -> Array:
-        cdf = np.cumsum(self.p)
-        idx = np.searchsorted(cdf, rng.random((n, slate)) * cdf[-1]).clip(0, cdf.size - 1)
+        explore = rng.random((n, slate)) < self.exploration
+        cdfs = (np.cumsum(self.p_pop), np.cumsum(self.p_explore))
+
+        def sample(mask: Array) -> Array:
+            out = np.empty(mask.shape, dtype=np.int64)
+            for comp, cdf in ((False, cdfs[0]), (True, cdfs[1])):
+                sel = mask == comp
+                u = rng.random(int(sel.sum())) * cdf[-1]
+                out[sel] = np.searchsorted(cdf, u).clip(0, cdf.size - 1)
+            return out
+
+        idx = sample(explore)
         for _ in range(5):
             dup = _duplicate_mask(idx)
             if not dup.any():
                 break
-            idx[dup] = np.searchsorted(cdf, rng.random(int(dup.sum())) * cdf[-1]).clip(
-                0, cdf.size - 1
-            )
-        return idx
+            idx[dup] = sample(explore[dup])
+        return _rank_exploit_slots(idx, explore, self.p_pop)
+
+
+def _rank_exploit_slots(idx: Array, explore: Array, p_pop: Array) -> Array:
+    """Sort each slate's exploit picks by popularity into its exploit positions.
+
+    Both argsorts are stable: `ranked` lists exploit picks (most popular first)
+    then explore picks in slot order; `slots` lists exploit positions then
+    explore positions, each ascending. Scattering one onto the other ranks the
+    exploit picks and leaves every explore pick where it was drawn.
+    """
+    key = np.where(explore, np.inf, -p_pop[idx])
+    ranked = np.take_along_axis(idx, np.argsort(key, axis=1, kind="stable"), axis=1)
+    slots = np.argsort(explore, axis=1, kind="stable")
+    out = np.empty_like(idx)
+    np.put_along_axis(out, slots, ranked, axis=1)
+    return out
 
 
 def _duplicate_mask(idx: Array) -> Array:
