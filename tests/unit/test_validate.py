@@ -70,10 +70,16 @@ def test_bad_rows_are_counted_and_saved_never_dropped_silently(copy: Path, tmp_p
 
     out = tmp_path / "ts" / "t.parquet"
     s = build_training_set(copy, out, FeatureConfig())
-    assert s["rejected"]["impressions"] == {"unknown_user": 5, "before_signup": 3}
-    assert s["rejected"]["watches"] == {"label_before_start": 4}
     # both copies of the duplicated user are rejected, so its events become unknown_user
+    dup_user = int(users.iloc[7].user_id)
+    dup_imp = int((imp.user_id == dup_user).sum())
+    dup_wat = int((wat.user_id == dup_user).sum())
     assert s["rejected"]["users"] == {"duplicate_id": 2}
+    assert s["rejected"]["impressions"] == {"unknown_user": 5 + dup_imp, "before_signup": 3}
+    want_wat = {"label_before_start": 4 - int((bad_wat.user_id == dup_user).sum())}
+    if dup_wat:
+        want_wat["unknown_user"] = dup_wat + int((bad_wat.user_id == dup_user).sum())
+    assert s["rejected"]["watches"] == want_wat
     assert s["rejected_total"] == sum(sum(v.values()) for v in s["rejected"].values())
     saved = pd.read_parquet(out.parent / "rejects" / "impressions.parquet")
     assert set(saved["reject_reason"]) == {"unknown_user", "before_signup"}
