@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from vidrec.errors import ConfigError
 
-Scale = Literal["small", "demo", "large"]
 Scenario = Literal["none", "interest-shift", "new-market", "catalog-surge"]
 
 DAY = 86_400

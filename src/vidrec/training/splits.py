@@ -45,11 +45,6 @@ class Splits:
             out[(ts >= w.start) & (ts < w.end)] = name
         return out.astype(str)
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            n: {"start": getattr(self, n).start, "end": getattr(self, n).end} for n in SPLITS
-        } | {"gap_s": self.gap_s}
-
 
 def time_splits(
     t_min: int,
