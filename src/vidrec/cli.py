@@ -17,7 +17,7 @@ import orjson
 import typer
 
 from vidrec.config import FeatureConfig, load_settings, parse, sim_config
-from vidrec.errors import ConfigError, VidrecError
+from vidrec.errors import ConfigError, InvalidInput, VidrecError
 
 app = typer.Typer(
     add_completion=False,
@@ -222,6 +222,31 @@ def bench_features(
         run([s.strip() for s in scales.split(",") if s.strip()], naive_rows, out),
         json_out,
         "feature benchmark",
+    )
+
+
+@app.command()
+def evaluate(
+    training_set: Path = typer.Option(Path("out/demo/features/training.parquet")),
+    oracle: Path = typer.Option(None, help="simulator oracle dir: adds true-relevance metrics"),
+    validation_days: float = typer.Option(3.0),
+    test_days: float = typer.Option(3.0),
+    out: Path = typer.Option(Path("out/eval"), help="report directory (JSON + PNG)"),
+    seed: int = typer.Option(0),
+    json_out: bool = JSON,
+) -> None:
+    """Train baselines and rankers on the train window, compare them on the test window."""
+    from vidrec.training.evaluate import evaluate_ranking
+
+    if not training_set.exists():
+        raise InvalidInput(
+            f"--training-set: {training_set} not found (run `vidrec features build` first)",
+            file=str(training_set),
+        )
+    emit(
+        evaluate_ranking(training_set, oracle, out, validation_days, test_days, seed=seed),
+        json_out,
+        "evaluation",
     )
 
 
