@@ -29,11 +29,9 @@ def test_recovers_a_known_position_based_model() -> None:
 
 
 def test_estimates_the_simulators_curve_from_its_logs(small_sim: Path) -> None:
-    imp = pd.read_parquet(small_sim / "impressions.parquet")
-    w = pd.read_parquet(small_sim / "watches.parquet", columns=["request_id", "video_id"])
-    click = imp.merge(w.assign(c=1.0), how="left", on=["request_id", "video_id"])["c"]
+    imp = impressions_with_clicks(small_sim)
     est = estimate_examination(
-        imp.position.to_numpy(), imp.video_id.to_numpy(), click.fillna(0).to_numpy()
+        imp.position.to_numpy(), imp.video_id.to_numpy(), imp.click.to_numpy()
     )
     decay = Oracle.load(small_sim / "oracle").examination_decay
     truth = (1.0 + np.arange(est.size)) ** -decay

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import impressions_with_clicks
 from vidrec.config import DAY, T0, sim_config
 from vidrec.data.oracle import Oracle, click_probability
 from vidrec.data.schema import check_dataset
@@ -83,15 +84,8 @@ def test_logs_obey_causality(small_sim: Path) -> None:
     check_dataset(small_sim)  # the documented schema holds
 
 
-def _with_clicks(sim: Path) -> pd.DataFrame:
-    imp = pd.read_parquet(sim / "impressions.parquet")
-    w = pd.read_parquet(sim / "watches.parquet", columns=["request_id", "video_id"])
-    clicked = imp.merge(w.assign(c=1), how="left", on=["request_id", "video_id"])["c"]
-    return imp.assign(click=clicked.fillna(0).to_numpy())
-
-
 def test_position_bias_follows_the_examination_model(small_sim: Path) -> None:
-    imp = _with_clicks(small_sim)
+    imp = impressions_with_clicks(small_sim)
     oracle = Oracle.load(small_sim / "oracle")
     imp["p_click"] = click_probability(
         oracle, imp.user_id.to_numpy(), imp.video_id.to_numpy(), imp.ts.to_numpy()
@@ -133,7 +127,7 @@ def test_oracle_is_kept_apart_and_explains_clicks(small_sim: Path) -> None:
     tables = {p.name for p in small_sim.glob("*.parquet")}
     assert tables == {"users.parquet", "videos.parquet", "impressions.parquet", "watches.parquet"}
     oracle = Oracle.load(small_sim / "oracle")
-    imp = _with_clicks(small_sim)
+    imp = impressions_with_clicks(small_sim)
     rel = oracle.relevance(imp.user_id.to_numpy(), imp.video_id.to_numpy(), imp.ts.to_numpy())
     hi, lo = rel > np.quantile(rel, 0.8), rel < np.quantile(rel, 0.2)
     assert imp.click[hi].mean() > 3 * imp.click[lo].mean()
