@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers import impressions_with_clicks
 from vidrec.data.oracle import Oracle
 from vidrec.training.position_bias import estimate_examination
 from vidrec.training.ranker import LightGBMRanker
