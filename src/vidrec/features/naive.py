@@ -104,7 +104,7 @@ def engine_vs_naive(
     t0 = time.perf_counter()
     engine = ds.con.execute(PointInTime(ds.con, fs, cfg.last_n).select("__sample_rows")).df()
     engine_s = time.perf_counter() - t0
-    names = [f.name for f in fs.batch] + [t.name for t in fs.transforms]
+    names = fs.feature_names()
     return {
         "rows": len(rows),
         "naive_seconds": naive_s,

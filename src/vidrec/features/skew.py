@@ -112,7 +112,7 @@ def check_skew(
     finally:
         store.close()
 
-    names = [f.name for f in fs.batch] + [t.name for t in fs.transforms]
+    names = fs.feature_names()
     report = compare(offline, online, names)
     worst = max((r["max_abs_diff"] for r in report.values()), default=0.0)
     return {

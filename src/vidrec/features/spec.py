@@ -106,7 +106,7 @@ class FeatureSet:
     # e.g. creator_id comes from the video's `video_creator_id` attribute.
 
     def __post_init__(self) -> None:
-        names = [f.name for f in self.batch] + [t.name for t in self.transforms]
+        names = self.feature_names()
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"feature names declared twice: {sorted(dup)}")
@@ -118,6 +118,10 @@ class FeatureSet:
         absent = [m for m in self.model_inputs if m not in known]
         if absent:
             raise ValueError(f"model inputs not declared as features: {absent}")
+
+    def feature_names(self) -> list[str]:
+        """Every declared feature: batch features, then transforms, in declaration order."""
+        return [f.name for f in self.batch] + [t.name for t in self.transforms]
 
     def groups(self) -> dict[tuple[str, str, str, str], list[BatchFeature]]:
         out: dict[tuple[str, str, str, str], list[BatchFeature]] = {}

@@ -95,6 +95,7 @@ def build_training_set(
     reader = ds.con.sql(pit.select("__rows")).to_arrow_reader(batch_rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".partial")
+    keep = [*ID_COLUMNS, *fs.feature_names()]
     writer: pq.ParquetWriter | None = None
     n = positives = 0
     try:
@@ -102,7 +103,6 @@ def build_training_set(
             raw = batch.to_pandas()
             guard.check(raw, pit.groups)
             frame = finish(raw, fs)
-            keep = [*ID_COLUMNS, *(f.name for f in fs.batch), *(t.name for t in fs.transforms)]
             # no pandas metadata: the file should read the same from any Parquet reader
             table = pa.Table.from_pandas(frame[keep], preserve_index=False).replace_schema_metadata(
                 None
