@@ -126,14 +126,11 @@ class PointInTime:
             attached.append((g, table))
             derived = self._derived_after(g) if derive_keys else {}
             if derived:
+                # derived keys are read straight from the attribute table just built
                 keys, at = ", ".join(g.entity_keys), self._at(g)
-                ktable = f"{tag}_k{g.index}"
-                self._create(
-                    ktable, f"SELECT {keys}, {at}, {', '.join(derived.values())} FROM {table}"
-                )
                 base = (
-                    f"(SELECT r.*, {', '.join(f'k.{c}' for c in derived)} FROM {base} r "
-                    f"LEFT JOIN {ktable} k USING ({keys}, {at}))"
+                    f"(SELECT r.*, {', '.join(derived.values())} FROM {base} r "
+                    f"LEFT JOIN {table} k USING ({keys}, {at}))"
                 )
         for g in groups:
             if g.kind != "attr":
@@ -149,8 +146,7 @@ class PointInTime:
         return "ts" if g.realtime else "as_of"
 
     def _evaluate(self, g: Group, rows: str, table: str) -> str:
-        keys, at = ", ".join(g.entity_keys), self._at(g)
-        self._create(table, self._join_sql(g, keys, at, rows))
+        self._create(table, self._join_sql(g, rows))
         return table
 
     def _create(self, table: str, sql: str) -> None:
@@ -170,10 +166,11 @@ class PointInTime:
         for key, (_entity, attr) in self.fs.derived_keys.items():
             if attr in names:
                 cast = "BIGINT" if names[attr].dtype != "str" else "VARCHAR"
-                cols[key] = f"CAST({attr} AS {cast}) AS {key}"
+                cols[key] = f"CAST(k.{attr} AS {cast}) AS {key}"
         return cols
 
-    def _join_sql(self, g: Group, keys: str, at: str, rows: str) -> str:
+    def _join_sql(self, g: Group, rows: str) -> str:
+        keys, at = ", ".join(g.entity_keys), self._at(g)
         on = " AND ".join(f"r.{k} = {{a}}.{k}" for k in g.entity_keys)
 
         def asof(alias: str, shift: int = 0) -> str:
