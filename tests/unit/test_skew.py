@@ -28,3 +28,19 @@ def test_a_stale_store_is_reported_as_skew(small_sim: Path) -> None:
     # request-time features come from the request, not the store
     assert "hour_of_day" not in r["mismatched_features"]
     assert "device_code" not in r["mismatched_features"]
+
+
+def test_no_impressions_is_a_clear_input_error(small_sim: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from vidrec.errors import InvalidInput
+
+    data = tmp_path / "empty"
+    shutil.copytree(small_sim, data)
+    imp = pq.read_table(data / "impressions.parquet")
+    pq.write_table(imp.slice(0, 0), data / "impressions.parquet")
+    with pytest.raises(InvalidInput, match="no valid impressions") as err:
+        check_skew(data, FeatureConfig(), sample=10)
+    assert err.value.http_status == 400

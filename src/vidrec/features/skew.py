@@ -19,6 +19,7 @@ import pandas as pd
 
 from vidrec.config import FeatureConfig
 from vidrec.data.validate import open_dataset, scalar
+from vidrec.errors import InvalidInput
 from vidrec.features.definitions import FEATURES
 from vidrec.features.materialize import load_history, materialize
 from vidrec.features.online import OnlineFeatures
@@ -85,7 +86,9 @@ def check_skew(
         ).fetchall()
     ]
     if not windows:
-        raise ValueError(f"{data}: no impressions to sample")
+        raise InvalidInput(
+            f"{data}: no valid impressions to sample for the skew check", file=str(data)
+        )
     per = max(1, sample // len(windows))
     con.execute(
         "CREATE OR REPLACE TEMP TABLE __sample AS SELECT * FROM ("
