@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import typer
 
-from vidrec.config import FeatureConfig, load_settings, parse, sim_config
+from vidrec.config import FeatureConfig, Settings, load_settings, parse, sim_config
 from vidrec.errors import ConfigError, InvalidInput, VidrecError
 
 app = typer.Typer(
@@ -27,7 +27,11 @@ app = typer.Typer(
 features_app = typer.Typer(no_args_is_help=True, help="Feature pipeline: build, serve, check.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (JSON reports, PNG plots).")
 app.add_typer(features_app, name="features")
+pipeline_app = typer.Typer(no_args_is_help=True, help="Pipelines defined in pipelines/*.yaml.")
+registry_app = typer.Typer(no_args_is_help=True, help="Model registry (MLflow): versions, aliases.")
 app.add_typer(bench_app, name="bench")
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(registry_app, name="registry")
 
 JSON = typer.Option(False, "--json", help="Print one JSON summary line instead of text.")
 CONFIG = typer.Option(None, "--config", help="Settings file (TOML or JSON); unknown keys fail.")
@@ -54,6 +58,18 @@ def progress(total: int | None, what: str) -> Iterator[Callable[[int], None]]:
     with Progress(transient=True) as bar:
         task = bar.add_task(what, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+@contextlib.contextmanager
+def step_status(quiet: bool) -> Iterator[Callable[[str], None]]:
+    """The running step's name on a terminal (rich status); silent otherwise."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda _s: None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("starting") as status:
+        yield lambda step: status.update(f"step: {step}")
 
 
 def _features_cfg(config: Path | None, **flags: Any) -> FeatureConfig:
@@ -225,29 +241,126 @@ def bench_features(
     )
 
 
+def _settings(config: Path | None) -> Settings:
+    return load_settings(config)
+
+
+def _train_cmd(
+    data: Path,
+    oracle: Path | None,
+    run_dir: Path | None,
+    config: Path | None,
+    until: str | None,
+    json_out: bool,
+    title: str,
+) -> None:
+    from vidrec.training.run import run_training
+
+    with step_status(json_out) as on_step:
+        summary = run_training(
+            _settings(config), data, oracle, run_dir, until=until, on_step=on_step
+        )
+    emit(summary, json_out, title)
+    if summary.get("registered") is False:
+        sys.stderr.write("vidrec: a registration gate failed; nothing was registered\n")
+        raise typer.Exit(3)
+
+
+DATA = typer.Option(Path("out/demo/sim"), help="log directory in the documented schema")
+ORACLE = typer.Option(None, help="simulator oracle (default: DATA/oracle when present)")
+RUN_DIR = typer.Option(None, help="run directory (default: out/runs/<time>)")
+
+
 @app.command()
-def evaluate(
-    training_set: Path = typer.Option(Path("out/demo/features/training.parquet")),
-    oracle: Path = typer.Option(None, help="simulator oracle dir: adds true-relevance metrics"),
-    validation_days: float = typer.Option(3.0),
-    test_days: float = typer.Option(3.0),
-    out: Path = typer.Option(Path("out/eval"), help="report directory (JSON + PNG)"),
-    seed: int = typer.Option(0),
+def train(
+    data: Path = DATA,
+    oracle: Path = ORACLE,
+    run_dir: Path = RUN_DIR,
+    config: Path = CONFIG,
     json_out: bool = JSON,
 ) -> None:
-    """Train baselines and rankers on the train window, compare them on the test window."""
-    from vidrec.training.evaluate import evaluate_ranking
+    """Train, evaluate, gate and register a model (the training pipeline).
 
-    if not training_set.exists():
-        raise InvalidInput(
-            f"--training-set: {training_set} not found (run `vidrec features build` first)",
-            file=str(training_set),
-        )
-    emit(
-        evaluate_ranking(training_set, oracle, out, validation_days, test_days, seed=seed),
-        json_out,
-        "evaluation",
-    )
+    Exit 0: registered (champion if none yet, else challenger); 3: a gate failed.
+    """
+    _train_cmd(data, oracle, run_dir, config, None, json_out, "training run")
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    name: str = typer.Argument("training", help="pipelines/NAME.yaml, or a path"),
+    data: Path = DATA,
+    oracle: Path = ORACLE,
+    run_dir: Path = RUN_DIR,
+    until: str = typer.Option(None, help="stop after this step"),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
+    """Run a pipeline definition; steps run as Ray tasks when RAY_ADDRESS is set."""
+    if name != "training":
+        raise InvalidInput(f"pipeline {name!r}: only 'training' is defined", key="name")
+    _train_cmd(data, oracle, run_dir, config, until, json_out, f"pipeline {name}")
+
+
+@app.command()
+def evaluate(
+    data: Path = DATA,
+    oracle: Path = ORACLE,
+    run_dir: Path = RUN_DIR,
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
+    """Train every model on the train window and report on validation and test (no registry)."""
+    _train_cmd(data, oracle, run_dir, config, "evaluate", json_out, "evaluation")
+
+
+@registry_app.command("list")
+def registry_list(config: Path = CONFIG, json_out: bool = JSON) -> None:
+    """Registered versions, newest first, with aliases."""
+    from vidrec.registry.registry import open_registry
+
+    reg = open_registry(_settings(config).registry)
+    versions = [_version_summary(v) for v in reg.versions()]
+    emit({"versions": versions}, json_out, "registry")
+
+
+@registry_app.command("show")
+def registry_show(
+    ref: str = typer.Argument(..., help="champion | challenger | version number"),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
+    """One version: manifest, metrics, gates."""
+    from vidrec.registry.registry import open_registry
+
+    info = open_registry(_settings(config).registry).get(ref)
+    emit({**_version_summary(info), "manifest": info.manifest.model_dump()}, json_out, ref)
+
+
+@registry_app.command("alias")
+def registry_alias(
+    alias: str = typer.Argument(..., help="champion | challenger"),
+    version: int = typer.Argument(...),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
+    """Point an alias at a version (rollouts do this; by hand for recovery)."""
+    from vidrec.registry.registry import open_registry
+
+    reg = open_registry(_settings(config).registry)
+    reg.set_alias(alias, version)
+    emit(_version_summary(reg.get(str(version))), json_out, f"{alias} -> v{version}")
+
+
+def _version_summary(v: Any) -> dict[str, Any]:
+    return {
+        "version": v.version,
+        "aliases": v.aliases,
+        "created_at": v.created_at,
+        "schema_hash": v.manifest.schema_hash,
+        "metrics": v.manifest.metrics,
+        "tags": v.tags,
+    }
 
 
 @app.command()

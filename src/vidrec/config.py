@@ -96,10 +96,6 @@ class FeatureConfig(Strict):
     )
 
 
-class Settings(Strict):
-    features: FeatureConfig = FeatureConfig()
-
-
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -134,3 +130,66 @@ def sim_config(scale: str, overrides: dict[str, Any] | None = None) -> SimConfig
         )
     base = SCALES[scale].model_dump()
     return parse(SimConfig, {**base, **(overrides or {})}, f"scale {scale}")
+
+
+class GateConfig(Strict):
+    """Registration gates: what a candidate model must beat before it is registered."""
+
+    metric: str = Field(
+        "ips_ctr_top1",
+        min_length=1,
+        description="validation-window metric the gates compare; higher is better",
+    )
+    min_gain_over_baselines: float = Field(
+        0.0, ge=0, description="absolute gain over every baseline the candidate must reach"
+    )
+    min_gain_over_champion: float = Field(
+        0.0,
+        description="absolute gain over the current champion; negative allows a tolerance "
+        "(e.g. -0.002 accepts a candidate up to 0.002 worse)",
+    )
+    baselines: tuple[str, ...] = Field(
+        ("popularity", "logistic"), description="baselines the candidate must beat, by name"
+    )
+
+
+class RegistryConfig(Strict):
+    """Where model versions are registered (the MLflow Model Registry)."""
+
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking and registry URI; None means an embedded "
+        "sqlite:///<root>/mlflow.db with artifacts under <root>/artifacts",
+    )
+    root: Path = Field(
+        Path("out/registry"), description="home of the embedded database and artifacts"
+    )
+    model_name: str = Field("vidrec", min_length=1, description="registered model name")
+    experiment: str = Field(
+        "vidrec-training", min_length=1, description="MLflow experiment holding the runs"
+    )
+
+
+class TrainConfig(Strict):
+    """The training pipeline: windows, models, evaluation, gates and registry."""
+
+    validation_days: float = Field(3.0, gt=0, description="validation window (gates read it)")
+    test_days: float = Field(3.0, gt=0, description="test window (the offline report)")
+    gap_s: int = Field(6 * 3600, ge=0, description="gap between windows; >= label horizon")
+    retrieval_epochs: int = Field(3, ge=1, description="passes over the training clicks")
+    ranker_rounds: int = Field(200, ge=1, description="LightGBM boosting rounds")
+    debias: Literal["ipw", "none"] = Field(
+        "ipw", description="position-bias correction of the registered ranker"
+    )
+    candidates: int = Field(50, ge=20, description="retrieval candidates ranked per request")
+    eval_requests: int = Field(1000, ge=10, description="test requests sampled for evaluation")
+    seed: int = 0
+
+
+class Settings(Strict):
+    """The whole settings tree (`--config FILE`, TOML or JSON): one section per stage."""
+
+    features: FeatureConfig = FeatureConfig()
+    train: TrainConfig = TrainConfig()
+    gates: GateConfig = GateConfig()
+    registry: RegistryConfig = RegistryConfig()

@@ -61,6 +61,13 @@ class LeakageError(VidrecError):
     code = "feature_leakage"
 
 
+class NotFound(VidrecError):
+    """A named thing (model version, alias, file) does not exist (404)."""
+
+    http_status = 404
+    code = "not_found"
+
+
 class NotReady(VidrecError):
     """A dependency (model, store, server) is not loaded or reachable yet (503)."""
 

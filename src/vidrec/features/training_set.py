@@ -11,10 +11,11 @@ streamed to Parquet so memory stays bounded whatever the log size.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -23,7 +24,7 @@ from vidrec.data.validate import OpenDataset, open_dataset, scalar
 from vidrec.errors import InvalidInput
 from vidrec.features import guard
 from vidrec.features.definitions import FEATURES
-from vidrec.features.pit import PointInTime, as_of_expr
+from vidrec.features.pit import PointInTime, as_of_expr, as_of_value
 from vidrec.features.spec import FeatureSet
 from vidrec.features.transform import finish
 
@@ -67,6 +68,38 @@ def default_build_ts(ds: OpenDataset) -> int:
     return int(got)
 
 
+def feature_frames(
+    ds: OpenDataset, pit: PointInTime, rows: str, batch_rows: int = 200_000
+) -> Iterator[pd.DataFrame]:
+    """Feature frames for relation `rows` (ts, as_of, keys, device): PIT join -> guard -> finish.
+
+    The one path from rows to features, for training rows and for any other rows
+    to score offline (e.g. retrieval candidates that were never shown).
+    """
+    reader = ds.con.sql(pit.select(rows)).to_arrow_reader(batch_rows)
+    for batch in reader:
+        raw = batch.to_pandas()
+        guard.check(raw, pit.groups)
+        yield finish(raw, pit.fs)
+
+
+def features_for(
+    data: Path, cfg: FeatureConfig, rows: pd.DataFrame, fs: FeatureSet = FEATURES
+) -> pd.DataFrame:
+    """Point-in-time features for arbitrary (request, video) rows: request_id, ts, user_id,
+    video_id and the request context (device, session_position). Same join, guard and
+    transforms as the training set."""
+    ds = open_dataset(data, cfg)
+    pit = PointInTime(ds.con, fs, cfg.last_n)
+    frame = rows.assign(as_of=[as_of_value(cfg.refresh_seconds, int(t)) for t in rows.ts])
+    ds.con.register("__cand_df", frame)
+    ds.con.execute("CREATE OR REPLACE TEMP TABLE __cand AS SELECT * FROM __cand_df")
+    parts = list(feature_frames(ds, pit, "__cand"))
+    pit.release()
+    out = pd.concat(parts, ignore_index=True) if parts else finish(frame.head(0), fs)
+    return out.sort_values(["request_id", "video_id"], kind="stable").reset_index(drop=True)
+
+
 def build_training_set(
     data: Path,
     out: Path,
@@ -92,17 +125,13 @@ def build_training_set(
     total = scalar(ds.con, "SELECT count(*) FROM __rows")
     # no ORDER BY: sorting the wide result of 50M rows spilled tens of GB. The file is a
     # set of rows (same rows every build); consumers sort the split they read.
-    reader = ds.con.sql(pit.select("__rows")).to_arrow_reader(batch_rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".partial")
     keep = [*ID_COLUMNS, *fs.feature_names()]
     writer: pq.ParquetWriter | None = None
     n = positives = 0
     try:
-        for batch in reader:
-            raw = batch.to_pandas()
-            guard.check(raw, pit.groups)
-            frame = finish(raw, fs)
+        for frame in feature_frames(ds, pit, "__rows", batch_rows):
             # no pandas metadata: the file should read the same from any Parquet reader
             table = pa.Table.from_pandas(frame[keep], preserve_index=False).replace_schema_metadata(
                 None

@@ -1,0 +1,309 @@
+"""The steps of the training pipeline, each a function of named inputs to named outputs.
+
+`pipelines/training.yaml` wires them (build dataset -> train retrieval ->
+build index -> train ranker -> evaluate -> gate -> register) and
+`vidrec.pipeline` runs them, locally or as Ray tasks. A step reads only its
+inputs (paths and small JSON values) and writes only under its own directory
+of the run, so any step can run on another machine that shares the run's
+filesystem, and a run records exactly what each step saw and produced.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from vidrec.config import Settings, TrainConfig
+from vidrec.errors import NotFound
+from vidrec.features.definitions import FEATURES
+from vidrec.features.training_set import build_training_set
+from vidrec.models.faiss_ivf import IvfIndex
+from vidrec.models.two_tower import Towers, videos_as_features
+from vidrec.registry.bundle import Manifest, bundle_files, git_sha, snapshot_id, write_manifest
+from vidrec.registry.gates import check_gates
+from vidrec.registry.registry import open_registry
+from vidrec.training.baselines import LogisticRanker, Popularity
+from vidrec.training.ranker import LightGBMRanker
+from vidrec.training.retrieval import RetrievalConfig, fit_towers
+from vidrec.training.splits import SPLITS, time_splits
+
+Windows = dict[str, list[int]]
+RANKERS = ("popularity", "logistic", "lightgbm_naive", "lightgbm_ipw")
+
+
+@dataclass(frozen=True)
+class Context:
+    run_dir: Path
+    settings: Settings
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.settings.train
+
+    def dir(self, step: str) -> Path:
+        d = self.run_dir / step
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+def read_window(
+    training_set: str | Path, window: list[int], columns: list[str] | None = None, **eq: int
+) -> pd.DataFrame:
+    """Rows with ts in [start, end), sorted: the training set itself is an unordered set."""
+    filters: list[tuple[str, str, Any]] = [("ts", ">=", window[0]), ("ts", "<", window[1])]
+    filters += [(k, "=", v) for k, v in eq.items()]
+    rows = pd.read_parquet(training_set, columns=columns, filters=filters)
+    return rows.sort_values(["request_id", "position", "video_id"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def read_videos(data: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(Path(data) / "videos.parquet").sort_values("video_id")
+
+
+def build_dataset(ctx: Context, data: str) -> dict[str, Any]:
+    out = ctx.dir("build_dataset") / "training.parquet"
+    s = build_training_set(Path(data), out, ctx.settings.features)
+    ts = pq.read_table(out, columns=["ts"]).column("ts")
+    c = ctx.cfg
+    sp = time_splits(
+        int(pc.min(ts).as_py()),
+        int(pc.max(ts).as_py()),
+        c.validation_days,
+        c.test_days,
+        c.gap_s,
+        ctx.settings.features.label_horizon_s,
+    )
+    windows = {n: [getattr(sp, n).start, getattr(sp, n).end] for n in SPLITS}
+    keep = ("rows", "positives", "label_pending", "rejected_total", "build_ts", "schema_hash")
+    return {
+        "training_set": str(out),
+        "windows": windows,
+        "snapshot_id": snapshot_id(Path(data)),
+        **{k: s[k] for k in keep},
+    }
+
+
+def train_retrieval(ctx: Context, data: str, training_set: str, windows: Windows) -> dict[str, Any]:
+    clicks = read_window(training_set, windows["train"], label_click=1)
+    videos = read_videos(data)
+    catalog = videos_as_features(videos[videos.upload_ts < windows["train"][1]])
+    rc = RetrievalConfig(epochs=ctx.cfg.retrieval_epochs, seed=ctx.cfg.seed)
+    towers, stats = fit_towers(clicks, catalog, rc)
+    out = ctx.dir("train_retrieval")
+    towers.save(out)
+    return {"retrieval": str(out), **stats}
+
+
+def build_index(ctx: Context, data: str, retrieval: str, build_ts: int) -> dict[str, Any]:
+    """Embed every video known at build time; those the towers never saw get content-only
+    embeddings, exactly as serving adds new uploads later (no retraining)."""
+    towers = Towers.load(Path(retrieval))
+    videos = read_videos(data)
+    videos = videos[videos.upload_ts <= build_ts]
+    ids = videos.video_id.to_numpy(np.int64)
+    emb = towers.embed_items(videos_as_features(videos))
+    index = IvfIndex.train(emb, seed=ctx.cfg.seed)
+    index.add(ids, emb)
+    out = ctx.dir("build_index")
+    index.save(out)
+    np.save(out / "item_ids.npy", ids)
+    np.save(out / "item_embeddings.npy", emb)
+    return {
+        "index": str(out),
+        "items": len(ids),
+        "content_only_items": int((~towers.encoder.is_known(ids)).sum()),
+        "nlist": index.nlist,
+        "nprobe": index.nprobe,
+    }
+
+
+def train_ranker(ctx: Context, training_set: str, windows: Windows) -> dict[str, Any]:
+    """Baselines and both LightGBM rankers on the same rows: the report compares them."""
+    from vidrec.training.evaluate import COLUMNS
+
+    train = read_window(training_set, windows["train"], COLUMNS)
+    out = ctx.dir("train_ranker")
+    seconds: dict[str, float] = {}
+    models: dict[str, Any] = {
+        "popularity": Popularity(),
+        "logistic": LogisticRanker(seed=ctx.cfg.seed),
+        "lightgbm_naive": LightGBMRanker(debias="none", rounds=ctx.cfg.ranker_rounds),
+        "lightgbm_ipw": LightGBMRanker(debias="ipw", rounds=ctx.cfg.ranker_rounds),
+    }
+    for name, model in models.items():
+        t0 = time.perf_counter()
+        model.fit(train)
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        if isinstance(model, LightGBMRanker):
+            assert model.booster is not None
+            model.booster.save_model(str(out / f"{name}.txt"))
+    # baselines are run-internal artefacts read back by this run only
+    (out / "baselines.pkl").write_bytes(
+        pickle.dumps({"popularity": models["popularity"], "logistic": models["logistic"].model})
+    )
+    chosen = f"lightgbm_{ctx.cfg.debias if ctx.cfg.debias == 'ipw' else 'naive'}"
+    exam = models["lightgbm_ipw"].examination
+    return {
+        "models": str(out),
+        "ranker": str(out / f"{chosen}.txt"),
+        "chosen": chosen,
+        "train_rows": len(train),
+        "fit_seconds": seconds,
+        "examination": [round(float(x), 4) for x in exam] if exam is not None else None,
+    }
+
+
+def fetch_champion(ctx: Context) -> dict[str, Any]:
+    """The current champion's ranker, to score it on this run's validation window."""
+    registry = open_registry(ctx.settings.registry)
+    try:
+        info = registry.get("champion")
+    except NotFound:
+        return {"version": None, "ranker": None, "note": "no champion yet"}
+    if info.manifest.schema_hash != FEATURES.schema_hash():
+        # its ranker reads another feature vector: it cannot score these rows
+        return {"version": info.version, "ranker": None, "note": "champion schema differs"}
+    bundle = registry.download("champion", ctx.dir("fetch_champion"))
+    return {"version": info.version, "ranker": str(bundle / "ranker" / "model.txt")}
+
+
+def evaluate(
+    ctx: Context,
+    data: str,
+    training_set: str,
+    windows: Windows,
+    retrieval: str,
+    index: str,
+    models: str,
+    chosen: str,
+    oracle: str | None = None,
+    champion_ranker: str | None = None,
+) -> dict[str, Any]:
+    from vidrec.training.evaluate import evaluate_run
+
+    return evaluate_run(
+        ctx.settings,
+        Path(data),
+        Path(training_set),
+        windows,
+        Path(retrieval),
+        Path(index),
+        Path(models),
+        chosen,
+        Path(oracle) if oracle else None,
+        ctx.dir("evaluate"),
+        Path(champion_ranker) if champion_ranker else None,
+    )
+
+
+def gate(
+    ctx: Context,
+    validation: dict[str, dict[str, float]],
+    chosen: str,
+    schema_hash: str,
+    nonfinite_scores: int,
+    champion_validation: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Candidate vs baselines vs the current champion, all on this run's validation window."""
+    report = check_gates(
+        ctx.settings.gates,
+        validation[chosen],
+        {b: validation.get(b, {}) for b in ctx.settings.gates.baselines},
+        champion_validation,
+        nonfinite_scores,
+        schema_hash,
+        FEATURES.schema_hash(),
+    )
+    return {"passed": report.passed, "gate_report": report.to_dict()}
+
+
+def register(
+    ctx: Context,
+    build: dict[str, Any],
+    retrieval: str,
+    index: str,
+    ranker: str,
+    validation: dict[str, dict[str, float]],
+    chosen: str,
+    gate_report: dict[str, Any],
+) -> dict[str, Any]:
+    """Assemble the bundle; register it (champion if there is none yet, else challenger)
+    only when every gate passed."""
+    from vidrec.registry.gates import GateReport, GateResult
+
+    bundle = ctx.dir("bundle")
+    shutil.copytree(retrieval, bundle / "retrieval", dirs_exist_ok=True)
+    shutil.copytree(index, bundle / "retrieval" / "index", dirs_exist_ok=True)
+    (bundle / "ranker").mkdir(exist_ok=True)
+    shutil.copy(ranker, bundle / "ranker" / "model.txt")
+    metrics = {f"validation.{k}": v for k, v in validation[chosen].items()}
+    manifest = Manifest(
+        model_name=ctx.settings.registry.model_name,
+        feature_set=FEATURES.name,
+        schema_hash=build["schema_hash"],
+        training_window=tuple(build["windows"]["train"]),
+        validation_window=tuple(build["windows"]["validation"]),
+        data_snapshot_id=build["snapshot_id"],
+        git_sha=git_sha(),
+        created_at=int(time.time()),
+        metrics=metrics,
+        gates=gate_report["gates"],
+        files=[],
+    )
+    (bundle / "MODEL_CARD.md").write_text(model_card(manifest, chosen, validation))
+    manifest = manifest.model_copy(update={"files": bundle_files(bundle)})
+    write_manifest(bundle, manifest)
+    report = GateReport(tuple(GateResult(**r) for r in gate_report["gates"]))
+    if not report.passed:
+        failed = [f"{r.name}: {r.message}" for r in report.failed()]
+        return {"registered": False, "bundle": str(bundle), "failed": failed}
+    registry = open_registry(ctx.settings.registry)
+    aliases = {a for v in registry.versions() for a in v.aliases}
+    alias = "challenger" if "champion" in aliases else "champion"
+    info = registry.register(bundle, report, alias)
+    return {"registered": True, "bundle": str(bundle), "version": info.version, "alias": alias}
+
+
+def model_card(m: Manifest, chosen: str, validation: dict[str, dict[str, float]]) -> str:
+    keys = list(next(iter(validation.values())))
+    rows = "\n".join(
+        f"| {name} | " + " | ".join(f"{vals[k]:.4f}" for k in keys) + " |"
+        for name, vals in validation.items()
+    )
+    weighting = (
+        ", clicks weighted by 1/examination(position), clipped" if chosen.endswith("ipw") else ""
+    )
+    return f"""# vidrec model card
+
+Two-stage video recommender: two-tower retrieval (PyTorch, in-batch softmax with
+log-Q correction; content + hashed-id item tower) over a faiss IVF index, then a
+LightGBM ranker ({chosen}: binary objective on clicks{weighting}).
+
+- feature set `{m.feature_set}`, schema hash `{m.schema_hash}`
+- training window {m.training_window}, validation window {m.validation_window} (epoch s)
+- data snapshot `{m.data_snapshot_id}`, code `{m.git_sha}`
+
+## Validation window (logged slates)
+
+| model | {" | ".join(keys)} |
+|{"---|" * (1 + len(keys))}
+{rows}
+
+## Intended use and limits
+Ranks videos for a signed-in user. Trained on logs of a popularity-driven
+policy: clicks are position-biased (corrected by inverse examination weights)
+and exposure-biased (videos never shown have no labels). Offline metrics on
+logged clicks can disagree with online engagement; promote through shadow and
+canary with online metrics, never on offline numbers alone.
+"""
