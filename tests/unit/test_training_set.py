@@ -43,3 +43,23 @@ def test_rebuild_gives_the_same_rows(small_sim: Path, tmp_path: Path) -> None:
     b = pd.read_parquet(tmp_path / "b.parquet").sort_values(KEY).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
     assert not a.duplicated(KEY).any()
+
+
+def test_features_for_any_rows_equal_the_training_set(small_sim: Path, tmp_path: Path) -> None:
+    """Candidates scored offline go through the same join and transforms as training rows,
+    including pairs that were never shown (swapped videos)."""
+    from vidrec.features.definitions import FEATURES
+    from vidrec.features.training_set import features_for
+
+    build_training_set(small_sim, tmp_path / "t.parquet", FeatureConfig())
+    rows = pd.read_parquet(tmp_path / "t.parquet").sample(500, random_state=3)
+    ctx = ["request_id", "ts", "user_id", "video_id", "device", "session_position"]
+    got = features_for(small_sim, FeatureConfig(), rows[ctx])
+    want = rows.sort_values(KEY).reset_index(drop=True)
+    assert len(got) == 500
+    for name in FEATURES.model_inputs:
+        pd.testing.assert_series_equal(got[name], want[name], check_names=False)
+    # an unshown pair: another request's video gets its own features, not the row's
+    swapped = rows[ctx].assign(video_id=rows.video_id.to_numpy()[::-1])
+    other = features_for(small_sim, FeatureConfig(), swapped)
+    assert not other.video_impressions_7d.equals(got.video_impressions_7d)

@@ -9,7 +9,7 @@ from typing import cast
 
 import faiss
 
-from vidrec.models.ann import Array, as_f32, as_ids
+from vidrec.models.ann import Array, as_f32, as_ids, items
 
 
 @dataclass
@@ -25,9 +25,9 @@ class ExactIndex:
         return int(self.index.ntotal)
 
     def add(self, ids: Array, vectors: Array) -> None:
-        ids = as_ids(ids)
-        self.remove(ids)
-        self.index.add_with_ids(as_f32(vectors, self.dim), ids)
+        ids, x = items(ids, vectors, self.dim)
+        self.remove(ids)  # replace, never duplicate
+        self.index.add_with_ids(x, ids)
 
     def remove(self, ids: Array) -> int:
         return int(self.index.remove_ids(faiss.IDSelectorBatch(as_ids(ids))))
