@@ -241,6 +241,21 @@ def bench_features(
     )
 
 
+@bench_app.command("train")
+def bench_train(
+    scale: str = typer.Option("demo", help="simulation scale for the pipeline step times"),
+    sizes: str = typer.Option("100000,1000000", help="catalogue sizes for the ANN benchmark"),
+    pipeline: bool = typer.Option(True, help="also time the training pipeline's steps"),
+    out: Path = typer.Option(Path("out/bench"), help="report directory"),
+    json_out: bool = JSON,
+) -> None:
+    """Pipeline step times, ANN latency/recall vs exact search, ranker scoring latency."""
+    from vidrec.bench.train import run
+
+    sizes_n = [int(x) for x in sizes.split(",") if x.strip()]
+    emit(run(scale, sizes_n, out, pipeline), json_out, "training benchmark")
+
+
 def _settings(config: Path | None) -> Settings:
     return load_settings(config)
 

@@ -1,12 +1,14 @@
 """`make demo` / `vidrec demo`: the lifecycle on embedded defaults, one step at a time.
 
 Today: simulate a platform, build the point-in-time training set, prove the
-leakage guard and the skew check on it. Later stages (train, serve, monitor,
-roll out) append their steps here.
+leakage guard and the skew check on it, then run the training pipeline and
+register its model as the champion in a fresh embedded registry. Later
+stages (serve, monitor, roll out) append their steps here.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,8 @@ def run(out: Path, scale: str = "demo", seed: int = 0) -> dict[str, Any]:
     skew = check_skew(out / "sim", cfg, sample=2000)
     steps["skew_check"] = {k: skew[k] for k in ("rows", "max_abs_diff", "passed", "seconds")}
     steps["leakage_guard"] = _leakage_demo(out, cfg)
-    ok = skew["passed"] and steps["leakage_guard"]["rejected"]
+    steps["train"] = _train(out, cfg)
+    ok = skew["passed"] and steps["leakage_guard"]["rejected"] and steps["train"]["registered"]
     return {
         "ok": ok,
         "out": str(out),
@@ -50,6 +53,19 @@ def run(out: Path, scale: str = "demo", seed: int = 0) -> dict[str, Any]:
         "steps": steps,
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def _train(out: Path, cfg: FeatureConfig) -> dict[str, Any]:
+    """The training pipeline into a fresh registry: its first model becomes the champion."""
+    from vidrec.config import RegistryConfig, Settings
+    from vidrec.training.run import run_training
+
+    shutil.rmtree(out / "registry", ignore_errors=True)
+    shutil.rmtree(out / "train", ignore_errors=True)
+    settings = Settings(features=cfg, registry=RegistryConfig(root=out / "registry"))
+    s = run_training(settings, out / "sim", run_dir=out / "train")
+    keep = ("registered", "version", "alias", "gates_passed", "step_seconds", "test", "report")
+    return {k: s.get(k) for k in keep}
 
 
 def _leakage_demo(out: Path, cfg: FeatureConfig) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from vidrec.registry.mlflow_registry import MlflowRegistry
 
 pytestmark = pytest.mark.integration
 
-M = "ndcg10_clicks_debiased"
+M = GateConfig().metric  # the default gate metric
 BASELINES = {"popularity": {M: 0.70}, "logistic": {M: 0.65}}
 
 

@@ -12,7 +12,7 @@ from vidrec.config import GateConfig, parse
 from vidrec.errors import ConfigError
 from vidrec.registry.gates import GateFailed, GateReport, GateResult, check_gates
 
-M = "ndcg10_clicks_debiased"
+M = GateConfig().metric  # the default gate metric
 BASELINES = {"popularity": {M: 0.705}, "logistic": {M: 0.690}}
 
 

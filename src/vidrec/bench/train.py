@@ -19,6 +19,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -419,3 +420,32 @@ def _plot_scoring(ax: Any, scoring: dict[str, Any]) -> None:
         f"Ranker scoring: {scoring['model']['trees']} trees, x{scoring['speedup_p50']} at p50"
     )
     ax.legend(fontsize=8)
+
+
+def run(scale: str, sizes: Sequence[int], out: Path, pipeline: bool = True) -> dict[str, Any]:
+    """The whole `vidrec bench train`: pipeline step times at `scale` (training up to the
+    evaluate step, on the cached simulation), the ANN at `sizes`, and the trained ranker's
+    scoring of one request's candidates."""
+    result: dict[str, Any] = {}
+    model_txt: Path | None = None
+    if pipeline:
+        result["pipeline"], model_txt = _pipeline_times(scale, out)
+    result["ann"] = bench_ann(sizes=tuple(sizes))
+    result["ranker_scoring"] = bench_ranker_scoring(model_txt=model_txt)
+    return write_report(result, out)
+
+
+def _pipeline_times(scale: str, out: Path) -> tuple[dict[str, Any], Path]:
+    from vidrec.bench.datasets import cached_simulation
+    from vidrec.config import RegistryConfig, Settings
+    from vidrec.training.run import run_training
+
+    sim = cached_simulation(scale)
+    run_dir = out / f"pipeline-{scale}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    settings = Settings(registry=RegistryConfig(root=run_dir / "registry"))
+    s = run_training(settings, sim, run_dir=run_dir, until="evaluate")
+    rec = json.loads((run_dir / "run.json").read_text())
+    ranker = Path(next(x for x in rec["steps"] if x["name"] == "train_ranker")["outputs"]["ranker"])
+    times = {"scale": scale, "step_seconds": s["step_seconds"], "total_seconds": s["seconds"]}
+    return times, ranker

@@ -59,7 +59,8 @@ FRESH_S = 3 * DAY  # "fresh" videos: uploaded in the last three days
 Array = npt.NDArray[Any]
 
 NOTE = (
-    "ndcg*_true uses the simulator's oracle (no real operator has it). ndcg10_clicks "
+    "Offline and online metrics can disagree. ndcg*_true uses the simulator's oracle "
+    "(no real operator has it). ndcg10_clicks "
     "rewards imitating the logging policy: its clicks are position-biased, so a "
     "debiased ranker can look worse on it while being better on true relevance "
     "and, online, on engagement. ips_ctr_top1 and ndcg10_clicks_debiased correct "

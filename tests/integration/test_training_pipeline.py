@@ -1,0 +1,178 @@
+"""The training pipeline end to end on the small simulation, with the real MLflow registry:
+first run registers a champion, the next a challenger compared with it on the same
+validation window; failed gates (champion margin, schema mismatch) register nothing.
+Plus the same pipeline's first step as a task on a real local Ray cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vidrec.config import GateConfig, RegistryConfig, Settings, TrainConfig
+from vidrec.features.definitions import FEATURES
+from vidrec.registry.bundle import snapshot_id
+from vidrec.registry.registry import open_registry
+from vidrec.training import steps
+from vidrec.training.run import run_training
+
+pytestmark = pytest.mark.integration
+MODELS = {"random", "popularity", "logistic", "lightgbm_naive", "lightgbm_ipw"}
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("registry")
+    train = TrainConfig(
+        validation_days=1, test_days=1, retrieval_epochs=2, ranker_rounds=40, eval_requests=150
+    )
+    return Settings(train=train, registry=RegistryConfig(root=root))
+
+
+@pytest.fixture(scope="module")
+def first(small_sim: Path, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    run_dir = tmp_path_factory.mktemp("run1")
+    return run_training(settings, small_sim, run_dir=run_dir), run_dir
+
+
+def test_first_run_registers_a_champion_bundle(
+    first: Any, settings: Settings, small_sim: Path
+) -> None:
+    summary, run_dir = first
+    assert summary["status"] == "ok" and summary["gates_passed"], summary["gates"]
+    assert summary["registered"] and summary["alias"] == "champion"
+    info = open_registry(settings.registry).get("champion")
+    assert info.version == summary["version"]
+    m = info.manifest
+    assert m.schema_hash == FEATURES.schema_hash()
+    assert m.data_snapshot_id == snapshot_id(small_sim)
+    assert m.training_window[1] <= m.validation_window[0]
+    assert (
+        m.metrics["validation.ips_ctr_top1"]
+        == summary["validation"]["lightgbm_ipw"]["ips_ctr_top1"]
+    )
+    for f in ("ranker/model.txt", "retrieval/towers.pt", "retrieval/index/index.faiss"):
+        assert f in m.files
+    assert "log-Q" in (Path(summary["bundle"]) / "MODEL_CARD.md").read_text()
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["steps"][0]["name"] == "build_dataset"
+    assert all(s["status"] == "ok" and "inputs" in s and "outputs" in s for s in rec["steps"])
+
+
+def test_report_compares_every_model_on_every_view(first: Any) -> None:
+    summary, _ = first
+    report = json.loads(Path(summary["report"]).read_text())
+    test = report["test"]
+    assert set(test["slates"]) == MODELS
+    assert set(test["candidates"]["models"]) == MODELS
+    for m in test["candidates"]["models"].values():
+        assert {"ndcg10_true", "ndcg20_true", "ndcg20_true_cold_users"} <= set(m)
+    r = test["retrieval"]
+    assert set(r) == {"two_tower_ann", "two_tower_exact", "popularity"}
+    assert r["two_tower_ann"]["overlap500_vs_exact"] > 0.9
+    # fresh videos have few clicks: popularity hardly retrieves them, content embeddings can
+    assert r["two_tower_ann"]["recall500_fresh"] > r["popularity"]["recall500_fresh"] + 0.3
+    cand = test["candidates"]["models"]
+    assert cand["lightgbm_ipw"]["ndcg20_true"] > cand["random"]["ndcg20_true"]
+    assert Path(summary["plot"]).stat().st_size > 20_000
+    assert "disagree" in report["note"]
+
+
+def test_second_run_is_a_challenger_scored_against_the_champion(
+    first: Any, settings: Settings, small_sim: Path, tmp_path: Path
+) -> None:
+    s2 = run_training(settings, small_sim, run_dir=tmp_path / "run2")
+    champ = next(g for g in s2["gates"] if g["name"] == "beats_champion")
+    assert "no champion" not in champ["message"] and champ["passed"]
+    assert s2["registered"] and s2["alias"] == "challenger"
+    reg = open_registry(settings.registry)
+    assert reg.get("challenger").version == s2["version"] == first[0]["version"] + 1
+    assert reg.get("champion").version == first[0]["version"]
+
+
+def gate_inputs(run_dir: Path) -> dict[str, Any]:
+    rec = {s["name"]: s for s in json.loads((run_dir / "run.json").read_text())["steps"]}
+    return {k: v for k, v in rec["gate"]["inputs"].items()}, rec
+
+
+def test_failed_gates_say_which_and_by_how_much_and_register_nothing(
+    first: Any, settings: Settings
+) -> None:
+    _, run_dir = first
+    inputs, rec = gate_inputs(run_dir)
+    strict = settings.model_copy(update={"gates": GateConfig(min_gain_over_champion=0.05)})
+    ctx = steps.Context(run_dir / "retry", strict)
+    champion = dict(inputs["validation"][inputs["chosen"]])
+    g = steps.gate(ctx, **{**inputs, "champion_validation": champion})
+    assert not g["passed"]
+    failed = [x for x in g["gate_report"]["gates"] if not x["passed"]]
+    assert [x["name"] for x in failed] == ["beats_champion"]
+    assert "below" in failed[0]["message"] and "0.050" in failed[0]["message"]
+
+    bad_schema = steps.gate(ctx, **{**inputs, "schema_hash": "0000deadbeef"})
+    schema = next(x for x in bad_schema["gate_report"]["gates"] if x["name"] == "schema")
+    assert not schema["passed"] and "0000deadbeef" in schema["message"]
+
+    before = len(open_registry(settings.registry).versions())
+    r = steps.register(
+        ctx,
+        rec["build_dataset"]["outputs"],
+        rec["register"]["inputs"]["retrieval"],
+        rec["register"]["inputs"]["index"],
+        rec["register"]["inputs"]["ranker"],
+        inputs["validation"],
+        inputs["chosen"],
+        bad_schema["gate_report"],
+    )
+    assert r["registered"] is False and any(f.startswith("schema:") for f in r["failed"])
+    assert len(open_registry(settings.registry).versions()) == before
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real single-node Ray cluster on loopback, as `ray start --head` makes it."""
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent))
+    assert ray, "the ray CLI comes with ray[serve] in the venv"
+    port = _free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    subprocess.run(
+        [ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+         "--disable-usage-stats", f"--temp-dir={temp}", "--node-ip-address=127.0.0.1"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=60)
+
+
+def test_steps_run_as_ray_tasks_when_ray_address_is_set(
+    ray_cluster: str, small_sim: Path, settings: Settings, tmp_path: Path
+) -> None:
+    import ray
+
+    os.environ["RAY_ADDRESS"] = ray_cluster
+    try:
+        s = run_training(settings, small_sim, run_dir=tmp_path, until="build_dataset")
+    finally:
+        del os.environ["RAY_ADDRESS"]
+        ray.shutdown()
+    assert s["executor"] == "ray" and s["status"] == "ok"
+    rec = json.loads((tmp_path / "run.json").read_text())
+    out = rec["steps"][0]["outputs"]
+    assert "_host" in out and Path(out["training_set"]).exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
