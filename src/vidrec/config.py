@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from vidrec.errors import ConfigError
+from vidrec.errors import ConfigError, VidrecError
 
 Scenario = Literal["none", "interest-shift", "new-market", "catalog-surge"]
 
@@ -99,14 +99,19 @@ class FeatureConfig(Strict):
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse(model: type[M], data: dict[str, Any], where: str) -> M:
-    """Validate `data` as `model`; errors name the offending key and where it came from."""
+def parse(
+    model: type[M], data: dict[str, Any] | str, where: str, error: type[VidrecError] = ConfigError
+) -> M:
+    """Validate `data` (a dict, or JSON text) as `model`; the error (ConfigError unless
+    told otherwise) names the offending key and where it came from."""
     try:
+        if isinstance(data, str):
+            return model.model_validate_json(data)
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise ConfigError(f"{where}: {key}: {first['msg']}", key=key, source=where) from exc
+        raise error(f"{where}: {key}: {first['msg']}", key=key, source=where) from exc
 
 
 def load_settings(path: Path | None) -> Settings:

@@ -87,3 +87,20 @@ def test_errors_are_one_json_line_and_exit_2(tmp_path: Path) -> None:
 
     p = vidrec("features", "list", "--json")
     assert p.returncode == 0 and "video_ctr_7d" in {f["name"] for f in one_json_line(p)["features"]}
+
+
+def test_train_and_registry_verbs_answer_in_one_json_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(f'[registry]\nroot = "{tmp_path / "reg"}"\n')
+    p = vidrec("train", "--data", str(tmp_path / "nope"), "--json")
+    assert p.returncode == 2
+    err = one_json_line(p)
+    assert err["status"] == 400 and "nope" in err["message"]
+    p = vidrec("registry", "list", "--config", str(cfg), "--json")
+    assert p.returncode == 0, p.stderr
+    assert one_json_line(p) == {"versions": []}
+    p = vidrec("registry", "show", "champion", "--config", str(cfg), "--json")
+    assert p.returncode == 2 and one_json_line(p)["status"] == 404
+    cfg.write_text("[gates]\nmetrc = 'x'\n")
+    p = vidrec("registry", "list", "--config", str(cfg), "--json")
+    assert p.returncode == 2 and "gates.metrc" in one_json_line(p)["message"]

@@ -14,9 +14,9 @@ import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from vidrec.config import Strict
+from vidrec.config import Strict, parse
 from vidrec.errors import InvalidInput, SchemaError
 
 MANIFEST = "manifest.json"
@@ -84,12 +84,7 @@ def write_manifest(bundle: Path, m: Manifest) -> Path:
 
 def parse_manifest(text: str, where: str) -> Manifest:
     """A manifest from JSON text; errors name `where` and the offending key."""
-    try:
-        return Manifest.model_validate_json(text)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise SchemaError(f"{where}: {key}: {first['msg']}", file=where, key=key) from exc
+    return parse(Manifest, text, where, SchemaError)
 
 
 def read_manifest(bundle: Path) -> Manifest:
