@@ -44,7 +44,7 @@ sysdeps: ## Install the Debian packages the tests use (redis-server), if missing
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-demo: install ## Run the lifecycle on embedded defaults (simulate -> features -> checks)
+demo: install ## Run the lifecycle on embedded defaults (simulate -> features -> checks -> train)
 	$(BIN)/vidrec demo --out out/demo
 
 test: install sysdeps ## Run the whole test suite (unit + integration)
@@ -58,8 +58,9 @@ lint: install ## ruff + mypy
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-bench: install ## Feature-pipeline benchmark at demo and large scale (JSON + PNG in out/bench)
+bench: install ## Feature and training benchmarks (JSON + PNG in out/bench)
 	$(BIN)/vidrec bench features --scales demo,large --json
+	$(BIN)/vidrec bench train --scale demo --sizes 100000,1000000 --json
 
 lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml
 	$(UV) lock --python $(PYTHON)
