@@ -31,10 +31,10 @@ from vidrec.features.definitions import FEATURES, as_float_matrix
 from vidrec.features.training_set import features_for
 from vidrec.models.exact import ExactIndex
 from vidrec.models.faiss_ivf import IvfIndex
-from vidrec.models.two_tower import USER_COLUMNS, Towers
+from vidrec.models.two_tower import USER_COLUMNS, Towers, videos_as_features
 from vidrec.training.baselines import LogisticRanker
 from vidrec.training.position_bias import estimate_examination
-from vidrec.training.ranking_eval import candidate_metrics, slate_metrics
+from vidrec.training.ranking_eval import FRESH_CANDIDATES, candidate_metrics, slate_metrics
 from vidrec.training.retrieval_eval import Requests, evaluate_retrieval, retrieve
 
 COLUMNS = list(
@@ -54,6 +54,7 @@ COLUMNS = list(
         ]
     )
 )
+CONTEXT = ("request_id", "ts", "user_id", "device", "session_position")
 COLD_USER_DAYS = 7.0
 FRESH_S = 3 * DAY  # "fresh" videos: uploaded in the last three days
 Array = npt.NDArray[Any]
@@ -212,31 +213,49 @@ def _candidates(
     rankers: dict[str, Any],
     oracle: Oracle,
 ) -> dict[str, Any]:
-    """Rank the top retrieval candidates of each sampled request (mostly never shown)."""
+    """Rank the top retrieval candidates of each sampled request (mostly never shown), and
+    separately its top fresh videos from a small exact index of recent uploads."""
     cfg, f = settings.train, req.frame
     ts = f.ts.to_numpy(np.int64)
     upload = videos.set_index("video_id").upload_ts
-    lists = retrieve(index, towers.embed_users(f), ts, upload, cfg.candidates)
-    rows = pd.DataFrame(
-        {
-            "request_id": np.repeat(f.request_id.to_numpy(), [len(x) for x in lists]),
-            "ts": np.repeat(ts, [len(x) for x in lists]),
-            "user_id": np.repeat(f.user_id.to_numpy(), [len(x) for x in lists]),
-            "device": np.repeat(f.device.to_numpy(), [len(x) for x in lists]),
-            "session_position": np.repeat(f.session_position.to_numpy(), [len(x) for x in lists]),
-            "video_id": np.concatenate([np.asarray(x, dtype=np.int64) for x in lists]),
-        }
-    )
-    feats = features_for(data, settings.features, rows)
+    users = towers.embed_users(f)
+    main = _candidate_rows(f, retrieve(index, users, ts, upload, cfg.candidates))
+    recent = videos[videos.upload_ts >= ts.min() - FRESH_S]
+    fresh_index = ExactIndex(index.index.d)
+    fresh_index.add(recent.video_id.to_numpy(), towers.embed_items(videos_as_features(recent)))
+    found = retrieve(fresh_index, users, ts, upload, len(recent)) if len(recent) else [[]] * len(f)
+    fresh_lists = [
+        [v for v in row if upload[v] >= t - FRESH_S][:FRESH_CANDIDATES]
+        for row, t in zip(found, ts, strict=True)
+    ]
+    fresh = _candidate_rows(f, fresh_lists).assign(request_id=lambda d: -d.request_id - 1)
+    feats = features_for(data, settings.features, pd.concat([main, fresh], ignore_index=True))
     gain = oracle.relevance(
         feats.user_id.to_numpy(), feats.video_id.to_numpy(), feats.ts.to_numpy()
     )
-    cold, fresh = _cold(feats), (feats.video_age_hours < FRESH_S / 3600).to_numpy()
+    cold, is_fresh = _cold(feats), (feats.request_id < 0).to_numpy()
     metrics = {
-        name: candidate_metrics(feats, m.score(feats), gain, cold, fresh)
+        name: candidate_metrics(feats, m.score(feats), gain, cold, is_fresh)
         for name, m in rankers.items()
     }
-    return {"per_request": cfg.candidates, "rows": len(feats), "models": metrics}
+    return {
+        "per_request": cfg.candidates,
+        "fresh_per_request": FRESH_CANDIDATES,
+        "rows": len(feats),
+        "models": metrics,
+    }
+
+
+def _candidate_rows(f: pd.DataFrame, lists: list[list[int]]) -> pd.DataFrame:
+    """One row per (request, candidate video) with the request's context."""
+    counts = [len(x) for x in lists]
+    rows = pd.DataFrame(
+        {
+            **{c: np.repeat(f[c].to_numpy(), counts) for c in CONTEXT},
+            "video_id": np.concatenate([np.asarray(x, dtype=np.int64) for x in lists]),
+        }
+    )
+    return rows
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
