@@ -37,7 +37,6 @@ from vidrec.training.retrieval import RetrievalConfig, fit_towers
 from vidrec.training.splits import SPLITS, time_splits
 
 Windows = dict[str, list[int]]
-RANKERS = ("popularity", "logistic", "lightgbm_naive", "lightgbm_ipw")
 
 
 @dataclass(frozen=True)
