@@ -73,3 +73,10 @@ class NotReady(VidrecError):
 
     http_status = 503
     code = "not_ready"
+
+
+class Conflict(VidrecError):
+    """A write based on a stale version lost to a concurrent one (409): re-read, retry."""
+
+    http_status = 409
+    code = "conflict"

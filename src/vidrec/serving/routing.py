@@ -1,0 +1,72 @@
+"""Champion / challenger routing: sticky canary buckets and the shadow fraction.
+
+A user's bucket is a stable hash of their id into 10,000 buckets; a canary of
+w% serves the challenger to buckets below w * 100. So raising the weight only
+adds users (nobody flips back), a user sees the same variant at a given
+weight, and the challenger's users form a fixed, analysable cohort - what a
+recommender's A/B analysis needs and what KServe, Seldon, Flagger and Argo
+Rollouts (random per request) do not offer. Pure functions: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from vidrec.config import Strict
+
+BUCKETS = 10_000
+Variant = Literal["champion", "challenger"]
+
+
+def bucket(user_id: int | str, salt: str = "vidrec") -> int:
+    """Stable bucket in [0, BUCKETS): the same on every replica, process and version."""
+    digest = hashlib.blake2b(f"{salt}:{user_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+class RouteTable(Strict):
+    """Which model version serves whom. Changed live; `version` orders the changes."""
+
+    version: int = Field(0, ge=0, description="increases with every change")
+    champion: str = Field(min_length=1, description="registry version serving by default")
+    challenger: str | None = Field(None, description="registry version under test, if any")
+    canary_percent: float = Field(
+        0.0, ge=0, le=100, description="share of users (sticky buckets) the challenger serves"
+    )
+    shadow_fraction: float = Field(
+        0.0, ge=0, le=1, description="share of requests also sent to the challenger, unseen"
+    )
+    salt: str = Field("vidrec", min_length=1, description="bucket hash salt: a new cohort")
+
+    @model_validator(mode="after")
+    def _challenger_needed(self) -> RouteTable:
+        if self.challenger is None and (self.canary_percent > 0 or self.shadow_fraction > 0):
+            raise ValueError("canary_percent and shadow_fraction need a challenger")
+        if self.challenger is not None and self.challenger == self.champion:
+            raise ValueError("challenger must differ from champion")
+        return self
+
+    @property
+    def canary_buckets(self) -> int:
+        return round(self.canary_percent * BUCKETS / 100)
+
+
+def assign(table: RouteTable, user_id: int | str) -> Variant:
+    """The variant that serves this user under this table."""
+    if table.challenger is not None and bucket(user_id, table.salt) < table.canary_buckets:
+        return "challenger"
+    return "champion"
+
+
+def shadowed(table: RouteTable, request_id: str, variant: Variant) -> bool:
+    """Whether this request is also sent to the challenger in the background.
+
+    Keyed on the request, not the user, so shadow load is a steady fraction;
+    a request already served by the challenger is never shadowed.
+    """
+    if table.challenger is None or variant == "challenger" or table.shadow_fraction <= 0:
+        return False
+    return bucket(request_id, "shadow:" + table.salt) < round(table.shadow_fraction * BUCKETS)

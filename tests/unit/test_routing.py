@@ -1,0 +1,88 @@
+"""Sticky canary routing: monotone in the weight, stable per user, shadow on a fraction."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from vidrec.serving.routing import BUCKETS, RouteTable, assign, bucket, shadowed
+
+USERS = range(20_000)
+
+
+def table(percent: float, shadow: float = 0.0) -> RouteTable:
+    return RouteTable(champion="1", challenger="2", canary_percent=percent, shadow_fraction=shadow)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(0, 100, allow_nan=False),
+    st.floats(0, 100, allow_nan=False),
+    st.integers(0, 10**12),
+)
+def test_raising_the_weight_only_adds_users(lo: float, hi: float, user: int) -> None:
+    lo, hi = sorted((lo, hi))
+    if assign(table(lo), user) == "challenger":
+        assert assign(table(hi), user) == "challenger"
+
+
+def test_the_share_of_users_matches_the_weight() -> None:
+    for percent in (1, 5, 25, 50):
+        share = sum(assign(table(percent), u) == "challenger" for u in USERS) / len(USERS)
+        assert abs(share - percent / 100) < 0.01, (percent, share)
+    assert all(assign(table(100), u) == "challenger" for u in range(1000))
+    assert all(assign(table(0), u) == "champion" for u in range(1000))
+
+
+def test_a_user_always_gets_the_same_bucket_and_variant() -> None:
+    assert [bucket(u) for u in range(100)] == [bucket(u) for u in range(100)]
+    assert all(0 <= bucket(u) < BUCKETS for u in range(1000))
+    assert bucket(7) == bucket("7")  # ids arrive as ints or strings
+    t = table(30)
+    assert [assign(t, u) for u in range(500)] == [assign(table(30), u) for u in range(500)]
+    # a new salt is a new cohort
+    other = t.model_copy(update={"salt": "cohort-2"})
+    assert [assign(t, u) for u in range(500)] != [assign(other, u) for u in range(500)]
+
+
+def test_shadow_is_a_request_fraction_and_never_doubles_the_challenger() -> None:
+    t = table(10, shadow=0.2)
+    share = sum(shadowed(t, f"r{i}", "champion") for i in range(20_000)) / 20_000
+    assert abs(share - 0.2) < 0.01
+    assert not any(shadowed(t, f"r{i}", "challenger") for i in range(2000))
+    assert not any(shadowed(table(10), f"r{i}", "champion") for i in range(2000))
+
+
+def test_a_route_table_without_a_challenger_cannot_canary_or_shadow() -> None:
+    with pytest.raises(ValidationError, match="need a challenger"):
+        RouteTable(champion="1", canary_percent=5)
+    with pytest.raises(ValidationError, match="must differ"):
+        RouteTable(champion="1", challenger="1")
+    with pytest.raises(ValidationError, match="less than or equal to 100"):
+        RouteTable(champion="1", challenger="2", canary_percent=101)
+    with pytest.raises(ValidationError, match="extra"):
+        RouteTable(champion="1", weight=3)  # type: ignore[call-arg]
+    assert assign(RouteTable(champion="1"), 5) == "champion"
+
+
+def test_file_route_source_versions_every_change_and_refuses_stale_writes(tmp_path) -> None:
+    from vidrec.errors import Conflict, NotReady, SchemaError
+    from vidrec.serving.file_routes import FileRouteSource
+
+    src = FileRouteSource(tmp_path / "routes.json")
+    with pytest.raises(NotReady):
+        src.get()
+    first = src.set(RouteTable(champion="1"))
+    assert first.version == 1 and src.get() == first
+    second = src.set(table(5), expected_version=1)
+    assert second.version == 2 and src.get().canary_percent == 5
+    with pytest.raises(Conflict, match="version 2, not 1"):
+        src.set(table(50), expected_version=1)
+    assert src.get().canary_percent == 5  # the stale write changed nothing
+    other = FileRouteSource(tmp_path / "routes.json")  # another process sees the same table
+    assert other.get() == second
+    (tmp_path / "routes.json").write_text('{"champion": "1", "canary_percent": "x"}')
+    with pytest.raises(SchemaError, match="canary_percent"):
+        other.get()
