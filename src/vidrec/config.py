@@ -191,6 +191,16 @@ class TrainConfig(Strict):
     seed: int = 0
 
 
+class ServingConfig(Strict):
+    """Business rules applied after ranking (more serving settings come with the app)."""
+
+    max_per_creator: int = Field(2, ge=1, description="at most this many videos per creator")
+    explore_slots: int = Field(
+        1, ge=0, description="slots per response given to a uniformly drawn fresh video"
+    )
+    fresh_days: float = Field(3.0, gt=0, description="videos younger than this may explore")
+
+
 class Settings(Strict):
     """The whole settings tree (`--config FILE`, TOML or JSON): one section per stage."""
 
@@ -198,3 +208,4 @@ class Settings(Strict):
     train: TrainConfig = TrainConfig()
     gates: GateConfig = GateConfig()
     registry: RegistryConfig = RegistryConfig()
+    serving: ServingConfig = ServingConfig()
