@@ -41,10 +41,12 @@ class OnlineFeatures:
                 self._derive_keys(raw, entity.name)
         for f in self.fs.batch:
             if f.freshness == "realtime":
-                raw[f.name] = [
-                    self.store.history(int(u), int(t), self.last_n)
-                    for u, t in zip(raw[f.entity.keys[0]], raw["ts"], strict=True)
-                ]
+                # one read per (user, time): a request's candidates share it
+                pairs = list(zip(raw[f.entity.keys[0]], raw["ts"], strict=True))
+                hist = {
+                    p: self.store.history(int(p[0]), int(p[1]), self.last_n) for p in set(pairs)
+                }
+                raw[f.name] = [hist[p] for p in pairs]
         return finish(raw, self.fs)
 
     def _lookup(

@@ -10,6 +10,7 @@ filesystem, and a run records exactly what each step saw and produced.
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 import time
@@ -118,6 +119,8 @@ def build_index(ctx: Context, data: str, retrieval: str, build_ts: int) -> dict[
     index.save(out)
     np.save(out / "item_ids.npy", ids)
     np.save(out / "item_embeddings.npy", emb)
+    # what serving needs per indexed video: upload time (fresh pool) and creator (rules)
+    videos[["video_id", "creator_id", "upload_ts"]].to_parquet(out / "items.parquet", index=False)
     return {
         "index": str(out),
         "items": len(ids),
@@ -246,6 +249,7 @@ def register(
     shutil.copytree(index, bundle / "retrieval" / "index", dirs_exist_ok=True)
     (bundle / "ranker").mkdir(exist_ok=True)
     shutil.copy(ranker, bundle / "ranker" / "model.txt")
+    _write_fallback(Path(ranker).parent, bundle / "fallback")
     metrics = {f"validation.{k}": v for k, v in validation[chosen].items()}
     manifest = Manifest(
         model_name=ctx.settings.registry.model_name,
@@ -272,6 +276,14 @@ def register(
     alias = "challenger" if "champion" in aliases else "champion"
     info = registry.register(bundle, report, alias)
     return {"registered": True, "bundle": str(bundle), "version": info.version, "alias": alias}
+
+
+def _write_fallback(models: Path, out: Path, top: int = 500) -> None:
+    """The popularity lists serving falls back to (unknown users, retrieval failures)."""
+    popularity: Popularity = pickle.loads((models / "baselines.pkl").read_bytes())["popularity"]
+    out.mkdir(exist_ok=True)
+    lists = {"|".join(seg): ids[:top] for seg, ids in popularity.ranked.items()}
+    (out / "popularity.json").write_text(json.dumps(lists))
 
 
 def model_card(m: Manifest, chosen: str, validation: dict[str, dict[str, float]]) -> str:

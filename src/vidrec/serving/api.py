@@ -1,0 +1,44 @@
+"""The request and response of a recommendation, validated: a bad field is a 422 naming it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from vidrec.config import Strict
+
+MAX_K = 500
+
+
+class Context(Strict):
+    country: str | None = Field(None, max_length=64, description="used when the user is unknown")
+    age_bucket: str | None = Field(None, max_length=64)
+    device: str | None = Field(None, max_length=64)
+    ts: int | None = Field(None, ge=0, description="request time, epoch s (default: now)")
+    session_position: int = Field(0, ge=0)
+
+
+class RecommendRequest(Strict):
+    user_id: int = Field(ge=0)
+    k: int = Field(10, ge=1, le=MAX_K)
+    context: Context = Context()
+    request_id: str | None = Field(None, max_length=128)
+
+
+class Item(Strict):
+    video_id: int
+    score: float
+    source: Literal["ranked", "explore", "fallback"]
+    propensity: float
+
+
+class RecommendResponse(Strict):
+    request_id: str
+    user_id: int
+    variant: str
+    model_version: str
+    items: list[Item]
+    degraded: bool = False
+    reason: str | None = None
+    timings_s: dict[str, float] = Field(default_factory=dict)

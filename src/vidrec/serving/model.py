@@ -1,0 +1,78 @@
+"""One registered model version loaded for serving: towers, index, ranker, fallback.
+
+Loaded from a registry bundle; refused (NotReady, 503) when its feature schema
+hash is not the one this code computes - a model trained on another feature
+vector would score garbage without failing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from vidrec.errors import NotReady
+from vidrec.features.definitions import FEATURES
+from vidrec.models.exact import ExactIndex
+from vidrec.models.faiss_ivf import IvfIndex
+from vidrec.models.scorer import Scorer, load_scorer
+from vidrec.models.two_tower import Towers
+from vidrec.registry.bundle import Manifest, read_manifest
+
+Array = npt.NDArray[Any]
+
+
+@dataclass
+class ServingModel:
+    version: str
+    manifest: Manifest
+    towers: Towers
+    index: IvfIndex
+    items: pd.DataFrame  # indexed by video_id: creator_id, upload_ts
+    embeddings: pd.DataFrame  # indexed by video_id: the item vectors in the index
+    scorer: Scorer
+    popularity: dict[str, list[int]]  # "country|age" (and "*|*") -> most clicked first
+
+    @classmethod
+    def load(cls, bundle: Path, version: str, fast_scorer: bool = True) -> ServingModel:
+        manifest = read_manifest(bundle)
+        if manifest.schema_hash != FEATURES.schema_hash():
+            raise NotReady(
+                f"model {version}: feature schema {manifest.schema_hash} is not this server's "
+                f"{FEATURES.schema_hash()}; retrain it with the current feature definitions",
+                version=version,
+            )
+        faiss.omp_set_num_threads(1)  # one query per call: threads only add contention
+        idx = bundle / "retrieval" / "index"
+        ids = np.load(idx / "item_ids.npy")
+        return cls(
+            version=version,
+            manifest=manifest,
+            towers=Towers.load(bundle / "retrieval"),
+            index=IvfIndex.load(idx),
+            items=pd.read_parquet(idx / "items.parquet").set_index("video_id"),
+            embeddings=pd.DataFrame(np.load(idx / "item_embeddings.npy"), index=ids),
+            scorer=load_scorer(bundle / "ranker" / "model.txt", fast=fast_scorer),
+            popularity=json.loads((bundle / "fallback" / "popularity.json").read_text()),
+        )
+
+    def popular(self, country: str, age: str) -> list[int]:
+        """The segment's list backfilled from the global one."""
+        seg = self.popularity.get(f"{country}|{age}", [])
+        return list(dict.fromkeys(seg + self.popularity.get("*|*", [])))
+
+    def fresh_index(self, now: int, fresh_s: float) -> tuple[ExactIndex, pd.Index]:
+        """A small exact index over videos uploaded in the last `fresh_s` (exploration pool)."""
+        recent = self.items.index[
+            (self.items.upload_ts >= now - fresh_s) & (self.items.upload_ts <= now)
+        ]
+        index = ExactIndex(self.index.index.d)
+        if len(recent):
+            index.add(recent.to_numpy(), self.embeddings.loc[recent].to_numpy())
+        return index, recent
