@@ -60,6 +60,11 @@ def test_first_run_registers_a_champion_bundle(
     )
     for f in ("ranker/model.txt", "retrieval/towers.pt", "retrieval/index/index.faiss"):
         assert f in m.files
+    assert {"fallback/popularity.json", "retrieval/index/items.parquet"} <= set(m.files)
+    ref = json.loads((Path(summary["bundle"]) / "reference" / "features.json").read_text())
+    assert set(ref["features"]) == set(FEATURES.model_inputs)
+    edges = ref["features"]["video_ctr_7d"]["edges"]
+    assert edges == sorted(edges) and len(edges) >= 5
     assert "log-Q" in (Path(summary["bundle"]) / "MODEL_CARD.md").read_text()
     rec = json.loads((run_dir / "run.json").read_text())
     assert rec["steps"][0]["name"] == "build_dataset"

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from vidrec.config import Settings, TrainConfig
 from vidrec.errors import NotFound
-from vidrec.features.definitions import FEATURES
+from vidrec.features.definitions import FEATURES, as_float_matrix
 from vidrec.features.training_set import build_training_set
 from vidrec.models.faiss_ivf import IvfIndex
 from vidrec.models.two_tower import Towers, videos_as_features
@@ -150,6 +150,7 @@ def train_ranker(ctx: Context, training_set: str, windows: Windows) -> dict[str,
         if isinstance(model, LightGBMRanker):
             assert model.booster is not None
             model.booster.save_model(str(out / f"{name}.txt"))
+    write_reference(train, out / "reference.json")
     # baselines are run-internal artefacts read back by this run only
     (out / "baselines.pkl").write_bytes(
         pickle.dumps({"popularity": models["popularity"], "logistic": models["logistic"].model})
@@ -250,6 +251,8 @@ def register(
     (bundle / "ranker").mkdir(exist_ok=True)
     shutil.copy(ranker, bundle / "ranker" / "model.txt")
     _write_fallback(Path(ranker).parent, bundle / "fallback")
+    (bundle / "reference").mkdir(exist_ok=True)
+    shutil.copy(Path(ranker).parent / "reference.json", bundle / "reference" / "features.json")
     metrics = {f"validation.{k}": v for k, v in validation[chosen].items()}
     manifest = Manifest(
         model_name=ctx.settings.registry.model_name,
@@ -276,6 +279,26 @@ def register(
     alias = "challenger" if "champion" in aliases else "champion"
     info = registry.register(bundle, report, alias)
     return {"registered": True, "bundle": str(bundle), "version": info.version, "alias": alias}
+
+
+def write_reference(train: pd.DataFrame, path: Path, deciles: int = 10) -> None:
+    """The training window's distribution of every model input: decile edges (the bucket
+    edges serving's feature histograms use, so drift monitors compare like with like),
+    missing rate and range."""
+    x = as_float_matrix(train, FEATURES)
+    qs = np.linspace(0, 1, deciles + 1)[1:-1]
+    ref = {}
+    for j, name in enumerate(FEATURES.model_inputs):
+        col = x[:, j][np.isfinite(x[:, j])]
+        edges = np.unique(np.quantile(col, qs)) if len(col) else np.array([])
+        ref[name] = {
+            "edges": [float(e) for e in edges],
+            "missing_rate": float(1 - len(col) / max(len(x), 1)),
+            "min": float(col.min()) if len(col) else None,
+            "max": float(col.max()) if len(col) else None,
+            "rows": len(x),
+        }
+    path.write_text(json.dumps({"feature_set": FEATURES.name, "features": ref}, indent=1))
 
 
 def _write_fallback(models: Path, out: Path, top: int = 500) -> None:
