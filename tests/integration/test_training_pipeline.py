@@ -141,28 +141,42 @@ def test_failed_gates_say_which_and_by_how_much_and_register_nothing(
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ray_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home without ~/.ray/auth_token: a token left there by another Ray user switches the
+    cluster to token auth and the driver is refused."""
+    return tmp_path_factory.mktemp("ray-home")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory, ray_home: Path) -> Iterator[str]:
     """A real single-node Ray cluster on loopback, as `ray start --head` makes it."""
     ray = shutil.which("ray", path=str(Path(sys.executable).parent))
     assert ray, "the ray CLI comes with ray[serve] in the venv"
     port = _free_port()
     temp = tmp_path_factory.mktemp("ray")
+    env = {**os.environ, "HOME": str(ray_home)}
     subprocess.run(
         [ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
          "--disable-usage-stats", f"--temp-dir={temp}", "--node-ip-address=127.0.0.1"],
-        check=True, capture_output=True, timeout=120,
+        check=True, capture_output=True, timeout=120, env=env,
     )  # fmt: skip
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=60)
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=60, env=env)
 
 
 def test_steps_run_as_ray_tasks_when_ray_address_is_set(
-    ray_cluster: str, small_sim: Path, settings: Settings, tmp_path: Path
+    ray_cluster: str,
+    ray_home: Path,
+    small_sim: Path,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import ray
 
+    monkeypatch.setenv("HOME", str(ray_home))
     os.environ["RAY_ADDRESS"] = ray_cluster
     try:
         s = run_training(settings, small_sim, run_dir=tmp_path, until="build_dataset")
