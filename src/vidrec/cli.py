@@ -329,6 +329,64 @@ def evaluate(
     _train_cmd(data, oracle, run_dir, config, "evaluate", json_out, "evaluation")
 
 
+@app.command()
+def serve(
+    port: int = typer.Option(8080, help="HTTP port on 127.0.0.1"),
+    store: str = typer.Option(None, help="online store URL (see `features materialize`)"),
+    routes: Path = typer.Option(Path("out/serve/routes.json"), help="live route table file"),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
+    """Serve the champion (and challenger) from the registry: Ray Serve behind KServe."""
+    from vidrec.serving.server import prepare_ray_env
+
+    prepare_ray_env()
+    import logging
+
+    import ray
+    from ray import serve as ray_serve
+    from ray.serve.config import ProxyLocation
+
+    from vidrec.errors import NotFound
+    from vidrec.registry.registry import open_registry
+    from vidrec.serving.deployments import build_app
+    from vidrec.serving.file_routes import FileRouteSource
+    from vidrec.serving.routing import RouteTable
+    from vidrec.serving.server import serve_forever
+
+    settings = _settings(config)
+    features = _features_cfg(config, online_store=store)
+    reg = open_registry(settings.registry)
+    champion = reg.get("champion")
+    try:
+        challenger: Any = reg.get("challenger")
+    except NotFound:
+        challenger = None
+    routes = routes.resolve()  # replicas run in other working directories
+    dest = routes.parent / "bundles"
+    versions = [v for v in (champion, challenger) if v is not None]
+    bundles = {str(v.version): str(reg.download(str(v.version), dest)) for v in versions}
+    source = FileRouteSource(routes)
+    if not routes.exists():
+        table = RouteTable(
+            champion=str(champion.version),
+            challenger=str(challenger.version) if challenger else None,
+        )
+        source.set(table)
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             logging_level=logging.WARNING)  # fmt: skip
+    ray_serve.start(proxy_location=ProxyLocation.Disabled)
+    app_ = build_app(bundles, routes, features, settings.serving)
+    handle = ray_serve.run(app_, name="vidrec", route_prefix=None)
+    emit(
+        {"url": f"http://127.0.0.1:{port}", "versions": list(bundles), "routes": str(routes)},
+        json_out,
+        "serving",
+    )
+    sys.stdout.flush()
+    serve_forever(handle, port)
+
+
 @registry_app.command("list")
 def registry_list(config: Path = CONFIG, json_out: bool = JSON) -> None:
     """Registered versions, newest first, with aliases."""

@@ -59,8 +59,16 @@ class ServingModel:
             items=pd.read_parquet(idx / "items.parquet").set_index("video_id"),
             embeddings=pd.DataFrame(np.load(idx / "item_embeddings.npy"), index=ids),
             scorer=load_scorer(bundle / "ranker" / "model.txt", fast=fast_scorer),
-            popularity=json.loads((bundle / "fallback" / "popularity.json").read_text()),
+            popularity=cls.popularity_of(bundle),
         )
+
+    @staticmethod
+    def popularity_of(bundle: Path) -> dict[str, list[int]]:
+        """The fallback lists alone: cheap enough for the router to hold every version's."""
+        lists: dict[str, list[int]] = json.loads(
+            (bundle / "fallback" / "popularity.json").read_text()
+        )
+        return lists
 
     def popular(self, country: str, age: str) -> list[int]:
         """The segment's list backfilled from the global one."""
