@@ -31,29 +31,13 @@ from vidrec.features.definitions import FEATURES, as_float_matrix
 from vidrec.features.training_set import features_for
 from vidrec.models.exact import ExactIndex
 from vidrec.models.faiss_ivf import IvfIndex
-from vidrec.models.two_tower import USER_COLUMNS, Towers, videos_as_features
+from vidrec.models.two_tower import Towers, videos_as_features
 from vidrec.training.baselines import LogisticRanker
+from vidrec.training.data import COLUMNS, read_videos, read_window
 from vidrec.training.position_bias import estimate_examination
 from vidrec.training.ranking_eval import FRESH_CANDIDATES, candidate_metrics, slate_metrics
 from vidrec.training.retrieval_eval import Requests, evaluate_retrieval, retrieve
 
-COLUMNS = list(
-    dict.fromkeys(
-        [
-            "request_id",
-            "ts",
-            "user_id",
-            "video_id",
-            "position",
-            "device",
-            "label_click",
-            "user_country",
-            "user_age_bucket",
-            *FEATURES.model_inputs,
-            *USER_COLUMNS,
-        ]
-    )
-)
 CONTEXT = ("request_id", "ts", "user_id", "device", "session_position")
 COLD_USER_DAYS = 7.0
 FRESH_S = 3 * DAY  # "fresh" videos: uploaded in the last three days
@@ -126,8 +110,6 @@ def evaluate_run(
     out: Path,
     champion_ranker: Path | None = None,
 ) -> dict[str, Any]:
-    from vidrec.training.steps import read_videos, read_window
-
     t0 = time.perf_counter()
     cfg = settings.train
     rankers = load_rankers(models)

@@ -33,6 +33,8 @@ from vidrec.registry.bundle import Manifest, bundle_files, git_sha, snapshot_id,
 from vidrec.registry.gates import check_gates
 from vidrec.registry.registry import open_registry
 from vidrec.training.baselines import LogisticRanker, Popularity
+from vidrec.training.data import COLUMNS, read_videos, read_window
+from vidrec.training.evaluate import evaluate_run
 from vidrec.training.ranker import LightGBMRanker
 from vidrec.training.retrieval import RetrievalConfig, fit_towers
 from vidrec.training.splits import SPLITS, time_splits
@@ -53,22 +55,6 @@ class Context:
         d = self.run_dir / step
         d.mkdir(parents=True, exist_ok=True)
         return d
-
-
-def read_window(
-    training_set: str | Path, window: list[int], columns: list[str] | None = None, **eq: int
-) -> pd.DataFrame:
-    """Rows with ts in [start, end), sorted: the training set itself is an unordered set."""
-    filters: list[tuple[str, str, Any]] = [("ts", ">=", window[0]), ("ts", "<", window[1])]
-    filters += [(k, "=", v) for k, v in eq.items()]
-    rows = pd.read_parquet(training_set, columns=columns, filters=filters)
-    return rows.sort_values(["request_id", "position", "video_id"], kind="stable").reset_index(
-        drop=True
-    )
-
-
-def read_videos(data: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(Path(data) / "videos.parquet").sort_values("video_id")
 
 
 def build_dataset(ctx: Context, data: str) -> dict[str, Any]:
@@ -132,8 +118,6 @@ def build_index(ctx: Context, data: str, retrieval: str, build_ts: int) -> dict[
 
 def train_ranker(ctx: Context, training_set: str, windows: Windows) -> dict[str, Any]:
     """Baselines and both LightGBM rankers on the same rows: the report compares them."""
-    from vidrec.training.evaluate import COLUMNS
-
     train = read_window(training_set, windows["train"], COLUMNS)
     out = ctx.dir("train_ranker")
     seconds: dict[str, float] = {}
@@ -193,8 +177,6 @@ def evaluate(
     oracle: str | None = None,
     champion_ranker: str | None = None,
 ) -> dict[str, Any]:
-    from vidrec.training.evaluate import evaluate_run
-
     return evaluate_run(
         ctx.settings,
         Path(data),
