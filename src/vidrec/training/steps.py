@@ -30,7 +30,7 @@ from vidrec.features.training_set import build_training_set
 from vidrec.models.faiss_ivf import IvfIndex
 from vidrec.models.two_tower import Towers, videos_as_features
 from vidrec.registry.bundle import Manifest, bundle_files, git_sha, snapshot_id, write_manifest
-from vidrec.registry.gates import check_gates
+from vidrec.registry.gates import GateReport, GateResult, check_gates
 from vidrec.registry.registry import open_registry
 from vidrec.training.baselines import LogisticRanker, Popularity
 from vidrec.training.data import COLUMNS, read_videos, read_window
@@ -135,11 +135,12 @@ def train_ranker(ctx: Context, training_set: str, windows: Windows) -> dict[str,
             assert model.booster is not None
             model.booster.save_model(str(out / f"{name}.txt"))
     write_reference(train, out / "reference.json")
+    write_fallback(models["popularity"], out / "popularity.json")
     # baselines are run-internal artefacts read back by this run only
     (out / "baselines.pkl").write_bytes(
         pickle.dumps({"popularity": models["popularity"], "logistic": models["logistic"].model})
     )
-    chosen = f"lightgbm_{ctx.cfg.debias if ctx.cfg.debias == 'ipw' else 'naive'}"
+    chosen = "lightgbm_ipw" if ctx.cfg.debias == "ipw" else "lightgbm_naive"
     exam = models["lightgbm_ipw"].examination
     return {
         "models": str(out),
@@ -225,16 +226,16 @@ def register(
 ) -> dict[str, Any]:
     """Assemble the bundle; register it (champion if there is none yet, else challenger)
     only when every gate passed."""
-    from vidrec.registry.gates import GateReport, GateResult
-
     bundle = ctx.dir("bundle")
     shutil.copytree(retrieval, bundle / "retrieval", dirs_exist_ok=True)
     shutil.copytree(index, bundle / "retrieval" / "index", dirs_exist_ok=True)
     (bundle / "ranker").mkdir(exist_ok=True)
     shutil.copy(ranker, bundle / "ranker" / "model.txt")
-    _write_fallback(Path(ranker).parent, bundle / "fallback")
-    (bundle / "reference").mkdir(exist_ok=True)
-    shutil.copy(Path(ranker).parent / "reference.json", bundle / "reference" / "features.json")
+    # train_ranker writes these beside the ranker
+    for src, dst in (("popularity.json", "fallback/popularity.json"),
+                     ("reference.json", "reference/features.json")):  # fmt: skip
+        (bundle / dst).parent.mkdir(exist_ok=True)
+        shutil.copy(Path(ranker).parent / src, bundle / dst)
     metrics = {f"validation.{k}": v for k, v in validation[chosen].items()}
     manifest = Manifest(
         model_name=ctx.settings.registry.model_name,
@@ -283,12 +284,10 @@ def write_reference(train: pd.DataFrame, path: Path, deciles: int = 10) -> None:
     path.write_text(json.dumps({"feature_set": FEATURES.name, "features": ref}, indent=1))
 
 
-def _write_fallback(models: Path, out: Path, top: int = 500) -> None:
+def write_fallback(popularity: Popularity, path: Path, top: int = 500) -> None:
     """The popularity lists serving falls back to (unknown users, retrieval failures)."""
-    popularity: Popularity = pickle.loads((models / "baselines.pkl").read_bytes())["popularity"]
-    out.mkdir(exist_ok=True)
     lists = {"|".join(seg): ids[:top] for seg, ids in popularity.ranked.items()}
-    (out / "popularity.json").write_text(json.dumps(lists))
+    path.write_text(json.dumps(lists))
 
 
 def model_card(m: Manifest, chosen: str, validation: dict[str, dict[str, float]]) -> str:
