@@ -28,7 +28,15 @@ from vidrec.features.store import open_store
 from vidrec.serving.api import RecommendRequest, RecommendResponse
 from vidrec.serving.file_routes import FileRouteSource
 from vidrec.serving.model import ServingModel
-from vidrec.serving.recommender import Ranked, Retrieved, Stages, fallback, response, slate
+from vidrec.serving.recommender import (
+    Ranked,
+    Retrieved,
+    Stages,
+    fallback,
+    response,
+    slate,
+    timings,
+)
 from vidrec.serving.routing import Variant, assign, shadowed
 
 CPU = 0.2
@@ -103,13 +111,10 @@ class Recommender:
             ranked = await ranking.rank.remote(req, rid, ts, got)
         except Exception as exc:  # a failed or late model path degrades, never a 500
             reason = "deadline" if isinstance(exc, TimeoutError) else type(exc).__name__
-            popular = self.popular[version].get(f"{req.context.country}|{req.context.age_bucket}")
-            items = fallback(req, (popular or []) + self.popular[version]["*|*"], self.cfg)
+            items = fallback(req, self.popular[version], self.cfg)
             return response(req, rid, variant, version, items, {}, reason)
-        timings = {"retrieval": got.seconds, "features": ranked.features_s}
-        timings["ranking"] = ranked.ranking_s
         items = slate(req, got, ranked, self.cfg, self.rng)
-        return response(req, rid, variant, version, items, timings)
+        return response(req, rid, variant, version, items, timings(got, ranked))
 
     def _shadow(
         self, req: RecommendRequest, rid: str, ts: int, version: str, served: RecommendResponse

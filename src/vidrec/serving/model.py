@@ -28,6 +28,12 @@ from vidrec.registry.bundle import Manifest, read_manifest
 Array = npt.NDArray[Any]
 
 
+def popular_in(lists: dict[str, list[int]], country: str | None, age: str | None) -> list[int]:
+    """The (country, age) segment's list backfilled from the global one; unknown -> global."""
+    seg = lists.get(f"{country}|{age}", []) if country and age else []
+    return list(dict.fromkeys(seg + lists.get("*|*", [])))
+
+
 @dataclass
 class ServingModel:
     version: str
@@ -70,10 +76,8 @@ class ServingModel:
         )
         return lists
 
-    def popular(self, country: str, age: str) -> list[int]:
-        """The segment's list backfilled from the global one."""
-        seg = self.popularity.get(f"{country}|{age}", [])
-        return list(dict.fromkeys(seg + self.popularity.get("*|*", [])))
+    def popular(self, country: str | None, age: str | None) -> list[int]:
+        return popular_in(self.popularity, country, age)
 
     def fresh_index(self, now: int, fresh_s: float) -> tuple[ExactIndex, pd.Index]:
         """A small exact index over videos uploaded in the last `fresh_s` (exploration pool)."""

@@ -22,7 +22,7 @@ from vidrec.config import DAY, ServingConfig
 from vidrec.features.definitions import FEATURES, as_float_matrix
 from vidrec.features.online import OnlineFeatures
 from vidrec.serving.api import Item, RecommendRequest, RecommendResponse
-from vidrec.serving.model import ServingModel
+from vidrec.serving.model import ServingModel, popular_in
 from vidrec.serving.rules import Candidate, SlateItem, compose
 
 CANDIDATES = 200  # retrieved per request and ranked (at least 2k)
@@ -118,9 +118,18 @@ def slate(
     )
 
 
-def fallback(req: RecommendRequest, popular: list[int], cfg: ServingConfig) -> list[SlateItem]:
+def fallback(
+    req: RecommendRequest, lists: dict[str, list[int]], cfg: ServingConfig
+) -> list[SlateItem]:
+    """The request's popularity segment through the same rules (`lists`: bundle fallback)."""
+    popular = popular_in(lists, req.context.country, req.context.age_bucket)
     cands = [Candidate(v, None, float(len(popular) - i)) for i, v in enumerate(popular)]
     return compose(cands, req.k, max_per_creator=cfg.max_per_creator, source="fallback")
+
+
+def timings(got: Retrieved, ranked: Ranked) -> dict[str, float]:
+    """Seconds per model stage: they travel back with the response to become metrics."""
+    return {"retrieval": got.seconds, "features": ranked.features_s, "ranking": ranked.ranking_s}
 
 
 def response(
@@ -166,15 +175,9 @@ class Recommender:
             got = self.stages.retrieve(req, rid, ts)
             ranked = self.stages.rank(req, rid, ts, got)
         except Exception as exc:  # any model failure degrades, never a 500
-            popular = self.model.popular(req.context.country or "*", req.context.age_bucket or "*")
-            items = fallback(req, popular, self.cfg)
+            items = fallback(req, self.model.popularity, self.cfg)
             return response(
                 req, rid, self.variant, self.model.version, items, {}, type(exc).__name__
             )
-        timings = {
-            "retrieval": got.seconds,
-            "features": ranked.features_s,
-            "ranking": ranked.ranking_s,
-        }
         items = slate(req, got, ranked, self.cfg, self.rng)
-        return response(req, rid, self.variant, self.model.version, items, timings)
+        return response(req, rid, self.variant, self.model.version, items, timings(got, ranked))
