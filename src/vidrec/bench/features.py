@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vidrec.bench.datasets import cached_simulation
+from vidrec.bench.machine import machine
 from vidrec.config import FeatureConfig
 from vidrec.data.validate import open_dataset
 from vidrec.features.definitions import FEATURES
@@ -67,18 +68,11 @@ def run(scales: list[str], naive_rows: int, out: Path) -> dict[str, Any]:
         if proc.returncode != 0:
             raise RuntimeError(f"bench worker for {scale} failed:\n{proc.stderr[-4000:]}")
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    report = {"benchmark": "features", "machine": _machine(), "results": results}
+    report = {"benchmark": "features", "machine": machine(), "results": results}
     (out / "features.json").write_text(json.dumps(report, indent=2))
     _plot(results, out / "features.png")
     report["plot"] = str(out / "features.png")
     return report
-
-
-def _machine() -> dict[str, Any]:
-    import os
-    import platform
-
-    return {"cpus": os.cpu_count(), "python": platform.python_version()}
 
 
 def _plot(results: list[dict[str, Any]], path: Path) -> None:

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.metadata
 import json
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -30,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import psutil
 
+from vidrec.bench.machine import machine
 from vidrec.models.exact import ExactIndex
 from vidrec.models.faiss_ivf import IvfIndex
 from vidrec.models.lightgbm_scorer import LightGBMScorer
@@ -356,15 +354,14 @@ def _train_model(path: Path, rounds: int, rng: np.random.Generator) -> tuple[Pat
 def write_report(result: dict[str, Any], out: Path) -> dict[str, Any]:
     """Write `out/train.json` and `out/train.png`; `result` holds "ann" and/or "ranker_scoring"."""
     out.mkdir(parents=True, exist_ok=True)
-    report = {"benchmark": "train", "machine": _machine(), **result}
+    report = {
+        "benchmark": "train",
+        "machine": machine("faiss-cpu", "lightgbm", "lleaves"),
+        **result,
+    }
     (out / "train.json").write_text(json.dumps(report, indent=2))
     _plot(report, out / "train.png")
     return report | {"plot": str(out / "train.png")}
-
-
-def _machine() -> dict[str, Any]:
-    versions = {p: importlib.metadata.version(p) for p in ("faiss-cpu", "lightgbm", "lleaves")}
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), **versions}
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
