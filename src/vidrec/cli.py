@@ -334,6 +334,8 @@ def serve(
     port: int = typer.Option(8080, help="HTTP port on 127.0.0.1"),
     store: str = typer.Option(None, help="online store URL (see `features materialize`)"),
     routes: Path = typer.Option(Path("out/serve/routes.json"), help="live route table file"),
+    log_dir: Path = typer.Option(None, help="impression/shadow log (default: beside routes)"),
+    faults: Path = typer.Option(None, help="fault-injection file (delays, crashes) to watch"),
     config: Path = CONFIG,
     json_out: bool = JSON,
 ) -> None:
@@ -341,50 +343,89 @@ def serve(
     from vidrec.serving.server import prepare_ray_env
 
     prepare_ray_env()
-    import logging
-
-    import ray
-    from ray import serve as ray_serve
-    from ray.serve.config import ProxyLocation
-
-    from vidrec.errors import NotFound
-    from vidrec.registry.registry import open_registry
-    from vidrec.serving.deployments import build_app
-    from vidrec.serving.file_routes import FileRouteSource
-    from vidrec.serving.routing import RouteTable
-    from vidrec.serving.server import serve_forever
+    from vidrec.serving.server import Deployment, serve_forever
 
     settings = _settings(config)
     features = _features_cfg(config, online_store=store)
+    routes = routes.resolve()  # replicas run in other working directories
+    bundles = _serving_bundles(settings, routes)
+    app_ = Deployment(
+        bundles=bundles,
+        routes=routes,
+        log_dir=(log_dir or routes.parent / "log").resolve(),
+        cfg=settings.serving,
+    )
+    fault_file = faults.resolve() if faults else None
+
+    def load() -> Any:
+        import logging
+
+        import ray
+        from ray import serve as ray_serve
+        from ray.serve.config import ProxyLocation
+
+        from vidrec.serving.deployments import build_app
+
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 logging_level=logging.WARNING)  # fmt: skip
+        ray_serve.start(proxy_location=ProxyLocation.Disabled)
+        graph = build_app({v: str(b) for v, b in bundles.items()}, routes, features,
+                          settings.serving, fault_file)  # fmt: skip
+        return ray_serve.run(graph, name="vidrec", route_prefix=None)
+
+    emit(
+        {"url": f"http://127.0.0.1:{port}", "versions": list(bundles), "routes": str(routes),
+         "log_dir": str(app_.log_dir)},
+        json_out,
+        "serving",
+    )  # fmt: skip
+    sys.stdout.flush()
+    serve_forever(load, app_, port)
+
+
+@app.command()
+def traffic(
+    url: str = typer.Option("http://127.0.0.1:8080", help="a running `vidrec serve`"),
+    data: Path = typer.Option(Path("out/demo/sim"), help="simulated log (with oracle/)"),
+    rate: float = typer.Option(20.0, min=0.1, help="requests per second (open loop)"),
+    duration: float = typer.Option(30.0, min=0.1, help="seconds to run"),
+    k: int = typer.Option(10, min=1, max=500, help="videos per request"),
+    seed: int = typer.Option(0, help="seed of users and outcomes"),
+    json_out: bool = JSON,
+) -> None:
+    """Replay simulated users against an endpoint and send their outcomes to /v1/feedback."""
+    from vidrec.traffic.replay import replay
+    from vidrec.traffic.users import SimulatedUsers
+
+    users = SimulatedUsers.load(data)
+    with progress(int(rate * duration), "requests") as tick:
+        emit(replay(url, users, rate, duration, k, seed, tick), json_out, "traffic")
+
+
+def _serving_bundles(settings: Settings, routes: Path) -> dict[str, Path]:
+    """Champion and challenger bundles downloaded beside the route table, which is written
+    (champion only, no canary) when it does not exist yet."""
+    from vidrec.errors import NotFound
+    from vidrec.registry.registry import open_registry
+    from vidrec.serving.file_routes import FileRouteSource
+    from vidrec.serving.routing import RouteTable
+
     reg = open_registry(settings.registry)
     champion = reg.get("champion")
     try:
         challenger: Any = reg.get("challenger")
     except NotFound:
         challenger = None
-    routes = routes.resolve()  # replicas run in other working directories
-    dest = routes.parent / "bundles"
     versions = [v for v in (champion, challenger) if v is not None]
-    bundles = {str(v.version): str(reg.download(str(v.version), dest)) for v in versions}
-    source = FileRouteSource(routes)
+    dest = routes.parent / "bundles"
+    bundles = {str(v.version): reg.download(str(v.version), dest) for v in versions}
     if not routes.exists():
         table = RouteTable(
             champion=str(champion.version),
             challenger=str(challenger.version) if challenger else None,
         )
-        source.set(table)
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             logging_level=logging.WARNING)  # fmt: skip
-    ray_serve.start(proxy_location=ProxyLocation.Disabled)
-    app_ = build_app(bundles, routes, features, settings.serving)
-    handle = ray_serve.run(app_, name="vidrec", route_prefix=None)
-    emit(
-        {"url": f"http://127.0.0.1:{port}", "versions": list(bundles), "routes": str(routes)},
-        json_out,
-        "serving",
-    )
-    sys.stdout.flush()
-    serve_forever(handle, port)
+        FileRouteSource(routes).set(table)
+    return bundles
 
 
 @registry_app.command("list")

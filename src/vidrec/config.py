@@ -192,13 +192,25 @@ class TrainConfig(Strict):
 
 
 class ServingConfig(Strict):
-    """Business rules applied after ranking (more serving settings come with the app)."""
+    """Business rules applied after ranking, and the serving app's limits."""
 
     max_per_creator: int = Field(2, ge=1, description="at most this many videos per creator")
     explore_slots: int = Field(
         1, ge=0, description="slots per response given to a uniformly drawn fresh video"
     )
     fresh_days: float = Field(3.0, gt=0, description="videos younger than this may explore")
+    deadline_s: float = Field(
+        0.5, gt=0, le=30, description="model path (retrieval + ranking) budget before fallback"
+    )
+    shadow_queue: int = Field(
+        64, ge=1, description="shadow calls in flight at most; more are dropped and counted"
+    )
+    remember_requests: int = Field(
+        100_000, ge=1, description="served requests kept for joining feedback (oldest forgotten)"
+    )
+    log_flush_rows: int = Field(
+        5_000, ge=1, description="impression log rows buffered before a parquet part is written"
+    )
 
 
 class Settings(Strict):

@@ -3,6 +3,7 @@ every Ray Serve replica runs. Rules hold on real output; failures degrade to pop
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections import Counter
@@ -97,7 +98,7 @@ def test_a_broken_model_path_degrades_to_popularity(served: Any) -> None:
         def search(self, *_: Any) -> Any:
             raise ConnectionError("index shard unreachable")
 
-    model = type(rec.model)(**{**rec.model.__dict__, "index": DownIndex()})
+    model = dataclasses.replace(rec.model, index=DownIndex())
     broken = Recommender(model, rec.features, seed=0)
     r = broken.recommend(
         RecommendRequest(user_id=3, k=8, context=Context(ts=ts, country="US", age_bucket="25-34"))

@@ -1,31 +1,41 @@
 """`vidrec serve` as users run it: real Ray Serve behind the real KServe server, started once
-as a subprocess on a trained registry (champion v1, challenger v2) and a materialised store."""
+as a subprocess on a trained registry (champion v1, challenger v2) and a materialised store.
+
+Faults (a slow ranker, a crashed replica) are injected through the server's `--faults` file;
+every test that changes the route table or the faults puts them back."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from vidrec.config import FeatureConfig, Settings
+from vidrec.data.schema import IMPRESSIONS, WATCHES, check_schema
 from vidrec.data.validate import open_dataset
 from vidrec.features.definitions import FEATURES
 from vidrec.features.materialize import load_history, materialize
 from vidrec.features.pit import PointInTime, as_of_value
 from vidrec.features.store import open_store
 from vidrec.features.training_set import default_build_ts
-from vidrec.serving.file_routes import FileRouteSource
+from vidrec.serving.file_routes import FileRouteSource, write_atomic
 from vidrec.serving.routing import RouteTable, assign
+from vidrec.traffic.replay import replay
+from vidrec.traffic.users import SimulatedUsers
 from vidrec.training.run import run_training
 
 pytestmark = pytest.mark.integration
@@ -65,17 +75,20 @@ def server(small_sim: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     st.close()
     port = _free_port()
     routes = tmp / "serve" / "routes.json"
+    faults, log_dir = tmp / "faults.json", tmp / "serve" / "log"
     env = {**os.environ, "HOME": str(tmp)}  # no stray ~/.ray/auth_token
     log = open(tmp / "serve.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "vidrec.cli", "serve", "--port", str(port), "--store", store,
-         "--routes", str(routes), "--config", str(cfg_file), "--json"],
+         "--routes", str(routes), "--config", str(cfg_file), "--faults", str(faults),
+         "--log-dir", str(log_dir), "--json"],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, proc, tmp / "serve.log")
-        yield {"url": url, "routes": routes, "ts": snap, "proc": proc}
+        early = _wait_ready(url, proc, tmp / "serve.log")
+        yield {"url": url, "routes": routes, "ts": snap, "proc": proc, "faults": faults,
+               "log_dir": log_dir, "early": early}  # fmt: skip
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -85,17 +98,21 @@ def server(small_sim: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         log.close()
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> list[httpx.Response]:
+    """Poll until ready; returns the answers to predictions sent while it was loading."""
+    early: list[httpx.Response] = []
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"vidrec serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             if httpx.get(f"{url}/v2/models/vidrec/ready", timeout=2).status_code == 200:
-                return
+                return early
+            body = {"instances": [{"user_id": 1}]}
+            early.append(httpx.post(f"{url}/v1/models/vidrec:predict", json=body, timeout=5))
         except httpx.HTTPError:
             pass
-        time.sleep(1)
+        time.sleep(0.25)
     pytest.fail(f"vidrec serve not ready in 240 s:\n{log.read_text()[-3000:]}")
 
 
@@ -169,20 +186,176 @@ def test_an_unknown_user_is_served(server: dict[str, Any]) -> None:
     assert r.status_code == 200 and len(r.json()["predictions"][0]["items"]) == 5
 
 
-def test_canary_weight_changes_live_and_is_sticky(server: dict[str, Any]) -> None:
-    src = FileRouteSource(server["routes"])
-    base = src.get()
-    assert base.champion == "1" and base.challenger == "2"
-    table = src.set(base.model_copy(update={"canary_percent": 30.0}), expected_version=base.version)
-    users = list(range(200))
-    time.sleep(0.2)
-    got = {u: predict(server, {"user_id": u, "k": 3}).json()["predictions"][0] for u in users}
-    want = {u: assign(RouteTable(**table.model_dump()), u) for u in users}
-    assert {u: p["variant"] for u, p in got.items()} == want
-    assert all(
-        p["model_version"] == ("2" if want[u] == "challenger" else "1") for u, p in got.items()
-    )
-    src.set(table.model_copy(update={"canary_percent": 0.0}))
+def test_canary_is_sticky_and_monotone_in_weight(server: dict[str, Any]) -> None:
+    users = list(range(300))
+    cohorts = []
+    with routes(server) as table:
+        assert table.champion == "1" and table.challenger == "2"
+        for weight in (10.0, 30.0, 60.0):
+            live = set_routes(server, canary_percent=weight)
+            got = {u: recommend(server, u) for u in users}
+            want = {u: assign(live, u) for u in users}
+            assert {u: p["variant"] for u, p in got.items()} == want
+            assert all(p["model_version"] == ("2" if want[u] == "challenger" else "1")
+                       for u, p in got.items())  # fmt: skip
+            cohorts.append({u for u in users if want[u] == "challenger"})
+    assert cohorts[0] < cohorts[1] < cohorts[2]  # raising the weight only adds users
+    assert len(cohorts[0]) > 10 and len(cohorts[2]) < len(users)
+
+
+def test_a_route_table_naming_an_unloaded_model_is_503(server: dict[str, Any]) -> None:
+    with routes(server):
+        set_routes(server, champion="99", challenger="2")
+        r = predict(server, {"user_id": 4})
+        assert r.status_code == 503 and "model version 99" in r.text, r.text
+    assert predict(server, {"user_id": 4}).status_code == 200
+
+
+def test_requests_before_the_model_is_loaded_get_503(server: dict[str, Any]) -> None:
+    statuses = {r.status_code for r in server["early"]}
+    assert statuses == {503}, [r.text for r in server["early"]]
+    assert all("not ready" in r.text for r in server["early"])
+
+
+def test_a_slow_ranker_degrades_to_the_fallback(server: dict[str, Any]) -> None:
+    with faults(server, {"stage": "ranking", "version": "1", "delay_s": 1.0}):
+        answers = [recommend(server, u) for u in range(5)]
+    assert all(p["degraded"] and p["reason"] == "deadline" for p in answers)
+    assert all(len(p["items"]) == 10 and p["items"][0]["source"] == "fallback" for p in answers)
+    text = httpx.get(f"{server['url']}/metrics", timeout=5).text
+    assert 'vidrec_degraded_responses_total{reason="deadline",variant="champion"}' in text
+    assert _recovers(server)
+
+
+def test_a_crashed_replica_degrades_then_recovers(server: dict[str, Any]) -> None:
+    with faults(server, {"stage": "ranking", "version": "1", "crash": True}):
+        answers = [recommend(server, u) for u in range(20)]  # every one a 200
+    degraded = [p for p in answers if p["degraded"]]
+    assert degraded and all(p["items"][0]["source"] == "fallback" for p in degraded)
+    assert _recovers(server)  # Ray Serve replaced the dead replica
+
+
+def test_shadow_never_delays_or_changes_the_response(server: dict[str, Any]) -> None:
+    before = _metric(server, 'vidrec_shadow_requests_total{outcome="compared"}')
+    with routes(server):
+        set_routes(server, shadow_fraction=1.0)
+        with faults(server, {"stage": "ranking", "version": "2", "delay_s": 2.0}):
+            for u in range(10):
+                t0 = time.monotonic()
+                p = recommend(server, u)
+                assert time.monotonic() - t0 < 1.5  # not waiting for the 2 s challenger
+                assert p["variant"] == "champion" and not p["degraded"]
+        for u in range(10, 30):
+            assert recommend(server, u)["variant"] == "champion"
+        deadline = time.monotonic() + 30
+        while _metric(server, 'vidrec_shadow_requests_total{outcome="compared"}') < before + 5:
+            assert time.monotonic() < deadline, "shadow comparisons never reached /metrics"
+            time.sleep(0.5)
+    text = httpx.get(f"{server['url']}/metrics", timeout=5).text
+    assert 'vidrec_shadow_requests_total{outcome="degraded"}' in text  # the slow ones
+    assert 'vidrec_shadow_overlap_ratio_count{version="2"}' in text
+    assert 'vidrec_request_duration_seconds_count{stage="ranking",variant="shadow"}' in text
+    lines = [json.loads(x) for x in (server["log_dir"] / "shadow.jsonl").read_text().splitlines()]
+    assert lines and all(len(x["served"]) == 10 and len(x["shadow"]) == 10 for x in lines)
+    assert all(0 <= x["overlap"] <= 1 for x in lines)
+
+
+def test_route_changes_under_load_fail_no_request(server: dict[str, Any]) -> None:
+    results: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def drive(worker: int) -> None:
+        with httpx.Client(timeout=30) as client:
+            u = worker
+            while not stop.is_set():
+                body = {"instances": [{"user_id": u, "k": 5}]}
+                try:
+                    r = client.post(f"{server['url']}/v1/models/vidrec:predict", json=body)
+                    version = r.json()["predictions"][0]["model_version"] if r.is_success else ""
+                    results.append((r.status_code, version))
+                except httpx.HTTPError as exc:
+                    results.append((0, type(exc).__name__))
+                u += 4
+
+    workers = [threading.Thread(target=drive, args=(i,)) for i in range(4)]
+    with routes(server):
+        for w in workers:
+            w.start()
+        changes = [{"canary_percent": 5.0}, {"canary_percent": 25.0, "shadow_fraction": 0.5},
+                   {"canary_percent": 100.0}, {"champion": "2", "challenger": "1",
+                   "canary_percent": 0.0, "shadow_fraction": 0.0}, {"canary_percent": 50.0},
+                   {"champion": "1", "challenger": "2", "canary_percent": 0.0}]  # fmt: skip
+        for change in changes:
+            time.sleep(1.0)
+            set_routes(server, **change)
+        time.sleep(1.0)
+        stop.set()
+        for w in workers:
+            w.join()
+    failed = [r for r in results if r[0] != 200]
+    assert len(results) > 50 and not failed, failed[:5]
+    assert {v for _, v in results} == {"1", "2"}
+
+
+def test_feedback_joins_to_the_served_request_and_is_logged(server: dict[str, Any]) -> None:
+    p = recommend(server, 21, k=4)
+    first, second = p["items"][0]["video_id"], p["items"][1]["video_id"]
+    outcomes = [
+        {"request_id": p["request_id"], "video_id": first, "clicked": True, "watch_seconds": 42.5},
+        {"request_id": p["request_id"], "video_id": second, "clicked": False},
+        {"request_id": "never-served", "video_id": first, "clicked": True},
+    ]
+    clicks = 'vidrec_clicks_total{variant="champion",version="1"}'
+    before = _metric(server, clicks)
+    r = httpx.post(f"{server['url']}/v1/feedback", json={"outcomes": outcomes}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 2
+    assert r.json()["rejected"] == [{"index": 2, "request_id": "never-served",
+                                     "video_id": first, "reason": "unknown_request"}]  # fmt: skip
+    assert _metric(server, clicks) == before + 1
+    assert _metric(server, 'vidrec_feedback_outcomes_total{result="unknown_request"}') >= 1
+    assert _metric(server, 'vidrec_watch_seconds_total{variant="champion",version="1"}') >= 42.5
+    imp = _logged(server, "impressions", p["request_id"])
+    assert sorted(imp.column("video_id").to_pylist()) == sorted(i["video_id"] for i in p["items"])
+    check_schema(imp.schema, IMPRESSIONS, "impressions")
+    wat = _logged(server, "watches", p["request_id"])
+    check_schema(wat.schema, WATCHES, "watches")
+    assert wat.column("video_id").to_pylist() == [first]
+
+
+def test_traffic_replays_users_and_their_outcomes(server: dict[str, Any], small_sim: Path) -> None:
+    clicks = 'vidrec_clicks_total{variant="champion",version="1"}'
+    before = _metric(server, clicks)
+    users = SimulatedUsers.load(small_sim)
+    out = replay(server["url"], users, rate=10, duration_s=3, k=10, seed=5)
+    assert out["planned"] == 30 and out["ok"] == 30 and out["status"] == {"200": 30}
+    champion = out["variants"]["champion"]
+    assert champion["requests"] == 30 and champion["impressions"] == 300
+    assert out["feedback"]["accepted"] > 0 and set(out["feedback"]) == {"accepted"}
+    assert _metric(server, clicks) == before + champion["clicks"]
+    assert champion["true_engagement_per_request"] > 0
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b'{"outcomes": [', 400, "not JSON"),
+        (b'{"outcomes": []}', 422, "outcomes"),
+        (b'{"outcomes": [{"request_id": "a", "video_id": 1}]}', 422, "outcomes.0.clicked"),
+        (
+            b'{"outcomes": [{"request_id": "a", "video_id": 1, "clicked": false, '
+            b'"watch_seconds": 5}]}',
+            422,
+            "needs clicked",
+        ),
+    ],
+)
+def test_bad_feedback_gets_a_4xx_that_says_what(
+    server: dict[str, Any], body: bytes, status: int, says: str
+) -> None:
+    r = httpx.post(f"{server['url']}/v1/feedback", content=body, timeout=10,
+                   headers={"content-type": "application/json"})  # fmt: skip
+    assert r.status_code == status and says in r.text, r.text
 
 
 def test_metrics_are_on_the_scraped_port(server: dict[str, Any]) -> None:
@@ -192,6 +365,70 @@ def test_metrics_are_on_the_scraped_port(server: dict[str, Any]) -> None:
     for stage in ("retrieval", "features", "ranking", "total"):
         assert f'stage="{stage}"' in text
     assert 'vidrec_requests_total{code="422",variant="none"}' in text
+
+
+def recommend(s: dict[str, Any], user: int, k: int = 10) -> dict[str, Any]:
+    r = predict(s, {"user_id": user, "k": k})
+    assert r.status_code == 200, r.text
+    prediction: dict[str, Any] = r.json()["predictions"][0]
+    return prediction
+
+
+@contextlib.contextmanager
+def routes(s: dict[str, Any]) -> Iterator[RouteTable]:
+    """The route table as found, restored afterwards."""
+    src = FileRouteSource(s["routes"])
+    table = src.get()
+    try:
+        yield table
+    finally:
+        src.set(table)
+        time.sleep(0.2)
+
+
+def set_routes(s: dict[str, Any], **change: Any) -> RouteTable:
+    src = FileRouteSource(s["routes"])
+    table = src.set(RouteTable(**{**src.get().model_dump(), **change}))
+    return table
+
+
+@contextlib.contextmanager
+def faults(s: dict[str, Any], *fault: dict[str, Any]) -> Iterator[None]:
+    write_atomic(s["faults"], json.dumps({"faults": list(fault)}))
+    try:
+        yield
+    finally:
+        s["faults"].unlink()
+
+
+def _recovers(s: dict[str, Any], within_s: float = 90) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if not recommend(s, 1)["degraded"]:
+            return True
+        time.sleep(1)
+    return False
+
+
+def _metric(s: dict[str, Any], series: str) -> float:
+    for line in httpx.get(f"{s['url']}/metrics", timeout=5).text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def _logged(s: dict[str, Any], table: str, request_id: str, within_s: float = 30) -> Any:
+    """The request's rows in the impression log (flushed every few seconds)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        parts = sorted((s["log_dir"] / table).glob("*.parquet"))
+        if parts:
+            t = pq.read_table(parts)
+            rows = t.filter(pc.equal(t.column("request_key"), request_id))
+            if rows.num_rows:
+                return rows
+        time.sleep(1)
+    pytest.fail(f"request {request_id} never reached the {table} log")
 
 
 def _free_port() -> int:

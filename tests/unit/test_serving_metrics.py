@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 from prometheus_client import generate_latest
 
 from vidrec.serving.api import Item, RecommendResponse
+from vidrec.serving.feature_bins import FeatureBins
 from vidrec.serving.metrics import ServingMetrics
 
 
@@ -13,6 +15,7 @@ def response(degraded: bool = False) -> RecommendResponse:
     items.append(Item(video_id=99, score=0.5, source="explore", propensity=0.1))
     return RecommendResponse(
         request_id="r",
+        ts=1_700_000_000,
         user_id=1,
         variant="challenger",
         model_version="2",
@@ -30,22 +33,46 @@ def value(m: ServingMetrics, name: str, **labels: str) -> float:
 
 def test_a_response_is_recorded_by_stage_variant_and_score() -> None:
     m = ServingMetrics()
-    m.observe(response(), 0.008)
+    m.observe(response(), 0.008, {})
     assert value(m, "vidrec_requests_total", variant="challenger", code="200") == 1
     for stage in ("retrieval", "features", "ranking", "total"):
         assert value(m, "vidrec_request_duration_seconds_count", variant="challenger", stage=stage)
     assert value(m, "vidrec_score_count", variant="challenger") == 3  # explore items excluded
     assert value(m, "vidrec_items_returned_sum", variant="challenger") == 4
+    assert value(m, "vidrec_impressions_total", variant="challenger", version="2") == 4
     text = generate_latest(m.registry).decode()
     assert all(line.startswith(("#", "vidrec_")) for line in text.splitlines() if line)
 
 
 def test_degraded_responses_and_errors_are_counted_with_their_reason() -> None:
     m = ServingMetrics()
-    m.observe(response(degraded=True), 0.02)
+    m.observe(response(degraded=True), 0.02, {})
     m.error("InvalidInput", code=422)
     assert value(m, "vidrec_degraded_responses_total", variant="challenger", reason="TimeoutError")
     assert value(m, "vidrec_errors_total", type="InvalidInput") == 1
     assert value(m, "vidrec_requests_total", variant="none", code="422") == 1
     stage = value(m, "vidrec_request_duration_seconds_count", variant="challenger", stage="ranking")
     assert stage == 0  # a degraded response has no model stages
+
+
+def test_feature_histograms_use_the_reference_edges_per_version() -> None:
+    bins = FeatureBins(["a", "b"], [np.array([0.0, 1.0]), np.array([10.0])])
+    x = np.array([[-1.0, 5.0], [0.0, 10.0], [0.5, np.nan], [3.0, 11.0]])
+    counts = bins.count(x)
+    # a: <=0 gets -1 and 0 (an edge value falls in its own bucket), (0,1] gets 0.5, >1 gets 3
+    assert counts["a"].counts == [2, 1, 1] and counts["a"].missing == 0
+    assert counts["b"].counts == [2, 1] and counts["b"].missing == 1 and counts["b"].total == 26
+    m = ServingMetrics()
+    m.features.set_reference("2", bins)
+    m.features.add("challenger", "2", counts)
+    m.features.add("challenger", "2", counts)
+
+    def bucket(feature: str, le: str) -> float:
+        labels = {"variant": "challenger", "version": "2", "feature": feature, "le": le}
+        return value(m, "vidrec_feature_value_bucket", **labels)
+
+    assert [bucket("a", le) for le in ("0.0", "1.0", "+Inf")] == [4, 6, 8]  # cumulative
+    assert [bucket("b", le) for le in ("10.0", "+Inf")] == [4, 6]
+    labels = {"variant": "challenger", "version": "2", "feature": "b"}
+    assert value(m, "vidrec_feature_missing_total", **labels) == 2
+    assert value(m, "vidrec_feature_value_sum", **labels) == 52

@@ -79,3 +79,12 @@ def click_probability(o: Oracle, user: Array, video: Array, ts: Array) -> Array:
 def watch_fraction(o: Oracle, user: Array, video: Array, ts: Array) -> Array:
     """Expected share of the video watched after a click."""
     return _sigmoid(3.0 * o.affinity(user, video, ts) + 2.5 * (o.quality[video] - 0.5) - 0.3)
+
+
+def watch_seconds(
+    o: Oracle, user: Array, video: Array, ts: Array, rng: np.random.Generator
+) -> Array:
+    """Seconds watched after clicks: the expected share with Beta noise, in 0.1 s."""
+    frac = watch_fraction(o, user, video, ts)
+    frac = rng.beta(np.maximum(frac * 4, 0.05), np.maximum((1 - frac) * 4, 0.05))
+    return np.asarray(np.round(frac * o.duration[video], 1))

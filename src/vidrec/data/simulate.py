@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vidrec.config import DAY, T0, Scenario, SimConfig
-from vidrec.data.oracle import Oracle, click_probability, watch_fraction
+from vidrec.data.oracle import Oracle, click_probability, watch_seconds
 
 Array = npt.NDArray[Any]
 
@@ -376,9 +376,7 @@ def _simulate_chunk(
         }
     )
     cu, cv, cts = user[clicked], video[clicked], ts[clicked]
-    frac = watch_fraction(world.oracle, cu, cv, cts)
-    frac = rng.beta(np.maximum(frac * 4, 0.05), np.maximum((1 - frac) * 4, 0.05))
-    watch_s = np.round(frac * world.oracle.duration[cv], 1)
+    watch_s = watch_seconds(world.oracle, cu, cv, cts, rng)
     start = cts + 1 + rng.exponential(8.0, cts.size).astype(np.int64)
     label = (
         start

@@ -35,6 +35,7 @@ class Item(Strict):
 
 class RecommendResponse(Strict):
     request_id: str
+    ts: int = Field(description="request time used, epoch s")
     user_id: int
     variant: str
     model_version: str

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,15 +23,18 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from vidrec.config import FeatureConfig, ServingConfig
+from vidrec.errors import NotReady
 from vidrec.features.definitions import FEATURES
 from vidrec.features.online import OnlineFeatures
 from vidrec.features.store import open_store
-from vidrec.serving.api import RecommendRequest, RecommendResponse
+from vidrec.serving.api import RecommendRequest
+from vidrec.serving.faults import FaultFile
 from vidrec.serving.file_routes import FileRouteSource
 from vidrec.serving.model import ServingModel
 from vidrec.serving.recommender import (
     Ranked,
     Retrieved,
+    Served,
     Stages,
     fallback,
     response,
@@ -38,8 +42,10 @@ from vidrec.serving.recommender import (
     timings,
 )
 from vidrec.serving.routing import Variant, assign, shadowed
+from vidrec.serving.shadow import Comparison, compare
 
 CPU = 0.2
+MAX_UNDRAINED = 10_000
 
 
 def _stages(bundle: str, version: str, features: FeatureConfig, cfg: ServingConfig) -> Stages:
@@ -50,78 +56,121 @@ def _stages(bundle: str, version: str, features: FeatureConfig, cfg: ServingConf
 
 @serve.deployment(ray_actor_options={"num_cpus": CPU})
 class Retrieval:
-    def __init__(self, bundle: str, version: str, features: FeatureConfig, cfg: ServingConfig):
+    def __init__(
+        self,
+        bundle: str,
+        version: str,
+        features: FeatureConfig,
+        cfg: ServingConfig,
+        faults: str | None = None,
+    ):
         self.stages = _stages(bundle, version, features, cfg)
+        self.version, self.faults = version, FaultFile(Path(faults) if faults else None)
 
     def retrieve(self, req: RecommendRequest, rid: str, ts: int) -> Retrieved:
+        self.faults.apply("retrieval", self.version)
         return self.stages.retrieve(req, rid, ts)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": CPU})
 class Ranking:
-    def __init__(self, bundle: str, version: str, features: FeatureConfig, cfg: ServingConfig):
+    def __init__(
+        self,
+        bundle: str,
+        version: str,
+        features: FeatureConfig,
+        cfg: ServingConfig,
+        faults: str | None = None,
+    ):
         self.stages = _stages(bundle, version, features, cfg)
+        self.version, self.faults = version, FaultFile(Path(faults) if faults else None)
 
     def rank(self, req: RecommendRequest, rid: str, ts: int, got: Retrieved) -> Ranked:
+        self.faults.apply("ranking", self.version)
         return self.stages.rank(req, rid, ts, got)
+
+
+@dataclass(frozen=True)
+class ShadowResult:
+    served: list[int]  # what the user was shown
+    shadow: Served  # what the challenger would have shown (variant "shadow")
+    comparison: Comparison | None  # None when the shadow call degraded
+
+
+@dataclass
+class ShadowReport:
+    """Shadow outcomes since the last drain; the server process turns them into metrics."""
+
+    results: list[ShadowResult] = field(default_factory=list)
+    dropped: int = 0  # queue full: never sent
+    failed: int = 0
 
 
 @serve.deployment(ray_actor_options={"num_cpus": CPU})
 class Recommender:
     def __init__(
         self,
-        variants: dict[str, tuple[DeploymentHandle[Any], DeploymentHandle[Any], str, str]],
+        variants: dict[str, tuple[DeploymentHandle[Any], DeploymentHandle[Any], str]],
         routes: str,
         cfg: ServingConfig,
-        deadline_s: float = 0.5,
-        shadow_queue: int = 64,
     ):
-        """variants: model version -> (retrieval, ranking, bundle dir, version)."""
+        """variants: model version -> (retrieval, ranking, bundle dir)."""
         self.variants = variants
         self.routes = FileRouteSource(Path(routes))
-        self.cfg, self.deadline_s = cfg, deadline_s
-        self.popular = {
-            v: ServingModel.popularity_of(Path(b)) for v, (_, _, b, _) in variants.items()
-        }
+        self.cfg = cfg
+        self.popular = {v: ServingModel.popularity_of(Path(b)) for v, (_, _, b) in variants.items()}
         self.rng = np.random.default_rng()
-        self.shadow_slots = asyncio.Semaphore(shadow_queue)
-        self.shadow_stats = {"sent": 0, "dropped": 0, "failed": 0}
-        self.shadow_log: list[dict[str, Any]] = []
+        self.shadow_slots = asyncio.Semaphore(cfg.shadow_queue)
+        self.report = ShadowReport()
 
-    async def recommend(self, req: RecommendRequest) -> RecommendResponse:
+    async def recommend(self, req: RecommendRequest) -> Served:
         table = self.routes.get()
         variant: Variant = assign(table, req.user_id)
         version = table.challenger if variant == "challenger" else table.champion
         assert version is not None
+        if version not in self.variants:  # the table names a model this app did not load
+            raise NotReady(
+                f"model version {version} ({variant}) is not loaded here; loaded: "
+                f"{sorted(self.variants)}",
+                version=version,
+            )
         rid = req.request_id or uuid.uuid4().hex
         ts = req.context.ts if req.context.ts is not None else int(time.time())
-        resp = await self._serve(req, rid, ts, variant, version)
-        if table.challenger is not None and shadowed(table, rid, variant):
-            self._shadow(req, rid, ts, table.challenger, resp)
-        return resp
+        served = await self._serve(req, rid, ts, variant, version)
+        challenger = table.challenger
+        if challenger in self.variants and shadowed(table, rid, variant):
+            self._shadow(req, rid, ts, challenger, served)
+        return served
 
     async def _serve(
         self, req: RecommendRequest, rid: str, ts: int, variant: str, version: str
-    ) -> RecommendResponse:
-        retrieval, ranking, _, _ = self.variants[version]
+    ) -> Served:
         try:
-            got = await asyncio.wait_for(
-                retrieval.retrieve.remote(req, rid, ts), timeout=self.deadline_s
+            got, ranked = await asyncio.wait_for(
+                self._model_path(req, rid, ts, version), timeout=self.cfg.deadline_s
             )
-            ranked = await ranking.rank.remote(req, rid, ts, got)
         except Exception as exc:  # a failed or late model path degrades, never a 500
             reason = "deadline" if isinstance(exc, TimeoutError) else type(exc).__name__
             items = fallback(req, self.popular[version], self.cfg)
-            return response(req, rid, variant, version, items, {}, reason)
+            return Served(response(req, rid, ts, variant, version, items, {}, reason), {})
         items = slate(req, got, ranked, self.cfg, self.rng)
-        return response(req, rid, variant, version, items, timings(got, ranked))
+        resp = response(req, rid, ts, variant, version, items, timings(got, ranked))
+        return Served(resp, ranked.bins)
+
+    async def _model_path(
+        self, req: RecommendRequest, rid: str, ts: int, version: str
+    ) -> tuple[Retrieved, Ranked]:
+        retrieval, ranking, _ = self.variants[version]
+        got: Retrieved = await retrieval.retrieve.remote(req, rid, ts)
+        ranked: Ranked = await ranking.rank.remote(req, rid, ts, got)
+        return got, ranked
 
     def _shadow(
-        self, req: RecommendRequest, rid: str, ts: int, version: str, served: RecommendResponse
+        self, req: RecommendRequest, rid: str, ts: int, version: str, served: Served
     ) -> None:
         """Fire and forget through a bounded queue: the user's response never waits for it."""
         if self.shadow_slots.locked():
-            self.shadow_stats["dropped"] += 1
+            self.report.dropped += 1
             return
 
         async def run() -> None:
@@ -129,26 +178,33 @@ class Recommender:
                 try:
                     shadow = await self._serve(req, rid, ts, "shadow", version)
                 except Exception:
-                    self.shadow_stats["failed"] += 1
+                    self.report.failed += 1
                     return
-                self.shadow_stats["sent"] += 1
-                a = [i.video_id for i in served.items]
-                b = [i.video_id for i in shadow.items]
-                overlap = len(set(a) & set(b)) / max(len(a), 1)
-                self.shadow_log = [*self.shadow_log[-999:], {"request_id": rid, "overlap": overlap}]
+            shown = [i.video_id for i in served.response.items]
+            theirs = [i.video_id for i in shadow.response.items]
+            comparison = None if shadow.response.degraded else compare(shown, theirs)
+            if len(self.report.results) >= MAX_UNDRAINED:  # nobody polls: keep memory bounded
+                self.report.dropped += 1
+                return
+            self.report.results.append(ShadowResult(shown, shadow, comparison))
 
         asyncio.get_running_loop().create_task(run())
 
-    def shadow_report(self) -> dict[str, Any]:
-        overlaps = [x["overlap"] for x in self.shadow_log]
-        return {**self.shadow_stats, "mean_overlap": float(np.mean(overlaps)) if overlaps else None}
+    def drain(self) -> ShadowReport:
+        """Shadow outcomes since the last call (the server process polls this)."""
+        report, self.report = self.report, ShadowReport()
+        return report
 
     def ping(self) -> str:
         return "ok"
 
 
 def build_app(
-    bundles: dict[str, str], routes: Path, features: FeatureConfig, cfg: ServingConfig
+    bundles: dict[str, str],
+    routes: Path,
+    features: FeatureConfig,
+    cfg: ServingConfig,
+    faults: Path | None = None,
 ) -> Any:
     """One Retrieval and one Ranking per model version, one Recommender over them."""
     retrieval, ranking, recommender = (
@@ -156,12 +212,16 @@ def build_app(
         cast(Any, Ranking),
         cast(Any, Recommender),
     )
+    fault_file = str(faults) if faults else None
     variants = {
         version: (
-            retrieval.options(name=f"retrieval-v{version}").bind(bundle, version, features, cfg),
-            ranking.options(name=f"ranking-v{version}").bind(bundle, version, features, cfg),
+            retrieval.options(name=f"retrieval-v{version}").bind(
+                bundle, version, features, cfg, fault_file
+            ),
+            ranking.options(name=f"ranking-v{version}").bind(
+                bundle, version, features, cfg, fault_file
+            ),
             bundle,
-            version,
         )
         for version, bundle in bundles.items()
     }

@@ -9,29 +9,20 @@ from pathlib import Path
 from vidrec.config import parse
 from vidrec.errors import Conflict, NotReady, SchemaError
 from vidrec.serving.routing import RouteTable
+from vidrec.serving.watched import WatchedJson
 
 
 class FileRouteSource:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._file = WatchedJson(path, RouteTable)
         self._lock = threading.Lock()
-        self._seen: tuple[int, int, int] | None = None
-        self._table: RouteTable | None = None
 
     def get(self) -> RouteTable:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError as exc:
-            raise NotReady(
-                f"route table {self.path} does not exist yet", file=str(self.path)
-            ) from exc
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # every replace is a new inode
-        with self._lock:
-            if self._table is None or stamp != self._seen:
-                # a replace is atomic, so the file is always a whole table
-                self._table = parse(RouteTable, self.path.read_text(), str(self.path), SchemaError)
-                self._seen = stamp
-            return self._table
+        table = self._file.get()
+        if table is None:
+            raise NotReady(f"route table {self.path} does not exist yet", file=str(self.path))
+        return table
 
     def set(self, table: RouteTable, expected_version: int | None = None) -> RouteTable:
         with self._lock:
@@ -43,14 +34,19 @@ class FileRouteSource:
                     expected=expected_version,
                 )
             stored = table.model_copy(update={"version": (current or 0) + 1})
-            tmp = self.path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(stored.model_dump_json(indent=2))
-            tmp.replace(self.path)
-            self._table, self._seen = None, None
+            write_atomic(self.path, stored.model_dump_json(indent=2))
+            self._file.forget()
             return stored
 
     def _read_current(self) -> int | None:
         if not self.path.exists():
             return None
         return parse(RouteTable, self.path.read_text(), str(self.path), SchemaError).version
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write beside, then replace: readers see the old file or the new one, never half."""
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,18 +1,26 @@
 """Every serving metric, declared once: `vidrec_` prefix, base units, fixed label names.
 
-Recorded in the process users scrape (the KServe server's), from the timings and
-outcomes each response carries back from the Ray replicas: metrics recorded
-inside replica processes would never reach that `/metrics`.
+Recorded in the process users scrape (the KServe server's), from the timings,
+feature bins and outcomes each response carries back from the Ray replicas:
+metrics recorded inside replica processes would never reach that `/metrics`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 from vidrec.serving.api import RecommendResponse
+from vidrec.serving.feature_bins import BinCounts, FeatureBins
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1.0)
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+RATIO_BUCKETS = tuple(round(0.1 * i, 1) for i in range(11))
+CORRELATION_BUCKETS = tuple(round(-1 + 0.2 * i, 1) for i in range(11))
 STAGES = ("retrieval", "features", "ranking")
 
 
@@ -46,6 +54,8 @@ class ServingMetrics:
         self.scores = Histogram(
             "vidrec_score", "Ranker scores returned", ["variant"], buckets=SCORE_BUCKETS, registry=r
         )
+        self.features = FeatureHistograms()
+        r.register(self.features)
         self.model_info = Gauge(
             "vidrec_model_info",
             "1 for each loaded model version",
@@ -58,11 +68,61 @@ class ServingMetrics:
             ["variant"],
             registry=r,
         )
+        self._shadow(r)
+        self._feedback(r)
 
-    def observe(self, resp: RecommendResponse, total_s: float) -> None:
+    def _shadow(self, r: CollectorRegistry) -> None:
+        self.shadow = Counter(
+            "vidrec_shadow_requests",
+            "Shadow calls to the challenger by outcome (compared, degraded, dropped, failed)",
+            ["outcome"],
+            registry=r,
+        )
+        self.shadow_overlap = Histogram(
+            "vidrec_shadow_overlap_ratio",
+            "Share of the served videos the challenger would also have shown (overlap@k)",
+            ["version"],
+            buckets=RATIO_BUCKETS,
+            registry=r,
+        )
+        self.shadow_correlation = Histogram(
+            "vidrec_shadow_rank_correlation",
+            "Kendall tau of the shared videos' ranks, served vs challenger",
+            ["version"],
+            buckets=CORRELATION_BUCKETS,
+            registry=r,
+        )
+
+    def _feedback(self, r: CollectorRegistry) -> None:
+        self.impressions = Counter(
+            "vidrec_impressions", "Videos shown", ["variant", "version"], registry=r
+        )
+        self.clicks = Counter(
+            "vidrec_clicks", "Clicks reported by feedback", ["variant", "version"], registry=r
+        )
+        self.watch = Counter(
+            "vidrec_watch_seconds",
+            "Watch time reported by feedback",
+            ["variant", "version"],
+            registry=r,
+        )
+        self.feedback = Counter(
+            "vidrec_feedback_outcomes",
+            "Feedback outcomes by result (joined, or why rejected)",
+            ["result"],
+            registry=r,
+        )
+
+    def observe(self, resp: RecommendResponse, total_s: float, bins: dict[str, BinCounts]) -> None:
         v = resp.variant
         self.requests.labels(v, "200").inc()
         self.latency.labels(v, "total").observe(total_s)
+        self.observe_model(resp, bins)
+        self.impressions.labels(v, resp.model_version).inc(len(resp.items))
+
+    def observe_model(self, resp: RecommendResponse, bins: dict[str, BinCounts]) -> None:
+        """What a model call produced (served or shadow): stage times, scores, features."""
+        v = resp.variant
         for stage in STAGES:
             if stage in resp.timings_s:
                 self.latency.labels(v, stage).observe(resp.timings_s[stage])
@@ -72,7 +132,62 @@ class ServingMetrics:
         for item in resp.items:
             if item.source == "ranked":
                 self.scores.labels(v).observe(item.score)
+        self.features.add(v, resp.model_version, bins)
 
     def error(self, kind: str, variant: str = "none", code: int = 500) -> None:
         self.errors.labels(kind).inc()
         self.requests.labels(variant, str(code)).inc()
+
+
+class FeatureHistograms(Collector):
+    """`vidrec_feature_value` histograms whose buckets are each model version's reference
+    quantiles (they differ per feature and version, which prometheus_client's Histogram
+    cannot do), and `vidrec_feature_missing` counts."""
+
+    def __init__(self) -> None:
+        self.edges: dict[str, FeatureBins] = {}  # version -> its reference edges
+        self.counts: dict[tuple[str, str, str], list[float]] = {}  # variant, version, feature
+        self.sums: dict[tuple[str, str, str], float] = {}
+        self.missing: dict[tuple[str, str, str], int] = {}
+
+    def set_reference(self, version: str, bins: FeatureBins) -> None:
+        self.edges[version] = bins
+
+    def add(self, variant: str, version: str, bins: dict[str, BinCounts]) -> None:
+        for name, b in bins.items():
+            key = (variant, version, name)
+            acc = self.counts.setdefault(key, [0.0] * len(b.counts))
+            for i, c in enumerate(b.counts):
+                acc[i] += c
+            self.sums[key] = self.sums.get(key, 0.0) + b.total
+            self.missing[key] = self.missing.get(key, 0) + b.missing
+
+    def collect(self) -> Iterator[Any]:
+        hist = HistogramMetricFamily(
+            "vidrec_feature_value",
+            "Model input values in the training reference's quantile bins",
+            labels=["variant", "version", "feature"],
+        )
+        missing = CounterMetricFamily(
+            "vidrec_feature_missing",
+            "Model input values missing (NaN) at serving",
+            labels=["variant", "version", "feature"],
+        )
+        for key, counts in list(self.counts.items()):
+            edges = self._edges(key[1], key[2], len(counts))
+            cumulative, running = [], 0.0
+            for le, c in zip([*map(str, edges), "+Inf"], counts, strict=True):
+                running += c
+                cumulative.append((le, running))
+            hist.add_metric(list(key), cumulative, self.sums[key])
+            missing.add_metric(list(key), self.missing[key])
+        yield hist
+        yield missing
+
+    def _edges(self, version: str, feature: str, n: int) -> list[float]:
+        ref = self.edges.get(version)
+        if ref is not None and feature in ref.names:
+            edges = ref.edges[ref.names.index(feature)]
+            if len(edges) == n - 1:
+                return [float(e) for e in edges]
+        return [float(i) for i in range(n - 1)]  # unknown reference: bins by index

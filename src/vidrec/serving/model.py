@@ -8,7 +8,7 @@ vector would score garbage without failing.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,10 @@ from vidrec.models.faiss_ivf import IvfIndex
 from vidrec.models.scorer import Scorer, load_scorer
 from vidrec.models.two_tower import Towers
 from vidrec.registry.bundle import Manifest, read_manifest
+from vidrec.serving.feature_bins import FeatureBins
 
 Array = npt.NDArray[Any]
+FRESH_REFRESH_S = 60
 
 
 def popular_in(lists: dict[str, list[int]], country: str | None, age: str | None) -> list[int]:
@@ -44,6 +46,10 @@ class ServingModel:
     embeddings: pd.DataFrame  # indexed by video_id: the item vectors in the index
     scorer: Scorer
     popularity: dict[str, list[int]]  # "country|age" (and "*|*") -> most clicked first
+    bins: FeatureBins  # the training window's decile edges of every model input
+    _fresh: dict[tuple[int, float], tuple[ExactIndex, pd.Index]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     @classmethod
     def load(cls, bundle: Path, version: str, fast_scorer: bool = True) -> ServingModel:
@@ -66,6 +72,7 @@ class ServingModel:
             embeddings=pd.DataFrame(np.load(idx / "item_embeddings.npy"), index=ids),
             scorer=load_scorer(bundle / "ranker" / "model.txt", fast=fast_scorer),
             popularity=cls.popularity_of(bundle),
+            bins=FeatureBins.load(bundle / "reference" / "features.json", FEATURES.model_inputs),
         )
 
     @staticmethod
@@ -80,7 +87,15 @@ class ServingModel:
         return popular_in(self.popularity, country, age)
 
     def fresh_index(self, now: int, fresh_s: float) -> tuple[ExactIndex, pd.Index]:
-        """A small exact index over videos uploaded in the last `fresh_s` (exploration pool)."""
+        """A small exact index over videos uploaded in the last `fresh_s` (exploration pool),
+        built once a minute: as of the minute's start, so nothing from the future is in it."""
+        key = (now // FRESH_REFRESH_S, fresh_s)
+        if key not in self._fresh:
+            self._fresh.clear()
+            self._fresh[key] = self._build_fresh(key[0] * FRESH_REFRESH_S, fresh_s)
+        return self._fresh[key]
+
+    def _build_fresh(self, now: int, fresh_s: float) -> tuple[ExactIndex, pd.Index]:
         recent = self.items.index[
             (self.items.upload_ts >= now - fresh_s) & (self.items.upload_ts <= now)
         ]

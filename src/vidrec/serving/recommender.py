@@ -22,6 +22,7 @@ from vidrec.config import DAY, ServingConfig
 from vidrec.features.definitions import FEATURES, as_float_matrix
 from vidrec.features.online import OnlineFeatures
 from vidrec.serving.api import Item, RecommendRequest, RecommendResponse
+from vidrec.serving.feature_bins import BinCounts
 from vidrec.serving.model import ServingModel, popular_in
 from vidrec.serving.rules import Candidate, SlateItem, compose
 
@@ -43,6 +44,7 @@ class Ranked:
     fresh: list[Candidate]
     features_s: float
     ranking_s: float
+    bins: dict[str, BinCounts]  # the scored feature matrix in the reference's bins
 
 
 @dataclass
@@ -74,7 +76,8 @@ class Stages:
         t0 = time.perf_counter()
         frame = self.features.frame(rows(req, rid, ts, got.ids + got.fresh))
         t1 = time.perf_counter()
-        scores = self.model.scorer.score(as_float_matrix(frame, FEATURES))
+        x = as_float_matrix(frame, FEATURES)
+        scores = self.model.scorer.score(x)
         t2 = time.perf_counter()
         creators = self.model.items.creator_id.reindex(frame.video_id).to_numpy()
         cands = [
@@ -83,7 +86,7 @@ class Stages:
         ]
         n = len(got.ids)
         ranked = sorted(cands[:n], key=lambda c: (-c.score, c.video_id))
-        return Ranked(ranked, cands[n:], t1 - t0, t2 - t1)
+        return Ranked(ranked, cands[n:], t1 - t0, t2 - t1, self.model.bins.count(x))
 
 
 def rows(req: RecommendRequest, rid: str, ts: int, ids: list[int]) -> pd.DataFrame:
@@ -135,6 +138,7 @@ def timings(got: Retrieved, ranked: Ranked) -> dict[str, float]:
 def response(
     req: RecommendRequest,
     rid: str,
+    ts: int,
     variant: str,
     version: str,
     items: list[SlateItem],
@@ -143,6 +147,7 @@ def response(
 ) -> RecommendResponse:
     return RecommendResponse(
         request_id=rid,
+        ts=ts,
         user_id=req.user_id,
         variant=variant,
         model_version=version,
@@ -151,6 +156,14 @@ def response(
         reason=reason,
         timings_s=timings,
     )
+
+
+@dataclass(frozen=True)
+class Served:
+    """A response and what the server process turns into metrics but the user never sees."""
+
+    response: RecommendResponse
+    bins: dict[str, BinCounts]  # empty when degraded (no features were computed)
 
 
 @dataclass
@@ -177,7 +190,7 @@ class Recommender:
         except Exception as exc:  # any model failure degrades, never a 500
             items = fallback(req, self.model.popularity, self.cfg)
             return response(
-                req, rid, self.variant, self.model.version, items, {}, type(exc).__name__
+                req, rid, ts, self.variant, self.model.version, items, {}, type(exc).__name__
             )
         items = slate(req, got, ranked, self.cfg, self.rng)
-        return response(req, rid, self.variant, self.model.version, items, timings(got, ranked))
+        return response(req, rid, ts, self.variant, self.model.version, items, timings(got, ranked))

@@ -4,17 +4,26 @@
 Recommender handle: it parses both protocols into `RecommendRequest`s (a bad
 field is a 422 naming it), maps failures to statuses (never a Ray traceback in
 a 500: KServe's stock `RayModel` does that and then drops the connection),
-and records the metrics users scrape on this process's `/metrics`.
+records the metrics users scrape on this process's `/metrics`, remembers what
+it served for `POST /v1/feedback`, and writes the impression log.
+The HTTP server starts before the Ray app is up: live at once, 503 until ready.
 Import this module only after `prepare_ray_env()`: Ray reads the variable at import.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
+import logging
 import os
 import sys
 import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -37,13 +46,22 @@ from fastapi.responses import JSONResponse  # noqa: E402
 from kserve import InferOutput, InferRequest, InferResponse  # noqa: E402
 from prometheus_client import REGISTRY  # noqa: E402
 
-from vidrec.config import parse  # noqa: E402
+from vidrec.config import ServingConfig, parse  # noqa: E402
 from vidrec.errors import InvalidInput, NotReady, SchemaError, VidrecError  # noqa: E402
-from vidrec.serving.api import RecommendRequest, RecommendResponse  # noqa: E402
+from vidrec.features.definitions import FEATURES  # noqa: E402
+from vidrec.registry.bundle import read_manifest  # noqa: E402
+from vidrec.serving.api import RecommendRequest  # noqa: E402
+from vidrec.serving.feature_bins import FeatureBins  # noqa: E402
+from vidrec.serving.feedback import FeedbackRequest, FeedbackResult, ImpressionLog  # noqa: E402
+from vidrec.serving.file_routes import FileRouteSource  # noqa: E402
 from vidrec.serving.metrics import ServingMetrics  # noqa: E402
+from vidrec.serving.recommender import Served  # noqa: E402
+
+log = logging.getLogger("vidrec.serving")
 
 MAX_INSTANCES = 64
 MAX_BODY_BYTES = 256 * 1024
+TICK_S = 1.0
 V2_IO = [{"name": "request", "datatype": "BYTES", "shape": [-1]}]
 V2_OUT = [{"name": "response", "datatype": "BYTES", "shape": [-1]}]
 
@@ -77,13 +95,39 @@ class TooLarge(VidrecError):
     code = "too_large"
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """What the server process knows of the app it fronts."""
+
+    bundles: dict[str, Path]  # model version -> bundle directory
+    routes: Path
+    log_dir: Path | None
+    cfg: ServingConfig
+
+
 class VidrecModel(kserve.Model):  # type: ignore[misc]
-    def __init__(self, name: str, handle: Any, metrics: ServingMetrics, timeout_s: float = 5.0):
+    def __init__(
+        self, name: str, app: Deployment, metrics: ServingMetrics, timeout_s: float = 5.0
+    ) -> None:
         super().__init__(name)
-        self.handle, self.metrics, self.timeout_s = handle, metrics, timeout_s
+        self.app, self.metrics, self.timeout_s = app, metrics, timeout_s
+        self.handle: Any = None
+        self.log = ImpressionLog(app.log_dir, app.cfg.remember_requests, app.cfg.log_flush_rows)
+        self.routes = FileRouteSource(app.routes)
+        self.ticker: asyncio.Task[None] | None = None
+        self.last_flush = time.monotonic()
+        for version, bundle in app.bundles.items():
+            ref = FeatureBins.load(bundle / "reference" / "features.json", FEATURES.model_inputs)
+            metrics.features.set_reference(version, ref)
+
+    def attach(self, handle: Any) -> None:
+        """The Ray app is up: from now on requests are served."""
+        self.handle = handle
+        self.ready = True
 
     def load(self) -> bool:
-        self.handle.ping.remote().result(timeout_s=300)
+        if self.handle is None:  # KServe calls this for a request that comes too early
+            raise NotReady("the model is loading (Ray Serve app not up yet); retry shortly")
         self.ready = True
         return True
 
@@ -97,20 +141,22 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         return payload, parse_instances(payload)
 
     async def predict(self, parsed: Any, headers: Any = None, response_headers: Any = None) -> Any:
+        self._start_ticker()
         payload, reqs = parsed
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         calls = [self.handle.recommend.remote(r) for r in reqs]
         try:
-            out: list[RecommendResponse] = await asyncio.wait_for(
-                asyncio.gather(*calls), self.timeout_s
-            )
-        except Exception as exc:
-            self.metrics.error(type(exc).__name__, code=503)
-            raise NotReady(f"recommender unavailable: {type(exc).__name__}") from None
-        for r in out:
-            self.metrics.observe(r, loop.time() - t0)
-        return payload, out
+            out: list[Served] = await asyncio.wait_for(asyncio.gather(*calls), self.timeout_s)
+        except Exception as exc:  # the error handler counts it
+            cause = getattr(exc, "cause", exc)  # Ray wraps what the replica raised
+            if isinstance(cause, VidrecError):
+                raise cause from None
+            raise NotReady(f"recommender unavailable: {type(cause).__name__}") from None
+        for req, s in zip(reqs, out, strict=True):
+            self.metrics.observe(s.response, loop.time() - t0, s.bins)
+            self.log.served(req, s.response)
+        return payload, [s.response for s in out]
 
     async def postprocess(
         self, result: Any, headers: Any = None, response_headers: Any = None
@@ -124,13 +170,99 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             )
         return {"predictions": [r.model_dump() for r in out]}
 
+    def feedback(self, body: FeedbackRequest) -> FeedbackResult:
+        self._start_ticker()
+        joined, rejected = self.log.feedback(body.outcomes)
+        for j in joined:
+            self.metrics.feedback.labels("joined").inc()
+            if j.outcome.clicked:
+                self.metrics.clicks.labels(j.variant, j.version).inc()
+                self.metrics.watch.labels(j.variant, j.version).inc(j.outcome.watch_seconds)
+        for r in rejected:
+            self.metrics.feedback.labels(r.reason).inc()
+        return FeedbackResult(accepted=len(joined), rejected=rejected)
+
+    def _start_ticker(self) -> None:
+        if self.ticker is None:
+            self.ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def _tick_forever(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # a bad tick must not stop the next one
+                log.exception("serving tick failed")
+            await asyncio.sleep(TICK_S)
+
+    async def tick(self) -> None:
+        """Shadow results into metrics and the shadow log; model gauges; log flush."""
+        report = await self.handle.drain.remote()
+        self.metrics.shadow.labels("dropped").inc(report.dropped)
+        self.metrics.shadow.labels("failed").inc(report.failed)
+        lines = []
+        for r in report.results:
+            resp = r.shadow.response
+            self.metrics.observe_model(resp, r.shadow.bins)
+            if r.comparison is None:
+                self.metrics.shadow.labels("degraded").inc()
+                continue
+            self.metrics.shadow.labels("compared").inc()
+            self.metrics.shadow_overlap.labels(resp.model_version).observe(r.comparison.overlap)
+            if r.comparison.rank_correlation is not None:
+                tau = r.comparison.rank_correlation
+                self.metrics.shadow_correlation.labels(resp.model_version).observe(tau)
+            lines.append(_shadow_line(r))
+        if lines and self.app.log_dir is not None:
+            self.app.log_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.app.log_dir / "shadow.jsonl", "a") as f:
+                f.writelines(lines)
+        self._model_gauges()
+        if time.monotonic() - self.last_flush > 10 * TICK_S:
+            self.log.flush()
+            self.last_flush = time.monotonic()
+
+    def _model_gauges(self) -> None:
+        table = self.routes.get()
+        self.metrics.model_info.clear()
+        for variant, version in (("champion", table.champion), ("challenger", table.challenger)):
+            if version is None or version not in self.app.bundles:
+                continue
+            self.metrics.model_info.labels(variant, version).set(1)
+            created = read_manifest(self.app.bundles[version]).created_at
+            self.metrics.model_created.labels(variant).set(created)
+
+
+def _shadow_line(r: Any) -> str:
+    resp = r.shadow.response
+    return (
+        json.dumps(
+            {
+                "request_id": resp.request_id,
+                "ts": resp.ts,
+                "user_id": resp.user_id,
+                "challenger": resp.model_version,
+                "served": r.served,
+                "shadow": [i.video_id for i in resp.items],
+                "overlap": r.comparison.overlap,
+                "rank_correlation": r.comparison.rank_correlation,
+            }
+        )
+        + "\n"
+    )
+
 
 class LoopbackModelServer(kserve.ModelServer):  # type: ignore[misc]
-    """KServe's server bound to one address (its uvicorn host is hard-coded to 0.0.0.0)."""
+    """KServe's server bound to one address (its uvicorn host is hard-coded to 0.0.0.0),
+    started before its model is ready (KServe refuses that; we answer 503 meanwhile)."""
 
     def __init__(self, *args: Any, host: str = "127.0.0.1", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.host = host
+
+    def _register_and_check_atleast_one_model_is_ready(self, models: list[Any]) -> None:
+        for model in models:
+            self.register_model(model)
+            model.enable_latency_logging = self.enable_latency_logging
 
     def setup_event_loop(self) -> None:
         if self._rest_server:
@@ -144,8 +276,9 @@ class LoopbackModelServer(kserve.ModelServer):  # type: ignore[misc]
             super().register_signal_handler()
 
 
-def install_routes(metrics: ServingMetrics) -> None:
-    """Errors that know their status answer as JSON; bodies over the limit are 413."""
+def install_routes(metrics: ServingMetrics, model: VidrecModel) -> None:
+    """Errors that know their status answer as JSON; bodies over the limit are 413;
+    `POST /v1/feedback` joins outcomes to served requests."""
     from kserve.model_server import app
 
     async def vidrec_error(_: Request, exc: Exception) -> JSONResponse:
@@ -153,15 +286,43 @@ def install_routes(metrics: ServingMetrics) -> None:
         metrics.error(type(exc).__name__, code=exc.http_status)
         return JSONResponse(exc.to_dict(), status_code=exc.http_status)
 
+    async def feedback(request: Request) -> JSONResponse:
+        try:
+            raw = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"feedback body is not JSON: {exc}") from None
+        body = parse(FeedbackRequest, raw, "feedback", SchemaError)
+        return JSONResponse(model.feedback(body).model_dump())
+
     app.add_exception_handler(VidrecError, vidrec_error)
+    app.add_api_route("/v1/feedback", feedback, methods=["POST"])
     app.max_body_size = MAX_BODY_BYTES
 
 
-def serve_forever(handle: Any, port: int, name: str = "vidrec", host: str = "127.0.0.1") -> None:
+def serve_forever(
+    load: Callable[[], Any], app: Deployment, port: int, name: str = "vidrec",
+    host: str = "127.0.0.1",
+) -> None:  # fmt: skip
+    """Answer at once (503 until `load()` returns the Recommender handle), serve until
+    a signal; the impression log is flushed on the way out."""
     metrics = ServingMetrics(REGISTRY)
-    install_routes(metrics)
-    model = VidrecModel(name, handle, metrics)
-    model.load()
+    model = VidrecModel(name, app, metrics)
+    install_routes(metrics, model)
+    atexit.register(model.log.flush)
+
+    def load_in_background() -> None:
+        try:
+            handle = load()
+            handle.ping.remote().result(timeout_s=300)
+        except Exception:
+            traceback.print_exc()
+            os._exit(3)  # the app cannot start: fail loudly, not a server that is never ready
+        model.attach(handle)
+        # Ray's GCS and raylet are started with PR_SET_PDEATHSIG, which fires when the
+        # *thread* that started them exits: this thread must live as long as the process
+        threading.Event().wait()
+
+    threading.Thread(target=load_in_background, name="load-app", daemon=True).start()
     server = LoopbackModelServer(
         http_port=port, enable_grpc=False, workers=1, enable_latency_logging=False, host=host
     )

@@ -1,0 +1,214 @@
+"""An open-loop HTTP load driver for the serving benchmark.
+
+Request i is sent at t0 + i/rate whatever happened to the earlier ones, and its
+latency is measured from that *scheduled* time, not from when it actually went
+out. A closed-loop driver (send, wait, send) slows down with the server and so
+hides its queueing ("coordinated omission"); here a server slower than the rate
+shows as growing latency, and a client that cannot keep up shows as send lag.
+
+The driver never raises for what the server or the network does: statuses are
+counted by code, exceptions (refused connections, timeouts) by type name, and
+requests over the in-flight limit are counted as dropped by the client. It
+never retries: a retry would hide a failure inside a latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from vidrec.errors import InvalidInput
+
+Send = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: an array field has no single truth value
+class LoadResult:
+    """What one open-loop run measured; every count covers the measured part (after warm-up)."""
+
+    rate: float  # scheduled requests per second
+    duration_s: float  # scheduled span, warm-up included
+    warmup_s: float
+    scheduled: int  # measured requests scheduled: sent + dropped_client
+    sent: int
+    ok: int  # 2xx responses
+    status: dict[int, int]  # HTTP status code -> responses
+    errors: dict[str, int]  # exception type name -> requests that got no response
+    dropped_client: int  # not sent: max_in_flight requests were already outstanding
+    latencies_ms: npt.NDArray[np.float64]  # of the 2xx responses, from the scheduled send time
+    achieved_rps: float  # 2xx completed / wall time of the measured part
+    wall_s: float  # measured part: first scheduled send to the last completion
+    max_send_lag_ms: float  # worst actual-minus-scheduled send time: the client's own backlog
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: percentiles in ms (None without any 2xx), status codes as strings."""
+        pct = _percentiles(self.latencies_ms)
+        return {
+            "rate": self.rate,
+            **pct,
+            "achieved_rps": round(self.achieved_rps, 3),
+            "scheduled": self.scheduled,
+            "sent": self.sent,
+            "ok": self.ok,
+            "status": {str(k): v for k, v in sorted(self.status.items())},
+            "errors": dict(sorted(self.errors.items())),
+            "dropped_client": self.dropped_client,
+            "max_send_lag_ms": round(self.max_send_lag_ms, 3),
+        }
+
+
+def _percentiles(lat: npt.NDArray[np.float64]) -> dict[str, float | None]:
+    keys = ("p50_ms", "p95_ms", "p99_ms", "max_ms")
+    if len(lat) == 0:
+        return dict.fromkeys(keys)
+    values = [*np.percentile(lat, [50, 95, 99]), lat.max()]
+    return {k: round(float(v), 3) for k, v in zip(keys, values, strict=True)}
+
+
+def ratio(a: dict[str, Any], b: dict[str, Any], key: str = "p50_ms") -> float | None:
+    """a[key] / b[key] of two summaries; None when either is missing or None, or b is 0."""
+    x, y = a.get(key), b.get(key)
+    if x is None or y is None or y == 0:
+        return None
+    return float(x) / float(y)
+
+
+def scheduled_count(rate: float, span_s: float) -> int:
+    """How many i >= 0 have i/rate < span_s; rounded first, so 0.1 * 30 counts as 3."""
+    return max(0, math.ceil(round(rate * span_s, 9)))
+
+
+@dataclass
+class _Run:
+    """Mutable tallies of one run (the measured requests only)."""
+
+    t0: float
+    warm: int  # requests 0..warm-1 are warm-up
+    in_flight: int = 0
+    dropped: int = 0
+    max_lag_s: float = 0.0
+    last_done: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.status: Counter[int] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.latencies: list[float] = []
+
+
+async def _one(run: _Run, send: Send, client: httpx.AsyncClient, i: int, at: float) -> None:
+    measured = i >= run.warm
+    try:
+        response = await send(client, i)
+    except Exception as e:  # counted, never raised: the benchmark reports them
+        if measured:
+            run.errors[type(e).__name__] += 1
+        return
+    finally:
+        run.in_flight -= 1
+        if measured:
+            run.last_done = max(run.last_done, time.perf_counter())
+    if measured:
+        run.status[response.status_code] += 1
+        if response.is_success:
+            run.latencies.append((time.perf_counter() - at) * 1000.0)
+
+
+def _check(rate: float, duration_s: float, max_in_flight: int, warmup_s: float) -> None:
+    if not (rate > 0 and math.isfinite(rate)):
+        raise InvalidInput(f"rate must be a positive number of requests/s, got {rate}", key="rate")
+    if not duration_s > 0:
+        raise InvalidInput(f"duration_s must be > 0, got {duration_s}", key="duration_s")
+    if max_in_flight < 1:
+        raise InvalidInput(f"max_in_flight must be >= 1, got {max_in_flight}", key="max_in_flight")
+    if not 0 <= warmup_s < duration_s:
+        raise InvalidInput(
+            f"warmup_s must be >= 0 and < duration_s ({duration_s}), got {warmup_s}",
+            key="warmup_s",
+        )
+
+
+async def open_loop(
+    send: Send,
+    rate: float,
+    duration_s: float,
+    *,
+    max_in_flight: int = 512,
+    timeout_s: float = 10.0,
+    warmup_s: float = 0.0,
+) -> LoadResult:
+    """Send request i (`send(client, i)`) at t0 + i/rate for i/rate < duration_s, then await
+    them all. Requests scheduled before `warmup_s` are sent but not counted."""
+    _check(rate, duration_s, max_in_flight, warmup_s)
+    total = scheduled_count(rate, duration_s)
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+    tasks: list[asyncio.Task[None]] = []
+    async with httpx.AsyncClient(limits=limits, timeout=timeout_s) as client:
+        run = _Run(t0=time.perf_counter(), warm=scheduled_count(rate, warmup_s))
+        for i in range(total):
+            at = run.t0 + i / rate
+            # sleep(0) when behind schedule still yields, so started requests make progress
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            measured = i >= run.warm
+            if measured:
+                run.max_lag_s = max(run.max_lag_s, time.perf_counter() - at)
+            if run.in_flight >= max_in_flight:
+                run.dropped += 1 if measured else 0
+                continue
+            run.in_flight += 1  # here, not in the task: the next iteration must see it
+            tasks.append(asyncio.create_task(_one(run, send, client, i, at)))
+        await asyncio.gather(*tasks)
+    return _result(run, rate, duration_s, warmup_s, total)
+
+
+def _result(run: _Run, rate: float, duration_s: float, warmup_s: float, total: int) -> LoadResult:
+    measured_start = run.t0 + run.warm / rate
+    # the schedule's own span at least, so a run where nothing completed has a sane wall time
+    wall = max(run.last_done, run.t0 + duration_s) - measured_start
+    ok = sum(n for code, n in run.status.items() if 200 <= code < 300)
+    scheduled = total - run.warm
+    return LoadResult(
+        rate=rate,
+        duration_s=duration_s,
+        warmup_s=warmup_s,
+        scheduled=scheduled,
+        sent=scheduled - run.dropped,
+        ok=ok,
+        status=dict(run.status),
+        errors=dict(run.errors),
+        dropped_client=run.dropped,
+        latencies_ms=np.asarray(run.latencies, dtype=np.float64),
+        achieved_rps=ok / wall if wall > 0 else 0.0,
+        wall_s=wall,
+        max_send_lag_ms=run.max_lag_s * 1000.0,
+    )
+
+
+def run_load(
+    send: Send,
+    rate: float,
+    duration_s: float,
+    *,
+    max_in_flight: int = 512,
+    timeout_s: float = 10.0,
+    warmup_s: float = 0.0,
+) -> LoadResult:
+    """`open_loop` in a fresh event loop (not callable from inside a running one)."""
+    return asyncio.run(
+        open_loop(
+            send,
+            rate,
+            duration_s,
+            max_in_flight=max_in_flight,
+            timeout_s=timeout_s,
+            warmup_s=warmup_s,
+        )
+    )

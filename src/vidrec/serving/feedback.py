@@ -1,0 +1,205 @@
+"""Outcomes of served recommendations: joined to what was served, counted, logged.
+
+The server remembers each served request (bounded: the oldest are forgotten)
+so `POST /v1/feedback` outcomes join to the variant, model version and
+position that produced them. Every shown video goes to the impression log and
+every click to the watch log, as parquet parts in the documented `impressions`
+and `watches` schemas (plus variant and version columns): later training reads
+them like any other log. An outcome that cannot be joined is rejected with its
+reason and counted, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field, model_validator
+
+from vidrec.config import Strict
+from vidrec.serving.api import RecommendRequest, RecommendResponse
+
+MAX_OUTCOMES = 1000
+_TAGS = [("request_key", pa.string()), ("variant", pa.string()), ("model_version", pa.string())]
+# the documented schemas (vidrec.data.schema), plus who served it: typed even when all null
+SCHEMAS = {
+    "impressions": pa.schema(
+        [(c, pa.int64()) for c in ("request_id", "ts", "user_id", "video_id", "position")]
+        + [("propensity", pa.float64()), ("device", pa.string()), ("session_position", pa.int64())]
+        + _TAGS
+        + [("source", pa.string()), ("score", pa.float64())]
+    ),
+    "watches": pa.schema(
+        [(c, pa.int64()) for c in ("request_id", "user_id", "video_id", "position", "start_ts")]
+        + [("watch_seconds", pa.float64()), ("label_ts", pa.int64())]
+        + _TAGS
+    ),
+}
+Reason = Literal["unknown_request", "not_shown", "duplicate"]
+
+
+class Outcome(Strict):
+    request_id: str = Field(min_length=1, max_length=128, description="from the response")
+    video_id: int = Field(ge=0)
+    clicked: bool
+    watch_seconds: float = Field(0.0, ge=0, le=86_400)
+    ts: int | None = Field(None, ge=0, description="when the outcome was known, epoch s")
+
+    @model_validator(mode="after")
+    def _watch_needs_click(self) -> Outcome:
+        if self.watch_seconds > 0 and not self.clicked:
+            raise ValueError("watch_seconds > 0 needs clicked = true")
+        return self
+
+
+class FeedbackRequest(Strict):
+    outcomes: list[Outcome] = Field(min_length=1, max_length=MAX_OUTCOMES)
+
+
+class Rejected(Strict):
+    index: int
+    request_id: str
+    video_id: int
+    reason: Reason
+
+
+class FeedbackResult(Strict):
+    accepted: int
+    rejected: list[Rejected]
+
+
+@dataclass(frozen=True)
+class Joined:
+    variant: str
+    version: str
+    outcome: Outcome
+
+
+@dataclass
+class _Served:
+    req: RecommendRequest
+    resp: RecommendResponse
+    positions: dict[int, int]  # video -> position shown
+    answered: set[int] = field(default_factory=set)
+
+
+def log_request_id(request_id: str) -> int:
+    """The schema's integer request id for a served request's string id (stable)."""
+    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1  # non-negative int64
+
+
+class ImpressionLog:
+    def __init__(
+        self,
+        out: Path | None,
+        remember: int = 100_000,
+        flush_rows: int = 5_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.out, self.remember, self.flush_rows, self.clock = out, remember, flush_rows, clock
+        self._served: OrderedDict[str, _Served] = OrderedDict()
+        self._rows: dict[str, list[dict[str, Any]]] = {"impressions": [], "watches": []}
+        self._part = itertools.count()
+        self.forgotten = 0
+
+    def served(self, req: RecommendRequest, resp: RecommendResponse) -> None:
+        positions = {item.video_id: p for p, item in enumerate(resp.items)}
+        self._served[resp.request_id] = _Served(req, resp, positions)
+        while len(self._served) > self.remember:
+            self._served.popitem(last=False)
+            self.forgotten += 1
+        rid = log_request_id(resp.request_id)
+        for p, item in enumerate(resp.items):
+            self._rows["impressions"].append(
+                {
+                    "request_id": rid,
+                    "ts": resp.ts,
+                    "user_id": resp.user_id,
+                    "video_id": item.video_id,
+                    "position": p,
+                    "propensity": item.propensity,
+                    "device": req.context.device,
+                    "session_position": req.context.session_position,
+                    **_tags(resp),
+                    "source": item.source,
+                    "score": item.score,
+                }
+            )
+        self._maybe_flush()
+
+    def feedback(self, outcomes: list[Outcome]) -> tuple[list[Joined], list[Rejected]]:
+        joined, rejected = [], []
+        for i, o in enumerate(outcomes):
+            reason = self._reason(o)
+            if reason is not None:
+                rejected.append(Rejected(index=i, request_id=o.request_id, video_id=o.video_id,
+                                         reason=reason))  # fmt: skip
+                continue
+            s = self._served[o.request_id]
+            s.answered.add(o.video_id)
+            joined.append(Joined(s.resp.variant, s.resp.model_version, o))
+            if o.clicked:
+                self._rows["watches"].append(self._watch(s, o))
+        self._maybe_flush()
+        return joined, rejected
+
+    def _reason(self, o: Outcome) -> Reason | None:
+        s = self._served.get(o.request_id)
+        if s is None:
+            return "unknown_request"
+        if o.video_id not in s.positions:
+            return "not_shown"
+        if o.video_id in s.answered:
+            return "duplicate"
+        return None
+
+    def _watch(self, s: _Served, o: Outcome) -> dict[str, Any]:
+        start = s.resp.ts + 1  # the click follows the slate
+        known = o.ts if o.ts is not None else int(self.clock())
+        return {
+            "request_id": log_request_id(s.resp.request_id),
+            "user_id": s.resp.user_id,
+            "video_id": o.video_id,
+            "position": s.positions[o.video_id],
+            "start_ts": start,
+            "watch_seconds": o.watch_seconds,
+            "label_ts": max(known, start + math.ceil(o.watch_seconds)),
+            **_tags(s.resp),
+        }
+
+    def _maybe_flush(self) -> None:
+        if max(len(r) for r in self._rows.values()) >= self.flush_rows:
+            self.flush()
+
+    def flush(self) -> dict[str, int]:
+        """Write the buffered rows as new parquet parts; returns rows written per table."""
+        written = {}
+        for table, rows in self._rows.items():
+            written[table] = len(rows)
+            if not rows or self.out is None:
+                rows.clear()
+                continue
+            folder = self.out / table
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"part-{time.time_ns()}-{next(self._part):05d}.parquet"
+            pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS[table]), folder / name)
+            rows.clear()
+        return written
+
+
+def _tags(resp: RecommendResponse) -> dict[str, Any]:
+    return {
+        "request_key": resp.request_id,
+        "variant": resp.variant,
+        "model_version": resp.model_version,
+    }

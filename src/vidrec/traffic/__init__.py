@@ -1,0 +1,1 @@
+"""Simulated users against a running endpoint: requests, outcomes, feedback (`vidrec traffic`)."""

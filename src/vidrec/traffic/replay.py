@@ -1,0 +1,168 @@
+"""Drive an endpoint with simulated users at a fixed rate and send their outcomes back.
+
+Open loop: request i leaves at start + i/rate whatever happened to earlier ones
+(a slow server meets a growing queue, as with real users). Each answer gets
+the user's simulated outcomes posted to `/v1/feedback`. The summary reports,
+per variant, what the endpoint's online metrics should show (CTR, watch time
+per impression) and the slates' true expected engagement from the oracle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+
+from vidrec.traffic.users import SimulatedUsers
+
+FEEDBACK_DELAY_S = 60  # simulated seconds between a slate and its outcomes
+
+
+@dataclass
+class VariantStats:
+    requests: int = 0
+    degraded: int = 0
+    impressions: int = 0
+    clicks: int = 0
+    watch_seconds: float = 0.0
+    engagement: float = 0.0  # sum of the slates' true expected engagement
+
+    def summary(self) -> dict[str, Any]:
+        per_imp = max(self.impressions, 1)
+        return {
+            "requests": self.requests,
+            "degraded": self.degraded,
+            "impressions": self.impressions,
+            "clicks": self.clicks,
+            "ctr": round(self.clicks / per_imp, 5),
+            "watch_seconds_per_impression": round(self.watch_seconds / per_imp, 4),
+            "true_engagement_per_request": round(self.engagement / max(self.requests, 1), 5),
+        }
+
+
+@dataclass
+class Replay:
+    url: str
+    users: SimulatedUsers
+    k: int = 10
+    seed: int = 0
+    max_in_flight: int = 256
+
+    def __post_init__(self) -> None:
+        self.variants: dict[str, VariantStats] = {}
+        self.status: Counter[str] = Counter()
+        self.feedback: Counter[str] = Counter()
+        self.latencies: list[float] = []
+
+    async def run(
+        self, rate: float, duration_s: float, tick: Callable[[int], None] = lambda _n: None
+    ) -> dict[str, Any]:
+        n = int(rate * duration_s)
+        limits = httpx.Limits(max_connections=self.max_in_flight)
+        slots = asyncio.Semaphore(self.max_in_flight)
+        async with httpx.AsyncClient(base_url=self.url, limits=limits, timeout=30) as client:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            tasks = []
+            for i in range(n):
+                await asyncio.sleep(max(0.0, t0 + i / rate - loop.time()))
+                if slots.locked():
+                    self.status["dropped_client"] += 1
+                    continue
+                tasks.append(asyncio.create_task(self._one(client, i, t0 + i / rate, slots)))
+                tick(1)
+            await asyncio.gather(*tasks)
+            wall = loop.time() - t0
+        return self._summary(n, wall)
+
+    async def _one(
+        self, client: httpx.AsyncClient, i: int, scheduled: float, slots: asyncio.Semaphore
+    ) -> None:
+        async with slots:
+            rng = np.random.default_rng([self.seed, i])
+            ts = self.users.end_ts + i  # replayed time: one simulated second per request
+            body = self.users.request(rng, ts, self.k)
+            try:
+                r = await client.post("/v1/models/vidrec:predict", json={"instances": [body]})
+            except httpx.HTTPError as exc:
+                self.status[type(exc).__name__] += 1
+                return
+            self.status[str(r.status_code)] += 1
+            if r.status_code != 200:
+                return
+            self.latencies.append(asyncio.get_running_loop().time() - scheduled)
+            await self._react(client, body, r.json()["predictions"][0], ts, rng)
+
+    async def _react(
+        self,
+        client: httpx.AsyncClient,
+        body: dict[str, Any],
+        p: dict[str, Any],
+        ts: int,
+        rng: np.random.Generator,
+    ) -> None:
+        videos = [item["video_id"] for item in p["items"]]
+        outcomes, engagement = self.users.react(body["user_id"], videos, ts, rng)
+        s = self.variants.setdefault(p["variant"], VariantStats())
+        s.requests += 1
+        s.degraded += int(p["degraded"])
+        s.impressions += len(videos)
+        s.clicks += sum(o.clicked for o in outcomes)
+        s.watch_seconds += sum(o.watch_seconds for o in outcomes)
+        s.engagement += engagement
+        if not outcomes:
+            return
+        payload = {
+            "outcomes": [
+                {"request_id": p["request_id"], "video_id": o.video_id, "clicked": o.clicked,
+                 "watch_seconds": o.watch_seconds, "ts": ts + FEEDBACK_DELAY_S}
+                for o in outcomes
+            ]
+        }  # fmt: skip
+        try:
+            f = await client.post("/v1/feedback", json=payload)
+        except httpx.HTTPError as exc:
+            self.feedback[type(exc).__name__] += len(outcomes)
+            return
+        if f.status_code != 200:
+            self.feedback[f"status_{f.status_code}"] += len(outcomes)
+            return
+        answer = f.json()
+        self.feedback["accepted"] += answer["accepted"]
+        for rejected in answer["rejected"]:
+            self.feedback[rejected["reason"]] += 1
+
+    def _summary(self, planned: int, wall: float) -> dict[str, Any]:
+        ms = np.asarray(self.latencies) * 1000
+        pct = {f"p{q}_ms": round(float(np.percentile(ms, q)), 2) if len(ms) else None
+               for q in (50, 95, 99)}  # fmt: skip
+        return {
+            "url": self.url,
+            "planned": planned,
+            "ok": self.status.get("200", 0),
+            "status": dict(self.status),
+            "achieved_rps": round(len(ms) / wall, 2) if wall > 0 else None,
+            "latency": pct,
+            "feedback": dict(self.feedback),
+            "variants": {v: s.summary() for v, s in sorted(self.variants.items())},
+        }
+
+
+def replay(
+    url: str,
+    users: SimulatedUsers,
+    rate: float,
+    duration_s: float,
+    k: int = 10,
+    seed: int = 0,
+    tick: Callable[[int], None] = lambda _n: None,
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    out = asyncio.run(Replay(url, users, k, seed).run(rate, duration_s, tick))
+    return {**out, "seconds": round(time.perf_counter() - t0, 2)}

@@ -1,0 +1,88 @@
+"""The simulated platform's users acting on served slates.
+
+Requests come from users in proportion to how active they were in the log;
+outcomes come from the simulator's oracle with its position bias (a video is
+looked at with examination(position), clicked with P(click | examined), then
+watched for a noisy share), so the online metrics an endpoint reports reflect
+the true quality of the model that served. This is the client side: nothing
+here is reachable from the serving path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from vidrec.data.oracle import Oracle, click_probability, watch_seconds
+from vidrec.errors import InvalidInput
+
+Array = npt.NDArray[Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    video_id: int
+    position: int
+    clicked: bool
+    watch_seconds: float
+
+
+@dataclass
+class SimulatedUsers:
+    oracle: Oracle
+    user_ids: Array
+    weights: Array  # activity share per user
+    profile: dict[str, Array]  # country, age_bucket, device per user (aligned with user_ids)
+    end_ts: int  # the log's last impression: where replayed time starts
+
+    @classmethod
+    def load(cls, sim: Path) -> SimulatedUsers:
+        if not (sim / "oracle").is_dir():
+            raise InvalidInput(f"{sim}: no oracle/ directory: traffic needs a simulated log",
+                               file=str(sim))  # fmt: skip
+        imp = pq.read_table(sim / "impressions.parquet", columns=["user_id", "ts"])
+        counts = pc.value_counts(imp.column("user_id")).flatten()
+        users = pq.read_table(sim / "users.parquet").to_pandas().set_index("user_id")
+        ids = np.asarray(counts[0].to_numpy(), dtype=np.int64)
+        n = np.asarray(counts[1].to_numpy(), dtype=np.float64)
+        prof = users.reindex(ids)
+        return cls(
+            oracle=Oracle.load(sim / "oracle"),
+            user_ids=ids,
+            weights=n / n.sum(),
+            profile={c: prof[c].to_numpy() for c in ("country", "age_bucket", "device")},
+            end_ts=int(pc.max(imp.column("ts")).as_py()),
+        )
+
+    def request(self, rng: np.random.Generator, ts: int, k: int) -> dict[str, Any]:
+        i = min(int(np.searchsorted(np.cumsum(self.weights), rng.random())), len(self.weights) - 1)
+        context = {c: str(v[i]) for c, v in self.profile.items() if isinstance(v[i], str)}
+        return {"user_id": int(self.user_ids[i]), "k": k, "context": {**context, "ts": ts}}
+
+    def react(
+        self, user: int, videos: list[int], ts: int, rng: np.random.Generator
+    ) -> tuple[list[Outcome], float]:
+        """What the user does with a slate (outcomes of the videos they looked at), and the
+        slate's true expected engagement: sum over positions of examination * relevance."""
+        known = [(p, v) for p, v in enumerate(videos) if 0 <= v < len(self.oracle.quality)]
+        if not known:
+            return [], 0.0
+        pos = np.array([p for p, _ in known])
+        vid = np.array([v for _, v in known])
+        u, t = np.full(len(vid), user), np.full(len(vid), ts)
+        seen = self.oracle.examination(pos)
+        examined = rng.random(len(vid)) < seen
+        clicked = examined & (rng.random(len(vid)) < click_probability(self.oracle, u, vid, t))
+        watched = watch_seconds(self.oracle, u, vid, t, rng)
+        outcomes = [
+            Outcome(int(v), int(p), bool(c), float(w) if c else 0.0)
+            for v, p, e, c, w in zip(vid, pos, examined, clicked, watched, strict=True)
+            if e
+        ]
+        return outcomes, float((seen * self.oracle.relevance(u, vid, t)).sum())

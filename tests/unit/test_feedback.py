@@ -1,0 +1,69 @@
+"""Feedback joins to what was served; the impression and watch logs read like any log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from vidrec.data.schema import IMPRESSIONS, WATCHES, check_schema
+from vidrec.serving.api import Item, RecommendRequest, RecommendResponse
+from vidrec.serving.feedback import FeedbackRequest, ImpressionLog, Outcome, log_request_id
+
+
+def served(rid: str, videos: list[int], variant: str = "champion") -> RecommendResponse:
+    items = [Item(video_id=v, score=1.0 / (i + 1), source="ranked", propensity=1.0)
+             for i, v in enumerate(videos)]  # fmt: skip
+    return RecommendResponse(
+        request_id=rid, ts=1000, user_id=7, variant=variant, model_version="3", items=items
+    )
+
+
+def test_outcomes_join_or_are_rejected_with_a_reason(tmp_path: Path) -> None:
+    log = ImpressionLog(tmp_path, clock=lambda: 5000.0)
+    log.served(RecommendRequest(user_id=7), served("a", [10, 11, 12], "challenger"))
+    joined, rejected = log.feedback(
+        [
+            Outcome(request_id="a", video_id=11, clicked=True, watch_seconds=30.0),
+            Outcome(request_id="a", video_id=12, clicked=False),
+            Outcome(request_id="a", video_id=11, clicked=True, watch_seconds=5.0),
+            Outcome(request_id="zz", video_id=11, clicked=True),
+            Outcome(request_id="a", video_id=99, clicked=True),
+        ]
+    )
+    assert [(j.variant, j.version, j.outcome.video_id) for j in joined] == [
+        ("challenger", "3", 11),
+        ("challenger", "3", 12),
+    ]
+    assert [(r.index, r.reason) for r in rejected] == [
+        (2, "duplicate"),
+        (3, "unknown_request"),
+        (4, "not_shown"),
+    ]
+    assert log.flush() == {"impressions": 3, "watches": 1}
+    imp = pq.read_table(tmp_path / "impressions")
+    wat = pq.read_table(tmp_path / "watches")
+    check_schema(imp.schema, IMPRESSIONS, "impressions")
+    check_schema(wat.schema, WATCHES, "watches")
+    assert imp.column("position").to_pylist() == [0, 1, 2]
+    assert set(imp.column("request_id").to_pylist()) == {log_request_id("a")}
+    (w,) = wat.to_pylist()
+    assert w["video_id"] == 11 and w["position"] == 1 and w["watch_seconds"] == 30.0
+    assert w["start_ts"] == 1001 and w["label_ts"] == 5000 and w["variant"] == "challenger"
+
+
+def test_old_requests_are_forgotten_and_counted() -> None:
+    log = ImpressionLog(None, remember=2)
+    for rid in ("a", "b", "c"):
+        log.served(RecommendRequest(user_id=7), served(rid, [1]))
+    _, rejected = log.feedback([Outcome(request_id="a", video_id=1, clicked=True)])
+    assert [r.reason for r in rejected] == ["unknown_request"] and log.forgotten == 1
+
+
+def test_bad_outcomes_are_refused_naming_the_field() -> None:
+    with pytest.raises(ValidationError, match="watch_seconds"):
+        Outcome(request_id="a", video_id=1, clicked=False, watch_seconds=3.0)
+    with pytest.raises(ValidationError, match="outcomes"):
+        FeedbackRequest(outcomes=[])
