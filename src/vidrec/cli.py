@@ -402,6 +402,24 @@ def traffic(
         emit(replay(url, users, rate, duration, k, seed, tick), json_out, "traffic")
 
 
+@bench_app.command("serve")
+def bench_serve(
+    sizes: str = typer.Option("100000,1000000", help="catalogue sizes (synthetic videos added)"),
+    rates: str = typer.Option("25,50,100", help="offered requests/s, open loop"),
+    duration: float = typer.Option(15.0, min=2, help="seconds per rate (3 s warm-up)"),
+    out: Path = typer.Option(Path("out/bench"), help="report directory"),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
+    """No-op Ray Serve app vs our endpoint vs in-process, p50/p95/p99 per rate and size."""
+    from vidrec.bench.serve import run
+
+    settings = _settings(config)
+    sizes_n = [int(x) for x in sizes.split(",") if x.strip()]
+    rates_f = [float(x) for x in rates.split(",") if x.strip()]
+    emit(run(settings, sizes_n, rates_f, duration, out / "serve"), json_out, "serving benchmark")
+
+
 def _serving_bundles(settings: Settings, routes: Path) -> dict[str, Path]:
     """Champion and challenger bundles downloaded beside the route table, which is written
     (champion only, no canary) when it does not exist yet."""

@@ -45,6 +45,7 @@ def run(out: Path, scale: str = "demo", seed: int = 0) -> dict[str, Any]:
     steps["skew_check"] = {k: skew[k] for k in ("rows", "max_abs_diff", "passed", "seconds")}
     steps["leakage_guard"] = _leakage_demo(out, cfg)
     steps["train"] = _train(out, cfg)
+    steps["online_store"] = _materialize(out)
     ok = skew["passed"] and steps["leakage_guard"]["rejected"] and steps["train"]["registered"]
     return {
         "ok": ok,
@@ -66,6 +67,35 @@ def _train(out: Path, cfg: FeatureConfig) -> dict[str, Any]:
     s = run_training(settings, out / "sim", run_dir=out / "train")
     keep = ("registered", "version", "alias", "gates_passed", "step_seconds", "test", "report")
     return {k: s.get(k) for k in keep}
+
+
+def _materialize(out: Path) -> dict[str, Any]:
+    """The online store serving reads, and `vidrec.toml` so `vidrec serve --config` finds
+    this registry and store (see the README's serving section)."""
+    from vidrec.data.validate import open_dataset
+    from vidrec.features.materialize import load_history, materialize
+    from vidrec.features.pit import PointInTime, as_of_value
+    from vidrec.features.store import open_store
+    from vidrec.features.training_set import default_build_ts
+
+    db = (out / "online.db").resolve()
+    db.unlink(missing_ok=True)
+    cfg = FeatureConfig(online_store=f"sqlite:///{db}")
+    ds = open_dataset(out / "sim", cfg)
+    snap = as_of_value(cfg.refresh_seconds, default_build_ts(ds))
+    pit = PointInTime(ds.con, FEATURES, cfg.last_n)
+    store = open_store(cfg.online_store)
+    try:
+        rows, events = materialize(pit, store, snap), load_history(ds.con, store, pit, snap)
+    finally:
+        store.close()
+    settings = out / "vidrec.toml"
+    settings.write_text(
+        f'[features]\nonline_store = "{cfg.online_store}"\n\n'
+        f'[registry]\nroot = "{(out / "registry").resolve()}"\n'
+    )
+    return {"store": cfg.online_store, "snapshot": snap, "rows": rows, "history": events,
+            "settings": str(settings)}  # fmt: skip
 
 
 def _leakage_demo(out: Path, cfg: FeatureConfig) -> dict[str, Any]:

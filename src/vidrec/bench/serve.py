@@ -1,0 +1,337 @@
+"""`vidrec bench serve`: our endpoint against a no-op Ray Serve app and against the same
+recommender called in-process, in one run, at fixed open-loop rates and catalogue sizes.
+
+Everything runs in this process's Ray cluster behind one KServe server (loopback), so
+the ratios compare like with like on a noisy machine: (b)/(a) is what our retrieval,
+features, ranking and rules add over the serving floor, (b)/(c) what serving adds over
+the bare computation. Catalogues are the champion's bundle grown with synthetic videos
+(cached under ~/.cache/vidrec/bench-serve). Shadow at 100 % is measured at the first
+size: the champion's p99 with and without a challenger shadowing every request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import numpy as np
+
+from vidrec.bench.catalogue import grow_bundle
+from vidrec.bench.load import ratio, run_load
+from vidrec.bench.machine import machine
+from vidrec.config import Settings
+from vidrec.serving.server import prepare_ray_env
+
+prepare_ray_env()
+from ray import serve  # noqa: E402
+
+from vidrec.serving.api import RecommendRequest, RecommendResponse  # noqa: E402
+from vidrec.serving.deployments import ShadowReport  # noqa: E402
+from vidrec.serving.recommender import Served  # noqa: E402
+
+CACHE = Path.home() / ".cache" / "vidrec" / "bench-serve"
+TARGETS = {"p50_vs_noop": 1.5, "p99_ms": 30.0, "shadow_p99_rise": 0.10}
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.2})
+class Noop:
+    """The serving floor: the same request and response types, no work."""
+
+    async def recommend(self, req: RecommendRequest) -> Served:
+        resp = RecommendResponse(request_id="noop", ts=0, user_id=req.user_id, variant="champion",
+                                 model_version="noop", items=[])  # fmt: skip
+        return Served(resp, {})
+
+    def drain(self) -> ShadowReport:
+        return ShadowReport()
+
+    def ping(self) -> str:
+        return "ok"
+
+
+def run(
+    settings: Settings,
+    sizes: Sequence[int],
+    rates: Sequence[float],
+    duration_s: float,
+    out: Path,
+    port: int = 18321,
+) -> dict[str, Any]:
+    from vidrec.registry.registry import open_registry
+
+    reg = open_registry(settings.registry)
+    champion = reg.download("champion", out / "bundles")
+    grown = {n: _grown(champion, n) for n in sizes}
+    bench = _Bench(settings, out, port)
+    try:
+        bench.start(grown)
+        result = bench.measure(grown, rates, duration_s)
+    finally:
+        bench.stop()
+    return write_report(result, out)
+
+
+def _grown(bundle: Path, items: int) -> Path:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    path = CACHE / f"{manifest['data_snapshot_id'][:12]}-{manifest['created_at']}-{items}"
+    if not path.exists():
+        grow_bundle(bundle, path, items)
+    return path
+
+
+class _Bench:
+    def __init__(self, settings: Settings, out: Path, port: int) -> None:
+        self.settings, self.out, self.port = settings, out, port
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self, grown: dict[int, Path]) -> None:
+        import ray
+        from ray.serve.config import ProxyLocation
+
+        from vidrec.serving.deployments import build_app
+
+        for noisy in ("uvicorn.access", "kserve.trace"):  # stdout is for the one JSON line
+            logging.getLogger(noisy).disabled = True
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 logging_level=logging.WARNING, log_to_driver=False)  # fmt: skip
+        serve.start(proxy_location=ProxyLocation.Disabled)
+        apps: dict[str, tuple[Any, dict[str, Path], Path]] = {}
+        routes = self.out / "routes-noop.json"
+        self._routes(routes, "noop", None)
+        apps["noop"] = (serve.run(cast(Any, Noop).bind(), name="noop", route_prefix=None), {},
+                        routes)  # fmt: skip
+        for i, (n, bundle) in enumerate(grown.items()):
+            versions = {"1": bundle, "2": bundle} if i == 0 else {"1": bundle}  # 2: shadow
+            routes = self.out / f"routes-{n}.json"
+            self._routes(routes, "1", "2" if i == 0 else None)
+            graph = build_app({v: str(b) for v, b in versions.items()}, routes,
+                              self.settings.features, self.settings.serving)  # fmt: skip
+            handle = serve.run(graph, name=f"vidrec-{n}", route_prefix=None)
+            apps[f"vidrec-{n}"] = (handle, versions, routes)
+        self._serve_http(apps)
+
+    @staticmethod
+    def _routes(path: Path, champion: str, challenger: str | None) -> None:
+        from vidrec.serving.file_routes import FileRouteSource
+        from vidrec.serving.routing import RouteTable
+
+        FileRouteSource(path).set(RouteTable(champion=champion, challenger=challenger))
+
+    def _serve_http(self, apps: dict[str, tuple[Any, dict[str, Path], Path]]) -> None:
+        from prometheus_client import CollectorRegistry
+
+        from vidrec.serving.metrics import ServingMetrics
+        from vidrec.serving.server import (
+            Deployment,
+            LoopbackModelServer,
+            VidrecModel,
+            install_routes,
+        )
+
+        metrics = ServingMetrics(CollectorRegistry())
+        models = []
+        for name, (handle, bundles, routes) in apps.items():
+            app = Deployment(bundles, routes, None, self.settings.serving)
+            model = VidrecModel(name, app, metrics)
+            model.attach(handle)
+            models.append(model)
+        install_routes(metrics, models[-1])
+        server = LoopbackModelServer(http_port=self.port, enable_grpc=False, workers=1,
+                                     enable_latency_logging=False)  # fmt: skip
+        threading.Thread(target=server.start, args=(models,), daemon=True).start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/v2/health/live", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("benchmark server did not start")
+
+    def measure(
+        self, grown: dict[int, Path], rates: Sequence[float], duration_s: float
+    ) -> dict[str, Any]:
+        ts = _log_end(next(iter(grown.values())))
+        noop = {key(r): self._http("noop", r, duration_s, ts) for r in rates}
+        sizes = {}
+        for n, bundle in grown.items():
+            endpoint = {key(r): self._http(f"vidrec-{n}", r, duration_s, ts) for r in rates}
+            local = _in_process(bundle, self.settings, rates, duration_s, ts)
+            sizes[str(n)] = {
+                "endpoint": endpoint,
+                "in_process": local,
+                "ratios": {
+                    key(r): _ratios(endpoint[key(r)], noop[key(r)], local[key(r)]) for r in rates
+                },
+            }
+        first = next(iter(grown))
+        return {
+            "rates": list(rates),
+            "duration_s": duration_s,
+            "request_ts": ts,
+            "noop": noop,
+            "sizes": sizes,
+            "shadow": self._shadow(first, max(rates), duration_s, ts),
+        }
+
+    def _http(self, model: str, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
+        users = np.random.default_rng(7).integers(0, 20_000, 100_000)
+        url = f"{self.url}/v1/models/{model}:predict"
+
+        async def send(client: httpx.AsyncClient, i: int) -> httpx.Response:
+            body = {"instances": [{"user_id": int(users[i]), "k": 10, "context": {"ts": ts}}]}
+            return await client.post(url, json=body)
+
+        warm = min(3.0, duration_s / 4)
+        summary: dict[str, Any] = run_load(send, rate, duration_s, warmup_s=warm).summary()
+        return summary
+
+    def _shadow(self, n: int, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
+        from vidrec.serving.file_routes import FileRouteSource
+
+        src = FileRouteSource(self.out / f"routes-{n}.json")
+        off = self._http(f"vidrec-{n}", rate, duration_s, ts)
+        src.set(src.get().model_copy(update={"shadow_fraction": 1.0}))
+        time.sleep(0.5)
+        on = self._http(f"vidrec-{n}", rate, duration_s, ts)
+        src.set(src.get().model_copy(update={"shadow_fraction": 0.0}))
+        rise = ratio(on, off, "p99_ms")
+        return {"items": n, "rate": rate, "off": off, "on": on,
+                "p99_rise": None if rise is None else round(rise - 1, 4)}  # fmt: skip
+
+    def stop(self) -> None:
+        import ray
+
+        serve.shutdown()  # type: ignore[no-untyped-call]
+        ray.shutdown()
+
+
+def key(rate: float) -> str:
+    """A rate as a JSON object key: 25.0 -> "25"."""
+    return f"{rate:g}"
+
+
+def _log_end(bundle: Path) -> int:
+    """Requests are timed at the end of the training log, so the fresh pool is realistic."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    return int(manifest["validation_window"][1])
+
+
+def _ratios(
+    endpoint: dict[str, Any], noop: dict[str, Any], local: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "p50_vs_noop": _round(ratio(endpoint, noop)),
+        "p99_vs_noop": _round(ratio(endpoint, noop, "p99_ms")),
+        "p50_vs_in_process": _round(ratio(endpoint, local)),
+        "p99_vs_in_process": _round(ratio(endpoint, local, "p99_ms")),
+    }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _in_process(
+    bundle: Path, settings: Settings, rates: Sequence[float], duration_s: float, ts: int
+) -> dict[str, dict[str, Any]]:
+    """(c): the same Recommender (retrieval, features, ranking, rules) in this process."""
+    from vidrec.features.definitions import FEATURES
+    from vidrec.features.online import OnlineFeatures
+    from vidrec.features.store import open_store
+    from vidrec.serving.api import Context
+    from vidrec.serving.model import ServingModel
+    from vidrec.serving.recommender import Recommender
+
+    f = settings.features
+    rec = Recommender(ServingModel.load(bundle, "1"), OnlineFeatures(
+        open_store(f.online_store), FEATURES, f.last_n), settings.serving)  # fmt: skip
+    users = np.random.default_rng(7).integers(0, 20_000, 100_000)
+
+    def call(i: int) -> None:
+        rec.recommend(RecommendRequest(user_id=int(users[i]), k=10, context=Context(ts=ts)))
+
+    return {key(r): open_loop_local(call, r, duration_s, min(3.0, duration_s / 4)) for r in rates}
+
+
+def open_loop_local(
+    call: Callable[[int], None], rate: float, duration_s: float, warmup_s: float
+) -> dict[str, Any]:
+    """One caller thread on the bench's schedule: latency from the scheduled time, so a call
+    slower than the interval delays the next ones, as it would queue in a server."""
+    n, warm = int(rate * duration_s), int(rate * warmup_s)
+    lat: list[float] = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        at = t0 + i / rate
+        time.sleep(max(0.0, at - time.perf_counter()))
+        call(i)
+        if i >= warm:
+            lat.append((time.perf_counter() - at) * 1000)
+    wall = time.perf_counter() - (t0 + warm / rate)
+    ms = np.asarray(lat)
+    pct = {f"p{q}_ms": round(float(np.percentile(ms, q)), 3) if len(ms) else None
+           for q in (50, 95, 99)}  # fmt: skip
+    return {**pct, "achieved_rps": round(len(ms) / wall, 2) if wall > 0 else 0.0, "ok": len(ms)}
+
+
+def verdict(report: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets at the highest rate: within 1.5x of the no-op p50, p99 < 30 ms,
+    shadow at 100 % raises the champion's p99 by at most 10 %."""
+    rate = key(max(report["rates"]))
+    out: dict[str, Any] = {"rate": rate}
+    for n, s in report["sizes"].items():
+        e = s["endpoint"][rate]
+        p50x = s["ratios"][rate]["p50_vs_noop"]
+        out[n] = {
+            "p50_vs_noop": p50x,
+            "p50_vs_noop_ok": p50x is not None and p50x <= TARGETS["p50_vs_noop"],
+            "p99_ms": e["p99_ms"],
+            "p99_ok": e["p99_ms"] is not None and e["p99_ms"] < TARGETS["p99_ms"],
+            "errors": e["sent"] - e["ok"],
+        }
+    rise = report["shadow"]["p99_rise"]
+    out["shadow_p99_rise"] = rise
+    out["shadow_ok"] = rise is not None and rise <= TARGETS["shadow_p99_rise"]
+    return out
+
+
+def write_report(result: dict[str, Any], out: Path) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"benchmark": "serve", "machine": machine("ray", "kserve", "faiss-cpu", "lleaves"),
+              **result}  # fmt: skip
+    report["verdict"] = verdict(report)
+    (out / "serve.json").write_text(json.dumps(report, indent=2, default=str))
+    _plot(report, out / "serve.png")
+    return report | {"plot": str(out / "serve.png")}
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = report["sizes"]
+    fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4), squeeze=False)
+    rates = report["rates"]
+    for ax, (n, s) in zip(axes[0], sizes.items(), strict=True):
+        series = {"no-op Ray Serve (a)": report["noop"], "vidrec endpoint (b)": s["endpoint"],
+                  "in-process (c)": s["in_process"]}  # fmt: skip
+        for (label, runs), color in zip(series.items(), ("grey", "C0", "C2"), strict=True):
+            for q, style in (("p50_ms", "-o"), ("p99_ms", "--x")):
+                ys = [runs[key(r)][q] for r in rates]
+                ax.plot(rates, ys, style, color=color, label=f"{label} {q[:3]}")
+        ax.axhline(TARGETS["p99_ms"], color="red", lw=0.8, ls=":", label="p99 target")
+        ax.set(title=f"{int(n):,} items", xlabel="offered requests/s", ylabel="latency (ms)",
+               yscale="log")  # fmt: skip
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
