@@ -20,7 +20,7 @@ export UV_CACHE_DIR := $(CACHE)/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := hardlink
 
-.PHONY: help install sysdeps demo test test-unit lint bench lock clean
+.PHONY: help install sysdeps demo test test-unit lint bench serve traffic lock clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -58,9 +58,16 @@ lint: install ## ruff + mypy
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-bench: install ## Feature and training benchmarks (JSON + PNG in out/bench)
+bench: install ## Feature, training and serving benchmarks (JSON + PNG in out/bench; serving needs make demo)
 	$(BIN)/vidrec bench features --scales demo,large --json
 	$(BIN)/vidrec bench train --scale demo --sizes 100000,1000000 --json
+	$(BIN)/vidrec bench serve --config out/demo/vidrec.toml --json
+
+serve: install ## Serve the demo's champion on 127.0.0.1:8080 (run make demo first)
+	$(BIN)/vidrec serve --config out/demo/vidrec.toml --routes out/demo/serve/routes.json
+
+traffic: install ## Replay simulated users with feedback against make serve
+	$(BIN)/vidrec traffic --data out/demo/sim --rate 20 --duration 60
 
 lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml
 	$(UV) lock --python $(PYTHON)
