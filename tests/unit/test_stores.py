@@ -53,3 +53,14 @@ def test_history_is_strictly_before_and_ordered_like_the_offline_join(store: Onl
 def test_unknown_store_url() -> None:
     with pytest.raises(ConfigError, match="online_store"):
         open_store("postgres://x")
+
+
+def test_snapshot_versions_change_with_every_write(store: OnlineStore) -> None:
+    assert store.snapshot_versions() == {}
+    store.write_snapshot("video", 100, [((1,), {"a": 1})])
+    first = store.snapshot_versions()
+    assert set(first) == {"video"}
+    store.write_snapshot("video", 100, [((1,), {"a": 2})])  # same as_of, new rows
+    store.write_snapshot("creator", 100, [((7,), {"b": 1})])
+    second = store.snapshot_versions()
+    assert set(second) == {"video", "creator"} and second["video"] != first["video"]

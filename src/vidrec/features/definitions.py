@@ -9,13 +9,14 @@ changes, so a model trained on the old vector is refused by serving.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from vidrec.features.spec import BatchFeature, Entity, FeatureSet, Source, Transform
+from vidrec.features.spec import BatchFeature, Columns, Entity, FeatureSet, Source, Transform
 from vidrec.features.transform import list_contains
 
 Array = npt.NDArray[Any]
@@ -135,36 +136,29 @@ BATCH = (
 )
 
 
-def smoothed_ctr(clicks: pd.Series, impressions: pd.Series) -> pd.Series:
+def smoothed_ctr(clicks: Array, impressions: Array) -> Array:
     return (clicks + CTR_PRIOR * CTR_STRENGTH) / (impressions + CTR_STRENGTH)
 
 
-def code(values: pd.Series) -> pd.Series:
-    """Stable integer code of a category (crc32 bucket); -1 when unknown.
+def code(values: Any) -> Array:
+    """Stable integer code of a category (crc32 bucket); -1 when unknown or missing.
 
     Hashing, not a fitted vocabulary, so any log's categories work and a code
     never depends on which rows a job happened to see.
     """
-    uniq = pd.unique(values)
-    table = {
-        v: (
-            -1
-            if v is None or v == "unknown" or v != v
-            else zlib.crc32(str(v).encode()) % CODE_BUCKETS
-        )
-        for v in uniq
-    }
-    return values.map(table).astype("int64")
+    index, uniq = pd.factorize(np.asarray(values, dtype=object))  # missing -> index -1
+    table = [-1 if v == "unknown" else zlib.crc32(str(v).encode()) % CODE_BUCKETS for v in uniq]
+    return np.asarray([*table, -1], dtype=np.int64)[index]
 
 
-def _in_last_watched(df: pd.DataFrame) -> pd.Series:
-    return pd.Series(list_contains(df["user_last_watched"], df["video_id"]), index=df.index)
+def _in_last_watched(d: Columns) -> Array:
+    return list_contains(d["user_last_watched"], d["video_id"])
 
 
 def _t(
     name: str,
     inputs: tuple[str, ...],
-    fn: object,
+    fn: Callable[[Columns], Array],
     kind: str,
     dtype: str = "float64",
     description: str = "",
@@ -172,63 +166,78 @@ def _t(
     return Transform(name, inputs, fn, kind, dtype, description)  # type: ignore[arg-type]
 
 
+# Transforms read numpy columns (`Columns`), offline and online alike: numpy, not pandas
+# (np.maximum, not Series.clip).
 TRANSFORMS = (
     _t(
         "video_ctr_1d",
         ("video_watches_1d", "video_impressions_1d"),
-        lambda d: smoothed_ctr(d.video_watches_1d, d.video_impressions_1d),
+        lambda d: smoothed_ctr(d["video_watches_1d"], d["video_impressions_1d"]),
         "batch",
     ),
     _t(
         "video_ctr_7d",
         ("video_watches_7d", "video_impressions_7d"),
-        lambda d: smoothed_ctr(d.video_watches_7d, d.video_impressions_7d),
+        lambda d: smoothed_ctr(d["video_watches_7d"], d["video_impressions_7d"]),
         "batch",
     ),
     _t(
         "creator_ctr_28d",
         ("creator_watches_28d", "creator_impressions_28d"),
-        lambda d: smoothed_ctr(d.creator_watches_28d, d.creator_impressions_28d),
+        lambda d: smoothed_ctr(d["creator_watches_28d"], d["creator_impressions_28d"]),
         "batch",
     ),
     _t(
         "user_ctr_7d",
         ("user_watches_7d", "user_impressions_7d"),
-        lambda d: smoothed_ctr(d.user_watches_7d, d.user_impressions_7d),
+        lambda d: smoothed_ctr(d["user_watches_7d"], d["user_impressions_7d"]),
         "batch",
     ),
     _t(
         "video_watch_share_7d",
         ("video_watch_seconds_7d", "video_watches_7d", "video_duration_s"),
         lambda d: (
-            d.video_watch_seconds_7d / (d.video_watches_7d.clip(lower=1) * d.video_duration_s)
+            d["video_watch_seconds_7d"]
+            / (np.maximum(d["video_watches_7d"], 1) * d["video_duration_s"])
         ),
         "batch",
     ),
     _t(
         "user_category_share_28d",
         ("user_category_watches_28d", "user_watches_28d"),
-        lambda d: d.user_category_watches_28d / d.user_watches_28d.clip(lower=1),
+        lambda d: d["user_category_watches_28d"] / np.maximum(d["user_watches_28d"], 1),
         "batch",
     ),
     _t(
         "video_age_hours",
         ("ts", "video_upload_ts"),
-        lambda d: (d.ts - d.video_upload_ts) / H,
+        lambda d: (d["ts"] - d["video_upload_ts"]) / H,
         "request",
     ),
     _t(
         "user_tenure_days",
         ("ts", "user_signup_ts"),
-        lambda d: (d.ts - d.user_signup_ts) / D,
+        lambda d: (d["ts"] - d["user_signup_ts"]) / D,
         "request",
     ),
-    _t("hour_of_day", ("ts",), lambda d: (d.ts % D) // H, "request", "int64"),
-    _t("device_code", ("device",), lambda d: code(d.device), "request", "int64"),
-    _t("country_code", ("user_country",), lambda d: code(d.user_country), "batch", "int64"),
-    _t("age_code", ("user_age_bucket",), lambda d: code(d.user_age_bucket), "batch", "int64"),
-    _t("category_code", ("video_category",), lambda d: code(d.video_category), "batch", "int64"),
-    _t("language_code", ("video_language",), lambda d: code(d.video_language), "batch", "int64"),
+    _t("hour_of_day", ("ts",), lambda d: (d["ts"] % D) // H, "request", "int64"),
+    _t("device_code", ("device",), lambda d: code(d["device"]), "request", "int64"),
+    _t("country_code", ("user_country",), lambda d: code(d["user_country"]), "batch", "int64"),
+    _t("age_code", ("user_age_bucket",), lambda d: code(d["user_age_bucket"]), "batch", "int64"),
+    _t(
+        "category_code",
+        ("video_category",),
+        lambda d: code(d["video_category"]),
+        "batch",
+        "int64",
+    ),
+    _t(
+        "language_code",
+        ("video_language",),
+        lambda d: code(d["video_language"]),
+        "batch",
+        "int64",
+    ),
     _t(
         "in_last_watched",
         ("video_id", "user_last_watched"),
@@ -286,6 +295,6 @@ FEATURES = FeatureSet(
 )
 
 
-def as_float_matrix(frame: pd.DataFrame, fs: FeatureSet = FEATURES) -> Array:
-    """The model-input matrix, columns in `fs.model_inputs` order."""
-    return frame.loc[:, list(fs.model_inputs)].to_numpy(dtype=np.float64)
+def as_float_matrix(frame: Columns | pd.DataFrame, fs: FeatureSet = FEATURES) -> Array:
+    """The model-input matrix, columns in `fs.model_inputs` order (a frame or its columns)."""
+    return np.column_stack([np.asarray(frame[n], dtype=np.float64) for n in fs.model_inputs])

@@ -3,8 +3,14 @@
 Given request rows (one per candidate: ts, user_id, video_id, device,
 session_position), it reads each entity's snapshot row, derives dependent keys
 (creator, category) from the video's attributes exactly as the offline join
-does, reads the realtime history, and hands the raw frame to
-`transform.finish` - the same function the training set went through.
+does, reads the realtime history, and hands the raw columns to
+`transform.finish_columns` - the same function the training set went through.
+Serving asks for `columns` (no DataFrame: a request is a few hundred rows, and
+pandas' per-call overhead would dominate); `frame` is the same as a DataFrame.
+
+Rows that every request reads (videos, creators) are cached, each entity's until
+the store reports a new version of its snapshot (asked on every call): a rewritten
+snapshot is served from the next request on, never an older one after it.
 """
 
 from __future__ import annotations
@@ -12,59 +18,95 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from vidrec.features.spec import FeatureSet
-from vidrec.features.store import OnlineStore
-from vidrec.features.transform import finish
+from vidrec.features.spec import Columns, FeatureSet
+from vidrec.features.store import Key, OnlineStore, Row
+from vidrec.features.transform import as_frame, columns_of, finish_columns, id_lists
+
+CACHE_ROWS = 50_000  # per entity (~30 MB of videos); then it starts over
 
 
 class OnlineFeatures:
     def __init__(self, store: OnlineStore, fs: FeatureSet, last_n: int) -> None:
         self.store, self.fs, self.last_n = store, fs, last_n
-        providers = {entity for entity, _attr in fs.derived_keys.values()}
+        self.providers = {entity for entity, _attr in fs.derived_keys.values()}
         entities = fs.entities()
         # entities that provide derived keys are read first
-        self.order = sorted(entities.values(), key=lambda e: e.name not in providers)
+        order = sorted(entities.values(), key=lambda e: e.name not in self.providers)
+        self.snapshot = [
+            (e, [f.name for f in fs.batch if f.entity == e and f.freshness == "snapshot"])
+            for e in order
+        ]
+        self.realtime = [f for f in fs.batch if f.freshness == "realtime"]
+        # a user's own rows are rarely read twice: caching them would only hold memory
+        self.shared = {e.name for e in order if "user_id" not in e.keys}
+        self.cache: dict[str, tuple[str, dict[Key, Row | None]]] = {}
 
     def frame(self, requests: pd.DataFrame) -> pd.DataFrame:
-        raw = requests.reset_index(drop=True).copy()
-        for entity in self.order:
-            snap = [
-                f
-                for f in self.fs.batch
-                if f.entity.name == entity.name and f.freshness == "snapshot"
-            ]
-            if snap:
-                self._lookup(raw, entity.name, entity.keys, [f.name for f in snap])
-            if any(e == entity.name for e, _ in self.fs.derived_keys.values()):
+        return as_frame(self.columns(columns_of(requests.reset_index(drop=True))))
+
+    def columns(self, requests: Columns) -> dict[str, Any]:
+        """Request columns -> every feature's column (`frame` without the DataFrame)."""
+        raw = dict(requests)
+        versions = self.store.snapshot_versions() if self.shared else {}
+        for entity, names in self.snapshot:
+            if names:
+                self._lookup(raw, entity.name, entity.keys, names, versions.get(entity.name))
+            if entity.name in self.providers:
                 self._derive_keys(raw, entity.name)
-        for f in self.fs.batch:
-            if f.freshness == "realtime":
-                # one read per (user, time): a request's candidates share it
-                pairs = list(zip(raw[f.entity.keys[0]], raw["ts"], strict=True))
-                hist = {
-                    p: self.store.history(int(p[0]), int(p[1]), self.last_n) for p in set(pairs)
-                }
-                raw[f.name] = [hist[p] for p in pairs]
-        return finish(raw, self.fs)
+        for f in self.realtime:
+            # one read per (user, time): a request's candidates share it
+            pairs, where = _distinct(raw[f.entity.keys[0]], raw["ts"])
+            lists = [self.store.history(int(u), int(t), self.last_n) for u, t in pairs]
+            raw[f.name] = id_lists(lists).take(where)
+        return finish_columns(raw, self.fs)
 
     def _lookup(
-        self, raw: pd.DataFrame, entity: str, keys: tuple[str, ...], names: list[str]
+        self,
+        raw: dict[str, Any],
+        entity: str,
+        keys: tuple[str, ...],
+        names: list[str],
+        version: str | None,
     ) -> None:
-        tuples = list(zip(*(raw[k] for k in keys), strict=True))
-        valid = [t for t in dict.fromkeys(tuples) if not any(_missing(v) for v in t)]
-        found = dict(zip(valid, self.store.read(entity, [_key(t) for t in valid]), strict=True))
-        rows = [found.get(t) or {} for t in tuples]
+        # rows share keys (one user, a few creators): read and unpack each key once
+        uniq, where = _distinct(*(raw[k] for k in keys))
+        valid = [t for t in uniq if not any(_missing(v) for v in t)]
+        found = self._read(entity, valid, version)
+        rows = [found.get(t) or {} for t in uniq]
         for n in names:
-            raw[n] = [r.get(n) for r in rows]
+            raw[n] = np.fromiter((r.get(n) for r in rows), object, len(rows))[where]
 
-    def _derive_keys(self, raw: pd.DataFrame, entity: str) -> None:
+    def _read(self, entity: str, keys: list[Key], version: str | None) -> dict[Key, Row | None]:
+        """Snapshot rows by key; a shared entity's through the cache of its `version`."""
+        if entity not in self.shared or version is None:  # None: no version, never cache
+            return dict(zip(keys, self.store.read(entity, [_key(t) for t in keys]), strict=True))
+        cached, rows = self.cache.get(entity, (None, {}))
+        if cached != version or len(rows) > CACHE_ROWS:
+            rows = {}
+            self.cache[entity] = (version, rows)
+        # a rewrite between the version check and this read is seen by the next request
+        missing = [t for t in keys if t not in rows]
+        rows.update(zip(missing, self.store.read(entity, [_key(t) for t in missing]), strict=True))
+        return rows
+
+    def _derive_keys(self, raw: dict[str, Any], entity: str) -> None:
         for key, (e, attr) in self.fs.derived_keys.items():
             if e != entity:
                 continue
             is_str = self.fs.by_name(attr).dtype == "str"
             raw[key] = [None if _missing(v) else (str(v) if is_str else int(v)) for v in raw[attr]]
+
+
+def _distinct(*cols: Any) -> tuple[list[tuple[Any, ...]], npt.NDArray[np.intp]]:
+    """The distinct rows of `cols` in order of appearance, and each row's index among them.
+    As Python values: hashing numpy scalars costs far more."""
+    rows = list(zip(*(c.tolist() if isinstance(c, np.ndarray) else c for c in cols), strict=True))
+    index: dict[tuple[Any, ...], int] = {}
+    where = np.fromiter((index.setdefault(r, len(index)) for r in rows), np.intp, len(rows))
+    return list(index), where
 
 
 def _missing(v: Any) -> bool:

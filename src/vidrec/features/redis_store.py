@@ -15,7 +15,7 @@ from itertools import count, islice
 import redis
 
 from vidrec.errors import NotReady
-from vidrec.features.store import Key, Row, decode_row, encode_key, encode_row
+from vidrec.features.store import Key, Row, decode_row, encode_key, encode_row, new_token
 
 _OFFSET = 1 << 63  # makes negative ids sort correctly as zero-padded text
 
@@ -44,7 +44,8 @@ class RedisStore:
         else:
             pipe.delete(final)
         pipe.hset(f"{self.prefix}:snap_meta", entity, as_of)
-        pipe.execute()
+        pipe.hset(f"{self.prefix}:snap_version", entity, new_token())
+        pipe.execute()  # MULTI/EXEC: the rows, their time and version change together
         return n
 
     def read(self, entity: str, keys: Sequence[Key]) -> list[Row | None]:
@@ -56,6 +57,10 @@ class RedisStore:
     def snapshot_time(self, entity: str) -> int | None:
         v = self.r.hget(f"{self.prefix}:snap_meta", entity)
         return None if v is None else int(v)
+
+    def snapshot_versions(self) -> dict[str, str]:
+        got = self.r.hgetall(f"{self.prefix}:snap_version")
+        return {k.decode(): v.decode() for k, v in got.items()}
 
     def append_history(self, events: Iterable[tuple[int, int, int]]) -> int:
         it, n = iter(events), 0

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
-
-import pandas as pd
+from typing import Any, Literal
 
 Agg = Literal["count", "sum", "latest", "last_n"]
 Freshness = Literal["snapshot", "realtime"]
+# A feature frame as plain columns, name -> numpy array (Arrow list<int64> for id lists):
+# what transforms read, and what serving uses without paying for a DataFrame.
+Columns = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,13 @@ class Transform:
 
     `kind` documents whether it depends only on batch values (`batch`, e.g. a
     smoothed CTR) or also on the request (`request`, e.g. hour of day). Online
-    and offline call the same `fn` on the same assembled frame.
+    and offline call the same `fn` on the same assembled columns (numpy arrays, see
+    `Columns`); it returns one value per row.
     """
 
     name: str
     inputs: tuple[str, ...]
-    fn: Callable[[pd.DataFrame], pd.Series]
+    fn: Callable[[Columns], Any]
     kind: Literal["batch", "request"]
     dtype: str = "float64"
     description: str = ""

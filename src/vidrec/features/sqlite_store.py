@@ -6,12 +6,13 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from itertools import islice
 
-from vidrec.features.store import Key, Row, decode_row, encode_key, encode_row
+from vidrec.features.store import Key, Row, decode_row, encode_key, encode_row, new_token
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshot (entity TEXT, key TEXT, payload BLOB,
                                      PRIMARY KEY (entity, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshot_meta (entity TEXT PRIMARY KEY, as_of INTEGER);
+CREATE TABLE IF NOT EXISTS snapshot_version (entity TEXT PRIMARY KEY, token TEXT);
 CREATE TABLE IF NOT EXISTS history (user_id INTEGER, ts INTEGER, video_id INTEGER);
 CREATE INDEX IF NOT EXISTS history_by_user ON history (user_id, ts, video_id);
 """
@@ -38,6 +39,9 @@ class SQLiteStore:
                 )
                 n += len(batch)
             self.db.execute("INSERT OR REPLACE INTO snapshot_meta VALUES (?, ?)", (entity, as_of))
+            self.db.execute(
+                "INSERT OR REPLACE INTO snapshot_version VALUES (?, ?)", (entity, new_token())
+            )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -61,6 +65,9 @@ class SQLiteStore:
             "SELECT as_of FROM snapshot_meta WHERE entity = ?", (entity,)
         ).fetchone()
         return None if row is None else int(row[0])
+
+    def snapshot_versions(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT entity, token FROM snapshot_version").fetchall())
 
     def append_history(self, events: Iterable[tuple[int, int, int]]) -> int:
         it, n = iter(events), 0

@@ -8,6 +8,7 @@ float64 text (orjson), so the skew check can demand equality, not closeness.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -27,6 +28,10 @@ class OnlineStore(Protocol):
         """Rows in key order; None where the key has no row."""
 
     def snapshot_time(self, entity: str) -> int | None: ...
+
+    def snapshot_versions(self) -> dict[str, str]:
+        """Entity -> a token that changes with every write_snapshot, even one at the same
+        as_of: what a cache of snapshot rows checks. Entities never written are absent."""
 
     def append_history(self, events: Iterable[tuple[int, int, int]]) -> int:
         """(user_id, available_ts, video_id) events; returns events appended."""
@@ -48,6 +53,11 @@ def encode_row(row: Row) -> bytes:
 
 def decode_row(blob: bytes | str) -> Row:
     return dict(orjson.loads(blob))
+
+
+def new_token() -> str:
+    """A snapshot version: unique per write, across processes and restarts."""
+    return uuid.uuid4().hex
 
 
 def open_store(url: str) -> OnlineStore:

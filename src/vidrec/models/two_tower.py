@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from vidrec.features.definitions import CODE_BUCKETS, code
+from vidrec.features.spec import Columns
 from vidrec.features.transform import id_lists
 
 Array = npt.NDArray[Any]
@@ -169,23 +170,23 @@ class Encoder:
             "duration": torch.from_numpy(dur.astype(np.float32)),
         }
 
-    def users(self, frame: pd.DataFrame) -> dict[str, Tensor]:
-        hist = np.full((len(frame), self.cfg.history), -1, dtype=np.int64)
-        for i, ids in enumerate(id_lists(frame.user_last_watched.reset_index(drop=True))):
+    def users(self, frame: Columns | pd.DataFrame) -> dict[str, Tensor]:
+        lists = id_lists(frame["user_last_watched"]).to_pylist()
+        hist = np.full((len(lists), self.cfg.history), -1, dtype=np.int64)
+        for i, ids in enumerate(lists):
             tail = np.asarray(ids, dtype=np.int64)[-self.cfg.history :]
             hist[i, : len(tail)] = tail
         rows, found = self.catalog_rows(np.where(hist >= 0, hist, 0))
         valid = (hist >= 0) & found
-        numeric = np.column_stack(
-            [np.log1p(np.nan_to_num(frame[c].to_numpy(np.float64)).clip(0)) for c in USER_NUMERIC]
-        )
+        numeric = np.column_stack([np.asarray(frame[c], np.float64) for c in USER_NUMERIC])
+        numeric = np.log1p(np.nan_to_num(numeric).clip(0))
         return {
             "hist": torch.from_numpy(rows.astype(np.int64)),
             "hist_mask": torch.from_numpy(valid.astype(np.float32)),
-            "country": _code_index(frame.country_code.to_numpy()),
-            "age": _code_index(frame.age_code.to_numpy()),
-            "device": _code_index(frame.device_code.to_numpy()),
-            "hour": torch.from_numpy(frame.hour_of_day.to_numpy(np.int64) % 24),
+            "country": _code_index(np.asarray(frame["country_code"])),
+            "age": _code_index(np.asarray(frame["age_code"])),
+            "device": _code_index(np.asarray(frame["device_code"])),
+            "hour": torch.from_numpy(np.asarray(frame["hour_of_day"], np.int64) % 24),
             "numeric": torch.from_numpy(numeric.astype(np.float32)),
         }
 
@@ -197,8 +198,8 @@ class Towers:
     net: TwoTower
     encoder: Encoder
 
-    @torch.no_grad()  # type: ignore[misc]
-    def embed_users(self, frame: pd.DataFrame) -> npt.NDArray[np.float32]:
+    @torch.inference_mode()  # type: ignore[misc]
+    def embed_users(self, frame: Columns | pd.DataFrame) -> npt.NDArray[np.float32]:
         self.net.eval()
         return self.net.users(self.encoder.users(frame), self.encoder.catalog_inputs).numpy()
 

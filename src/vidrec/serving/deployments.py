@@ -48,14 +48,9 @@ CPU = 0.2
 MAX_UNDRAINED = 10_000
 
 
-def _stages(bundle: str, version: str, features: FeatureConfig, cfg: ServingConfig) -> Stages:
-    model = ServingModel.load(Path(bundle), version)
-    online = OnlineFeatures(open_store(features.online_store), FEATURES, features.last_n)
-    return Stages(model, online, cfg)
+class _StageReplica:
+    """One model version's stages in a replica, with the fault file it obeys."""
 
-
-@serve.deployment(ray_actor_options={"num_cpus": CPU})
-class Retrieval:
     def __init__(
         self,
         bundle: str,
@@ -64,27 +59,21 @@ class Retrieval:
         cfg: ServingConfig,
         faults: str | None = None,
     ):
-        self.stages = _stages(bundle, version, features, cfg)
+        model = ServingModel.load(Path(bundle), version)
+        online = OnlineFeatures(open_store(features.online_store), FEATURES, features.last_n)
+        self.stages = Stages(model, online, cfg)
         self.version, self.faults = version, FaultFile(Path(faults) if faults else None)
 
+
+@serve.deployment(ray_actor_options={"num_cpus": CPU})
+class Retrieval(_StageReplica):
     def retrieve(self, req: RecommendRequest, rid: str, ts: int) -> Retrieved:
         self.faults.apply("retrieval", self.version)
         return self.stages.retrieve(req, rid, ts)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": CPU})
-class Ranking:
-    def __init__(
-        self,
-        bundle: str,
-        version: str,
-        features: FeatureConfig,
-        cfg: ServingConfig,
-        faults: str | None = None,
-    ):
-        self.stages = _stages(bundle, version, features, cfg)
-        self.version, self.faults = version, FaultFile(Path(faults) if faults else None)
-
+class Ranking(_StageReplica):
     def rank(self, req: RecommendRequest, rid: str, ts: int, got: Retrieved) -> Ranked:
         self.faults.apply("ranking", self.version)
         return self.stages.rank(req, rid, ts, got)

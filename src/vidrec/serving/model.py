@@ -16,6 +16,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import torch
 
 from vidrec.errors import NotReady
 from vidrec.features.definitions import FEATURES
@@ -61,6 +62,7 @@ class ServingModel:
                 version=version,
             )
         faiss.omp_set_num_threads(1)  # one query per call: threads only add contention
+        torch.set_num_threads(1)  # likewise for the user tower's one row
         idx = bundle / "retrieval" / "index"
         ids = np.load(idx / "item_ids.npy")
         return cls(
@@ -83,6 +85,12 @@ class ServingModel:
         )
         return lists
 
+    def item_values(self, column: str, ids: Array) -> npt.NDArray[np.float64]:
+        """`items[column]` of each id as floats, NaN for an id not in the catalogue (or -1):
+        an index lookup, not `reindex`, which costs more than the search it follows."""
+        values = np.append(self.items[column].to_numpy(np.float64), np.nan)
+        return values[self.items.index.get_indexer(ids)]  # absent: -1, the appended NaN
+
     def popular(self, country: str | None, age: str | None) -> list[int]:
         return popular_in(self.popularity, country, age)
 
@@ -96,9 +104,8 @@ class ServingModel:
         return self._fresh[key]
 
     def _build_fresh(self, now: int, fresh_s: float) -> tuple[ExactIndex, pd.Index]:
-        recent = self.items.index[
-            (self.items.upload_ts >= now - fresh_s) & (self.items.upload_ts <= now)
-        ]
+        up = self.items.upload_ts.to_numpy()
+        recent = self.items.index[(up >= now - fresh_s) & (up <= now)]
         index = ExactIndex(self.index.index.d)
         if len(recent):
             index.add(recent.to_numpy(), self.embeddings.loc[recent].to_numpy())

@@ -13,10 +13,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from vidrec.config import DAY, ServingConfig
 from vidrec.features.definitions import FEATURES, as_float_matrix
@@ -55,14 +55,14 @@ class Stages:
 
     def retrieve(self, req: RecommendRequest, rid: str, ts: int) -> Retrieved:
         t0 = time.perf_counter()
-        user = self.features.frame(rows(req, rid, ts, [-1]))
+        user = self.features.columns(rows(req, rid, ts, [-1]))
         emb = self.model.towers.embed_users(user)
         n = min(max(CANDIDATES, 2 * req.k), len(self.model.index))
         found, _ = self.model.index.search(emb, n)
-        up = self.model.items.upload_ts.reindex(found[0]).to_numpy()
+        up = self.model.item_values("upload_ts", found[0])
         ids = [int(v) for v, u in zip(found[0], up, strict=True) if v >= 0 and u <= ts]
         fresh = self._fresh(emb, ts, set(ids))
-        watched = [int(v) for v in user.user_last_watched.iloc[0]]
+        watched = [int(v) for v in user["user_last_watched"][0].as_py()]
         return Retrieved(ids, fresh, watched, time.perf_counter() - t0)
 
     def _fresh(self, emb: npt.NDArray[np.float32], ts: int, exclude: set[int]) -> list[int]:
@@ -74,33 +74,33 @@ class Stages:
 
     def rank(self, req: RecommendRequest, rid: str, ts: int, got: Retrieved) -> Ranked:
         t0 = time.perf_counter()
-        frame = self.features.frame(rows(req, rid, ts, got.ids + got.fresh))
+        ids = got.ids + got.fresh
+        cols = self.features.columns(rows(req, rid, ts, ids))
         t1 = time.perf_counter()
-        x = as_float_matrix(frame, FEATURES)
+        x = as_float_matrix(cols, FEATURES)
         scores = self.model.scorer.score(x)
         t2 = time.perf_counter()
-        creators = self.model.items.creator_id.reindex(frame.video_id).to_numpy()
+        creators = self.model.item_values("creator_id", np.asarray(ids, dtype=np.int64))
         cands = [
-            Candidate(int(v), None if np.isnan(c) else int(c), float(s))
-            for v, c, s in zip(frame.video_id, creators, scores, strict=True)
+            Candidate(v, None if np.isnan(c) else int(c), s)
+            for v, c, s in zip(ids, creators.tolist(), scores.tolist(), strict=True)
         ]
         n = len(got.ids)
         ranked = sorted(cands[:n], key=lambda c: (-c.score, c.video_id))
         return Ranked(ranked, cands[n:], t1 - t0, t2 - t1, self.model.bins.count(x))
 
 
-def rows(req: RecommendRequest, rid: str, ts: int, ids: list[int]) -> pd.DataFrame:
-    """The feature pipeline's request rows: one per candidate video (-1: the user alone)."""
-    return pd.DataFrame(
-        {
-            "request_id": rid,
-            "ts": ts,
-            "user_id": req.user_id,
-            "video_id": np.asarray(ids, dtype=np.int64),
-            "device": req.context.device,
-            "session_position": req.context.session_position,
-        }
-    )
+def rows(req: RecommendRequest, rid: str, ts: int, ids: list[int]) -> dict[str, npt.NDArray[Any]]:
+    """The feature pipeline's request columns: one row per candidate video (-1: the user alone)."""
+    n = len(ids)
+    return {
+        "request_id": np.full(n, rid, dtype=object),
+        "ts": np.full(n, ts, dtype=np.int64),
+        "user_id": np.full(n, req.user_id, dtype=np.int64),
+        "video_id": np.asarray(ids, dtype=np.int64),
+        "device": np.full(n, req.context.device, dtype=object),
+        "session_position": np.full(n, req.context.session_position, dtype=np.int64),
+    }
 
 
 def slate(

@@ -1,0 +1,99 @@
+"""The online feature service on a small hand-written store: keys, cache, columns vs frame."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pandas as pd
+import pytest
+
+from vidrec.features.definitions import FEATURES
+from vidrec.features.online import OnlineFeatures
+from vidrec.features.store import Key, OnlineStore, Row, open_store
+from vidrec.features.transform import as_frame
+
+VIDEOS = [((1,), {"video_creator_id": 7, "video_category": "music", "video_impressions_7d": 40})]
+CREATORS = [((7,), {"creator_watches_28d": 5, "creator_impressions_28d": 9})]
+
+
+@pytest.fixture
+def store() -> Iterator[OnlineStore]:
+    s = open_store("sqlite:///")
+    s.write_snapshot("video", 10, VIDEOS)
+    s.write_snapshot("creator", 10, CREATORS)
+    s.write_snapshot("user", 10, [((3,), {"user_country": "DE", "user_watches_7d": 4})])
+    s.append_history([(3, 5, 1), (3, 6, 9)])
+    yield s
+    s.close()
+
+
+def requests(ids: list[int], ts: int = 20) -> pd.DataFrame:
+    n = len(ids)
+    return pd.DataFrame(
+        {
+            "request_id": ["r"] * n,
+            "ts": [ts] * n,
+            "user_id": [3] * n,
+            "video_id": ids,
+            "device": ["ios"] * n,
+            "session_position": [0] * n,
+        }
+    )
+
+
+def test_a_video_missing_from_the_snapshot_leaves_the_others_features_alone(
+    store: OnlineStore,
+) -> None:
+    # a video uploaded after the snapshot has no creator; the others' creator keys must
+    # still be ints (a float key, "[7.0]", would miss every creator row)
+    f = OnlineFeatures(store, FEATURES, 5).frame(requests([1, 2]))
+    assert f.creator_watches_28d.tolist() == [5, 0]
+    assert f.video_impressions_7d.tolist() == [40, 0]
+    assert f.user_watches_7d.tolist() == [4, 4] and f.user_country.tolist() == ["DE", "DE"]
+    assert [list(v) for v in f.user_last_watched] == [[1, 9], [1, 9]]
+    assert f.in_last_watched.tolist() == [1, 0]
+
+
+def test_columns_are_the_frame(store: OnlineStore) -> None:
+    online = OnlineFeatures(store, FEATURES, 5)
+    req = requests([1, 2, 1])
+    cols = online.columns({c: req[c].to_numpy() for c in req.columns})
+    pd.testing.assert_frame_equal(as_frame(cols), online.frame(req))
+
+
+class CountingStore:
+    """The store, counting snapshot reads per entity."""
+
+    def __init__(self, inner: OnlineStore) -> None:
+        self.inner = inner
+        self.reads = {"video": 0, "creator": 0, "user": 0, "user_category": 0}
+
+    def read(self, entity: str, keys: Sequence[Key]) -> list[Row | None]:
+        self.reads[entity] += len(keys)
+        return self.inner.read(entity, keys)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_shared_rows_are_cached_until_their_snapshot_is_rewritten(store: OnlineStore) -> None:
+    counting = CountingStore(store)
+    online = OnlineFeatures(counting, FEATURES, 5)  # type: ignore[arg-type]
+    for _ in range(3):
+        online.frame(requests([1, 2]))
+    # videos and creators once (the missing video too); the user's own rows every time
+    assert counting.reads == {"video": 2, "creator": 1, "user": 3, "user_category": 3}
+    # a rewrite at the same as_of is served at once, not after a restart
+    store.write_snapshot("creator", 10, [((7,), {"creator_watches_28d": 6})])
+    f = online.frame(requests([1, 2]))
+    assert f.creator_watches_28d.tolist() == [6, 0]
+    assert counting.reads["video"] == 2 and counting.reads["creator"] == 2
+
+
+def test_rows_without_a_version_are_never_cached(store: OnlineStore) -> None:
+    counting = CountingStore(store)
+    counting.snapshot_versions = dict  # type: ignore[method-assign]  # an older store file
+    online = OnlineFeatures(counting, FEATURES, 5)  # type: ignore[arg-type]
+    for _ in range(2):
+        f = online.frame(requests([1]))
+    assert counting.reads["video"] == 2 and f.creator_watches_28d.tolist() == [5]
