@@ -96,8 +96,7 @@ class _Bench:
 
         from vidrec.serving.deployments import build_app
 
-        for noisy in ("uvicorn.access", "kserve.trace"):  # stdout is for the one JSON line
-            logging.getLogger(noisy).disabled = True
+        _quiet()
         ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
                  logging_level=logging.WARNING, log_to_driver=False)  # fmt: skip
         serve.start(proxy_location=ProxyLocation.Disabled)
@@ -149,6 +148,7 @@ class _Bench:
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/v2/health/live", timeout=1).status_code == 200:
+                    _quiet()  # again: KServe configures its loggers when it starts
                     return
             except httpx.HTTPError:
                 time.sleep(0.2)
@@ -210,6 +210,12 @@ class _Bench:
 
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
+
+
+def _quiet() -> None:
+    """Per-request access and trace logs off: stdout is for the one JSON line."""
+    for noisy in ("uvicorn.access", "kserve.trace"):
+        logging.getLogger(noisy).disabled = True
 
 
 def key(rate: float) -> str:
