@@ -1,7 +1,7 @@
 """Drive an endpoint with simulated users at a fixed rate and send their outcomes back.
 
-Open loop: request i leaves at start + i/rate whatever happened to earlier ones
-(a slow server meets a growing queue, as with real users). Each answer gets
+Open loop (`bench.load.open_loop`): request i leaves at start + i/rate whatever
+happened to earlier ones (a slow server meets a growing queue, as with real users). Each answer gets
 the user's simulated outcomes posted to `/v1/feedback`. The summary reports,
 per variant, what the endpoint's online metrics should show (CTR, watch time
 per impression) and the slates' true expected engagement from the oracle.
@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from vidrec.bench.load import LoadResult, open_loop
 from vidrec.traffic.users import SimulatedUsers
 
 FEEDBACK_DELAY_S = 60  # simulated seconds between a slate and its outcomes
@@ -56,48 +57,33 @@ class Replay:
 
     def __post_init__(self) -> None:
         self.variants: dict[str, VariantStats] = {}
-        self.status: Counter[str] = Counter()
         self.feedback: Counter[str] = Counter()
-        self.latencies: list[float] = []
 
     async def run(
         self, rate: float, duration_s: float, tick: Callable[[int], None] = lambda _n: None
     ) -> dict[str, Any]:
-        n = int(rate * duration_s)
-        limits = httpx.Limits(max_connections=self.max_in_flight)
-        slots = asyncio.Semaphore(self.max_in_flight)
-        async with httpx.AsyncClient(base_url=self.url, limits=limits, timeout=30) as client:
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            tasks = []
-            for i in range(n):
-                await asyncio.sleep(max(0.0, t0 + i / rate - loop.time()))
-                if slots.locked():
-                    self.status["dropped_client"] += 1
-                    continue
-                tasks.append(asyncio.create_task(self._one(client, i, t0 + i / rate, slots)))
-                tick(1)
-            await asyncio.gather(*tasks)
-            wall = loop.time() - t0
-        return self._summary(n, wall)
+        reactions: list[asyncio.Task[None]] = []
+        # feedback has its own client: it outlives the load driver's, and stays out of latency
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as feedback:
 
-    async def _one(
-        self, client: httpx.AsyncClient, i: int, scheduled: float, slots: asyncio.Semaphore
-    ) -> None:
-        async with slots:
-            rng = np.random.default_rng([self.seed, i])
-            ts = self.users.end_ts + i  # replayed time: one simulated second per request
-            body = self.users.request(rng, ts, self.k)
-            try:
-                r = await client.post("/v1/models/vidrec:predict", json={"instances": [body]})
-            except httpx.HTTPError as exc:
-                self.status[type(exc).__name__] += 1
-                return
-            self.status[str(r.status_code)] += 1
-            if r.status_code != 200:
-                return
-            self.latencies.append(asyncio.get_running_loop().time() - scheduled)
-            await self._react(client, body, r.json()["predictions"][0], ts, rng)
+            async def send(client: httpx.AsyncClient, i: int) -> httpx.Response:
+                rng = np.random.default_rng([self.seed, i])
+                ts = self.users.end_ts + i  # replayed time: one simulated second per request
+                body = self.users.request(rng, ts, self.k)
+                r = await client.post(f"{self.url}/v1/models/vidrec:predict",
+                                      json={"instances": [body]})  # fmt: skip
+                tick(1)
+                if r.status_code == 200:
+                    answer = r.json()["predictions"][0]
+                    reactions.append(asyncio.create_task(
+                        self._react(feedback, body, answer, ts, rng)))  # fmt: skip
+                return r
+
+            result = await open_loop(
+                send, rate, duration_s, max_in_flight=self.max_in_flight, timeout_s=30
+            )
+            await asyncio.gather(*reactions)
+        return self._summary(result)
 
     async def _react(
         self,
@@ -138,17 +124,14 @@ class Replay:
         for rejected in answer["rejected"]:
             self.feedback[rejected["reason"]] += 1
 
-    def _summary(self, planned: int, wall: float) -> dict[str, Any]:
-        ms = np.asarray(self.latencies) * 1000
-        pct = {f"p{q}_ms": round(float(np.percentile(ms, q)), 2) if len(ms) else None
-               for q in (50, 95, 99)}  # fmt: skip
+    def _summary(self, result: LoadResult) -> dict[str, Any]:
+        load = result.summary()
         return {
             "url": self.url,
-            "planned": planned,
-            "ok": self.status.get("200", 0),
-            "status": dict(self.status),
-            "achieved_rps": round(len(ms) / wall, 2) if wall > 0 else None,
-            "latency": pct,
+            "planned": result.scheduled,
+            "ok": result.ok,
+            **{k: load[k] for k in ("status", "errors", "dropped_client", "achieved_rps")},
+            "latency": {k: load[k] for k in ("p50_ms", "p95_ms", "p99_ms")},
             "feedback": dict(self.feedback),
             "variants": {v: s.summary() for v, s in sorted(self.variants.items())},
         }
