@@ -91,7 +91,7 @@ class ShadowReport:
     """Shadow outcomes since the last drain; the server process turns them into metrics."""
 
     results: list[ShadowResult] = field(default_factory=list)
-    dropped: int = 0  # queue full: never sent
+    dropped: int = 0  # queue full (never sent), or results over MAX_UNDRAINED (never polled)
     failed: int = 0
 
 

@@ -116,6 +116,7 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         self.routes = FileRouteSource(app.routes)
         self.ticker: asyncio.Task[None] | None = None
         self.last_flush = time.monotonic()
+        self.created = {v: read_manifest(b).created_at for v, b in app.bundles.items()}
         for version, bundle in app.bundles.items():
             ref = FeatureBins.load(bundle / "reference" / "features.json", FEATURES.model_inputs)
             metrics.features.set_reference(version, ref)
@@ -225,11 +226,10 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         table = self.routes.get()
         self.metrics.model_info.clear()
         for variant, version in (("champion", table.champion), ("challenger", table.challenger)):
-            if version is None or version not in self.app.bundles:
+            if version is None or version not in self.created:
                 continue
             self.metrics.model_info.labels(variant, version).set(1)
-            created = read_manifest(self.app.bundles[version]).created_at
-            self.metrics.model_created.labels(variant).set(created)
+            self.metrics.model_created.labels(variant).set(self.created[version])
 
 
 def _shadow_line(r: Any) -> str:
