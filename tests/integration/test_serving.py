@@ -109,7 +109,10 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> list[http
             if httpx.get(f"{url}/v2/models/vidrec/ready", timeout=2).status_code == 200:
                 return early
             body = {"instances": [{"user_id": 1}]}
-            early.append(httpx.post(f"{url}/v1/models/vidrec:predict", json=body, timeout=5))
+            r = httpx.post(f"{url}/v1/models/vidrec:predict", json=body, timeout=5)
+            if r.status_code == 200:  # became ready between the two calls
+                return early
+            early.append(r)
         except httpx.HTTPError:
             pass
         time.sleep(0.25)
