@@ -364,14 +364,13 @@ def serve(
         from ray import serve as ray_serve
         from ray.serve.config import ProxyLocation
 
-        from vidrec.serving.deployments import build_app
+        from vidrec.serving.deployments import run_apps
 
         ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
                  logging_level=logging.WARNING)  # fmt: skip
         ray_serve.start(proxy_location=ProxyLocation.Disabled)
-        graph = build_app({v: str(b) for v, b in bundles.items()}, routes, features,
-                          settings.serving, fault_file)  # fmt: skip
-        return ray_serve.run(graph, name="vidrec", route_prefix=None)
+        return run_apps({v: str(b) for v, b in bundles.items()}, features, settings.serving,
+                        fault_file)  # fmt: skip
 
     emit(
         {"url": f"http://127.0.0.1:{port}", "versions": list(bundles), "routes": str(routes),

@@ -205,6 +205,11 @@ class ServingConfig(Strict):
     shadow_queue: int = Field(
         64, ge=1, description="shadow calls in flight at most; more are dropped and counted"
     )
+    topology: Literal["fused", "split"] = Field(
+        "fused",
+        description="fused: retrieval and ranking in one replica per version (one hop); "
+        "split: separate Retrieval and Ranking deployments, scaled apart (two more hops)",
+    )
     remember_requests: int = Field(
         100_000, ge=1, description="served requests kept for joining feedback (oldest forgotten)"
     )

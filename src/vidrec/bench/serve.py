@@ -4,9 +4,11 @@ recommender called in-process, in one run, at fixed open-loop rates and catalogu
 Everything runs in this process's Ray cluster behind one KServe server (loopback), so
 the ratios compare like with like on a noisy machine: (b)/(a) is what our retrieval,
 features, ranking and rules add over the serving floor, (b)/(c) what serving adds over
-the bare computation. Catalogues are the champion's bundle grown with synthetic videos
-(cached under ~/.cache/vidrec/bench-serve). Shadow at 100 % is measured at the first
-size: the champion's p99 with and without a challenger shadowing every request.
+the bare computation. One catalogue size is deployed at a time. Catalogues are the
+champion's bundle grown with synthetic videos (cached under ~/.cache/vidrec/bench-serve).
+At the first size two more runs: shadow at 100 % (the champion's p99 with and without a
+challenger shadowing every request) and the split topology (retrieval and ranking as
+deployments of their own: what the two extra hops cost).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,7 +35,6 @@ prepare_ray_env()
 from ray import serve  # noqa: E402
 
 from vidrec.serving.api import RecommendRequest, RecommendResponse  # noqa: E402
-from vidrec.serving.deployments import ShadowReport  # noqa: E402
 from vidrec.serving.recommender import Served  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "vidrec" / "bench-serve"
@@ -41,15 +43,12 @@ TARGETS = {"p50_vs_noop": 1.5, "p99_ms": 30.0, "shadow_p99_rise": 0.10}
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.2})
 class Noop:
-    """The serving floor: the same request and response types, no work."""
+    """The serving floor: the same call, request and response types, no work."""
 
-    async def recommend(self, req: RecommendRequest) -> Served:
-        resp = RecommendResponse(request_id="noop", ts=0, user_id=req.user_id, variant="champion",
+    async def recommend(self, req: RecommendRequest, rid: str, ts: int, variant: str) -> Served:
+        resp = RecommendResponse(request_id=rid, ts=ts, user_id=req.user_id, variant=variant,
                                  model_version="noop", items=[])  # fmt: skip
         return Served(resp, {})
-
-    def drain(self) -> ShadowReport:
-        return ShadowReport()
 
     def ping(self) -> str:
         return "ok"
@@ -91,41 +90,32 @@ class _Bench:
         self.url = f"http://127.0.0.1:{port}"
 
     def start(self, grown: dict[int, Path]) -> None:
+        """Ray, the no-op app and the KServe server with one model per run (attached later)."""
         import ray
         from ray.serve.config import ProxyLocation
-
-        from vidrec.serving.deployments import build_app
 
         _quiet()
         ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
                  logging_level=logging.WARNING, log_to_driver=False)  # fmt: skip
         serve.start(proxy_location=ProxyLocation.Disabled)
-        apps: dict[str, tuple[Any, dict[str, Path], Path]] = {}
-        routes = self.out / "routes-noop.json"
-        self._routes(routes, "noop", None)
-        apps["noop"] = (serve.run(cast(Any, Noop).bind(), name="noop", route_prefix=None), {},
-                        routes)  # fmt: skip
+        first = next(iter(grown.values()))
+        runs: dict[str, tuple[dict[str, Path], str, str | None]] = {
+            "noop": ({"noop": first}, "noop", None)
+        }
         for i, (n, bundle) in enumerate(grown.items()):
-            versions = {"1": bundle, "2": bundle} if i == 0 else {"1": bundle}  # 2: shadow
-            routes = self.out / f"routes-{n}.json"
-            self._routes(routes, "1", "2" if i == 0 else None)
-            graph = build_app({v: str(b) for v, b in versions.items()}, routes,
-                              self.settings.features, self.settings.serving)  # fmt: skip
-            handle = serve.run(graph, name=f"vidrec-{n}", route_prefix=None)
-            apps[f"vidrec-{n}"] = (handle, versions, routes)
-        self._serve_http(apps)
+            runs[f"vidrec-{n}"] = ({"1": bundle, "2": bundle}, "1", "2") if i == 0 else (
+                {"1": bundle}, "1", None)  # fmt: skip
+        runs["vidrec-split"] = ({"1": first}, "1", None)
+        self._serve_http(runs)
+        noop = serve.run(cast(Any, Noop).bind(), name="noop", route_prefix=None)
+        self.models["noop"].attach({"noop": noop})
 
-    @staticmethod
-    def _routes(path: Path, champion: str, challenger: str | None) -> None:
-        from vidrec.serving.file_routes import FileRouteSource
-        from vidrec.serving.routing import RouteTable
-
-        FileRouteSource(path).set(RouteTable(champion=champion, challenger=challenger))
-
-    def _serve_http(self, apps: dict[str, tuple[Any, dict[str, Path], Path]]) -> None:
+    def _serve_http(self, runs: dict[str, tuple[dict[str, Path], str, str | None]]) -> None:
         from prometheus_client import CollectorRegistry
 
+        from vidrec.serving.file_routes import FileRouteSource
         from vidrec.serving.metrics import ServingMetrics
+        from vidrec.serving.routing import RouteTable
         from vidrec.serving.server import (
             Deployment,
             LoopbackModelServer,
@@ -134,16 +124,17 @@ class _Bench:
         )
 
         metrics = ServingMetrics(CollectorRegistry())
-        models = []
-        for name, (handle, bundles, routes) in apps.items():
+        self.models: dict[str, Any] = {}
+        for name, (bundles, champion, challenger) in runs.items():
+            routes = self.out / f"routes-{name}.json"
+            FileRouteSource(routes).set(RouteTable(champion=champion, challenger=challenger))
             app = Deployment(bundles, routes, None, self.settings.serving)
-            model = VidrecModel(name, app, metrics)
-            model.attach(handle)
-            models.append(model)
-        install_routes(metrics, models[-1])
+            self.models[name] = VidrecModel(name, app, metrics)
+        install_routes(metrics, self.models["noop"])
         server = LoopbackModelServer(http_port=self.port, enable_grpc=False, workers=1,
                                      enable_latency_logging=False)  # fmt: skip
-        threading.Thread(target=server.start, args=(models,), daemon=True).start()
+        threading.Thread(target=server.start, args=(list(self.models.values()),),
+                         daemon=True).start()  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -154,14 +145,38 @@ class _Bench:
                 time.sleep(0.2)
         raise RuntimeError("benchmark server did not start")
 
+    @contextmanager
+    def deployed(self, name: str, topology: str = "fused") -> Iterator[None]:
+        """Run `name`'s model versions deployed and attached to its KServe model; deleted
+        afterwards, so one catalogue at a time holds memory and CPU."""
+        from vidrec.serving.deployments import app_name, run_apps
+
+        model = self.models[name]
+        cfg = self.settings.serving.model_copy(update={"topology": topology})
+        bundles = {v: str(b) for v, b in model.app.bundles.items()}
+        handles = run_apps(bundles, self.settings.features, cfg)
+        for h in handles.values():
+            h.ping.remote().result(timeout_s=600)
+        model.attach(handles)
+        try:
+            yield
+        finally:
+            for v in handles:
+                serve.delete(app_name(v))
+
     def measure(
         self, grown: dict[int, Path], rates: Sequence[float], duration_s: float
     ) -> dict[str, Any]:
         ts = _log_end(next(iter(grown.values())))
         noop = {key(r): self._http("noop", r, duration_s, ts) for r in rates}
-        sizes = {}
-        for n, bundle in grown.items():
-            endpoint = {key(r): self._http(f"vidrec-{n}", r, duration_s, ts) for r in rates}
+        sizes: dict[str, Any] = {}
+        shadow: dict[str, Any] = {}
+        split: dict[str, Any] = {}
+        for i, (n, bundle) in enumerate(grown.items()):
+            with self.deployed(f"vidrec-{n}"):
+                endpoint = {key(r): self._http(f"vidrec-{n}", r, duration_s, ts) for r in rates}
+                if i == 0:
+                    shadow = self._shadow(n, max(rates), duration_s, ts)
             local = _in_process(bundle, self.settings, rates, duration_s, ts)
             sizes[str(n)] = {
                 "endpoint": endpoint,
@@ -170,15 +185,20 @@ class _Bench:
                     key(r): _ratios(endpoint[key(r)], noop[key(r)], local[key(r)]) for r in rates
                 },
             }
-        first = next(iter(grown))
-        return {
-            "rates": list(rates),
-            "duration_s": duration_s,
-            "request_ts": ts,
-            "noop": noop,
-            "sizes": sizes,
-            "shadow": self._shadow(first, max(rates), duration_s, ts),
-        }
+            if i == 0:
+                split = self._split(n, endpoint, rates, duration_s, ts)
+        return {"rates": list(rates), "duration_s": duration_s, "request_ts": ts,
+                "noop": noop, "sizes": sizes, "shadow": shadow, "split": split}  # fmt: skip
+
+    def _split(self, n: int, fused: dict[str, Any], rates: Sequence[float], duration_s: float,
+               ts: int) -> dict[str, Any]:  # fmt: skip
+        """The same model with retrieval and ranking as deployments of their own."""
+        with self.deployed("vidrec-split", "split"):
+            runs = {key(r): self._http("vidrec-split", r, duration_s, ts) for r in rates}
+        ratios = {key(r): {"p50_vs_fused": _round(ratio(runs[key(r)], fused[key(r)])),
+                           "p99_vs_fused": _round(ratio(runs[key(r)], fused[key(r)], "p99_ms"))}
+                  for r in rates}  # fmt: skip
+        return {"items": n, "endpoint": runs, "ratios": ratios}
 
     def _http(self, model: str, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
         users = np.random.default_rng(7).integers(0, 20_000, 100_000)
@@ -195,7 +215,7 @@ class _Bench:
     def _shadow(self, n: int, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
         from vidrec.serving.file_routes import FileRouteSource
 
-        src = FileRouteSource(self.out / f"routes-{n}.json")
+        src = FileRouteSource(self.out / f"routes-vidrec-{n}.json")
         off = self._http(f"vidrec-{n}", rate, duration_s, ts)
         src.set(src.get().model_copy(update={"shadow_fraction": 1.0}))
         time.sleep(0.5)
@@ -330,7 +350,10 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     for ax, (n, s) in zip(axes[0], sizes.items(), strict=True):
         series = {"no-op Ray Serve (a)": report["noop"], "vidrec endpoint (b)": s["endpoint"],
                   "in-process (c)": s["in_process"]}  # fmt: skip
-        for (label, runs), color in zip(series.items(), ("grey", "C0", "C2"), strict=True):
+        split = report.get("split") or {}
+        if str(split.get("items")) == n:
+            series["split topology"] = split["endpoint"]
+        for (label, runs), color in zip(series.items(), ("grey", "C0", "C2", "C1"), strict=False):
             for q, style in (("p50_ms", "-o"), ("p99_ms", "--x")):
                 ys = [runs[key(r)][q] for r in rates]
                 ax.plot(rates, ys, style, color=color, label=f"{label} {q[:3]}")

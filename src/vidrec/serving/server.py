@@ -1,11 +1,13 @@
 """The Ray Serve application behind the real KServe ModelServer (V1 and V2 protocols).
 
-`VidrecModel` is a `kserve.Model` living in the server process around the
-Recommender handle: it parses both protocols into `RecommendRequest`s (a bad
-field is a 422 naming it), maps failures to statuses (never a Ray traceback in
-a 500: KServe's stock `RayModel` does that and then drops the connection),
-records the metrics users scrape on this process's `/metrics`, remembers what
-it served for `POST /v1/feedback`, and writes the impression log.
+`VidrecModel` is a `kserve.Model` living in the server process in front of
+the model versions' Serve apps: it parses both protocols into
+`RecommendRequest`s (a bad field is a 422 naming it), routes them through the
+`Router` (variant, deadline, fallback, shadow), maps failures to statuses
+(never a Ray traceback in a 500: KServe's stock `RayModel` does that and then
+drops the connection), records the metrics users scrape on this process's
+`/metrics`, remembers what it served for `POST /v1/feedback`, and writes the
+impression log.
 The HTTP server starts before the Ray app is up: live at once, 503 until ready.
 Import this module only after `prepare_ray_env()`: Ray reads the variable at import.
 """
@@ -56,6 +58,7 @@ from vidrec.serving.feedback import FeedbackRequest, FeedbackResult, ImpressionL
 from vidrec.serving.file_routes import FileRouteSource  # noqa: E402
 from vidrec.serving.metrics import ServingMetrics  # noqa: E402
 from vidrec.serving.recommender import Served  # noqa: E402
+from vidrec.serving.router import Router  # noqa: E402
 
 log = logging.getLogger("vidrec.serving")
 
@@ -111,9 +114,9 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
     ) -> None:
         super().__init__(name)
         self.app, self.metrics, self.timeout_s = app, metrics, timeout_s
-        self.handle: Any = None
+        self.router = Router(FileRouteSource(app.routes), app.bundles, app.cfg)
+        self.attached = False
         self.log = ImpressionLog(app.log_dir, app.cfg.remember_requests, app.cfg.log_flush_rows)
-        self.routes = FileRouteSource(app.routes)
         self.ticker: asyncio.Task[None] | None = None
         self.last_flush = time.monotonic()
         self.created = {v: read_manifest(b).created_at for v, b in app.bundles.items()}
@@ -121,13 +124,13 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             ref = FeatureBins.load(bundle / "reference" / "features.json", FEATURES.model_inputs)
             metrics.features.set_reference(version, ref)
 
-    def attach(self, handle: Any) -> None:
-        """The Ray app is up: from now on requests are served."""
-        self.handle = handle
-        self.ready = True
+    def attach(self, handles: dict[str, Any]) -> None:
+        """The version apps are up (model version -> handle): from now on requests are served."""
+        self.router.attach(handles)
+        self.attached = self.ready = True
 
     def load(self) -> bool:
-        if self.handle is None:  # KServe calls this for a request that comes too early
+        if not self.attached:  # KServe calls this for a request that comes too early
             raise NotReady("the model is loading (Ray Serve app not up yet); retry shortly")
         self.ready = True
         return True
@@ -146,14 +149,13 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         payload, reqs = parsed
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        calls = [self.handle.recommend.remote(r) for r in reqs]
+        calls = [self.router.recommend(r) for r in reqs]
         try:
             out: list[Served] = await asyncio.wait_for(asyncio.gather(*calls), self.timeout_s)
-        except Exception as exc:  # the error handler counts it
-            cause = getattr(exc, "cause", exc)  # Ray wraps what the replica raised
-            if isinstance(cause, VidrecError):
-                raise cause from None
-            raise NotReady(f"recommender unavailable: {type(cause).__name__}") from None
+        except VidrecError:  # the error handler counts it
+            raise
+        except Exception as exc:  # the router degrades model failures: this is ours
+            raise NotReady(f"recommender unavailable: {type(exc).__name__}") from None
         for req, s in zip(reqs, out, strict=True):
             self.metrics.observe(s.response, loop.time() - t0, s.bins)
             self.log.served(req, s.response)
@@ -197,7 +199,7 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
 
     async def tick(self) -> None:
         """Shadow results into metrics and the shadow log; model gauges; log flush."""
-        report = await self.handle.drain.remote()
+        report = self.router.drain()
         self.metrics.shadow.labels("dropped").inc(report.dropped)
         self.metrics.shadow.labels("failed").inc(report.failed)
         lines = []
@@ -223,7 +225,7 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             self.last_flush = time.monotonic()
 
     def _model_gauges(self) -> None:
-        table = self.routes.get()
+        table = self.router.routes.get()
         self.metrics.model_info.clear()
         for variant, version in (("champion", table.champion), ("challenger", table.challenger)):
             if version is None or version not in self.created:
@@ -303,8 +305,8 @@ def serve_forever(
     load: Callable[[], Any], app: Deployment, port: int, name: str = "vidrec",
     host: str = "127.0.0.1",
 ) -> None:  # fmt: skip
-    """Answer at once (503 until `load()` returns the Recommender handle), serve until
-    a signal; the impression log is flushed on the way out."""
+    """Answer at once (503 until `load()` returns each model version's app handle), serve
+    until a signal; the impression log is flushed on the way out."""
     metrics = ServingMetrics(REGISTRY)
     model = VidrecModel(name, app, metrics)
     install_routes(metrics, model)
@@ -312,12 +314,13 @@ def serve_forever(
 
     def load_in_background() -> None:
         try:
-            handle = load()
-            handle.ping.remote().result(timeout_s=300)
+            handles = load()
+            for handle in handles.values():
+                handle.ping.remote().result(timeout_s=300)
         except Exception:
             traceback.print_exc()
             os._exit(3)  # the app cannot start: fail loudly, not a server that is never ready
-        model.attach(handle)
+        model.attach(handles)
         # Ray's GCS and raylet are started with PR_SET_PDEATHSIG, which fires when the
         # *thread* that started them exits: this thread must live as long as the process
         threading.Event().wait()

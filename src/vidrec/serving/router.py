@@ -1,0 +1,127 @@
+"""Champion / challenger routing in the server process, in front of the version apps.
+
+Per request: read the live route table, assign the user's variant (sticky
+buckets), call that version's app under the deadline, and degrade to the
+segment's popularity list when the call fails or is late (the response says
+so and why: never a 500). A fraction of requests is shadowed to the
+challenger through a bounded set of slots: full means dropped and counted,
+and the user's response never waits for it. Routing here rather than in a
+Ray deployment saves a hop per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vidrec.config import ServingConfig
+from vidrec.errors import NotReady
+from vidrec.serving.api import RecommendRequest
+from vidrec.serving.model import ServingModel
+from vidrec.serving.recommender import Served, fallback, response
+from vidrec.serving.route_source import RouteSource
+from vidrec.serving.routing import Variant, assign, shadowed
+from vidrec.serving.shadow import Comparison, compare
+
+MAX_UNDRAINED = 10_000
+
+
+@dataclass(frozen=True)
+class ShadowResult:
+    served: list[int]  # what the user was shown
+    shadow: Served  # what the challenger would have shown (variant "shadow")
+    comparison: Comparison | None  # None when the shadow call degraded
+
+
+@dataclass
+class ShadowReport:
+    """Shadow outcomes since the last drain; the server's tick turns them into metrics."""
+
+    results: list[ShadowResult] = field(default_factory=list)
+    dropped: int = 0  # no free slot (never sent), or results over MAX_UNDRAINED (never drained)
+    failed: int = 0
+
+
+class Router:
+    def __init__(self, routes: RouteSource, bundles: dict[str, Path], cfg: ServingConfig) -> None:
+        self.routes, self.cfg = routes, cfg
+        self.popular = {v: ServingModel.popularity_of(b) for v, b in bundles.items()}
+        self.handles: dict[str, Any] = {}  # model version -> its app's handle, once up
+        self.shadow_slots = asyncio.Semaphore(cfg.shadow_queue)
+        self.report = ShadowReport()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def attach(self, handles: dict[str, Any]) -> None:
+        self.handles = dict(handles)
+
+    async def recommend(self, req: RecommendRequest) -> Served:
+        table = self.routes.get()
+        variant: Variant = assign(table, req.user_id)
+        version = table.challenger if variant == "challenger" else table.champion
+        assert version is not None
+        if version not in self.handles:  # the table names a model this server did not load
+            raise NotReady(
+                f"model version {version} ({variant}) is not loaded here; loaded: "
+                f"{sorted(self.handles)}",
+                version=version,
+            )
+        rid = req.request_id or uuid.uuid4().hex
+        ts = req.context.ts if req.context.ts is not None else int(time.time())
+        served = await self._serve(req, rid, ts, variant, version)
+        challenger = table.challenger
+        if challenger in self.handles and shadowed(table, rid, variant):
+            self._shadow(req, rid, ts, challenger, served)
+        return served
+
+    async def _serve(
+        self, req: RecommendRequest, rid: str, ts: int, variant: str, version: str
+    ) -> Served:
+        handle = self.handles[version]
+
+        async def call() -> Served:
+            served: Served = await handle.recommend.remote(req, rid, ts, variant)
+            return served
+
+        try:
+            return await asyncio.wait_for(call(), timeout=self.cfg.deadline_s)
+        except Exception as exc:  # a failed or late model path degrades, never a 500
+            cause = getattr(exc, "cause", None) or exc  # Ray wraps what the replica raised
+            reason = "deadline" if isinstance(exc, TimeoutError) else type(cause).__name__
+            items = fallback(req, self.popular[version], self.cfg)
+            return Served(response(req, rid, ts, variant, version, items, {}, reason), {})
+
+    def _shadow(
+        self, req: RecommendRequest, rid: str, ts: int, version: str, served: Served
+    ) -> None:
+        """Fire and forget in a bounded set of slots: the user's response never waits for it."""
+        if self.shadow_slots.locked():
+            self.report.dropped += 1
+            return
+
+        async def run() -> None:
+            async with self.shadow_slots:
+                try:
+                    shadow = await self._serve(req, rid, ts, "shadow", version)
+                except Exception:
+                    self.report.failed += 1
+                    return
+            shown = [i.video_id for i in served.response.items]
+            theirs = [i.video_id for i in shadow.response.items]
+            comparison = None if shadow.response.degraded else compare(shown, theirs)
+            if len(self.report.results) >= MAX_UNDRAINED:  # nobody drains: keep memory bounded
+                self.report.dropped += 1
+                return
+            self.report.results.append(ShadowResult(shown, shadow, comparison))
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._tasks.discard)
+
+    def drain(self) -> ShadowReport:
+        """Shadow outcomes since the last call."""
+        report, self.report = self.report, ShadowReport()
+        return report

@@ -1,0 +1,119 @@
+"""The server-side router's decisions with stand-in version apps (the real ones run in
+tests/integration/test_serving.py): variant per user, deadline and failure fallback,
+a route table naming an unloaded version, bounded shadow slots."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vidrec.config import ServingConfig
+from vidrec.errors import NotReady
+from vidrec.serving.api import RecommendRequest, RecommendResponse
+from vidrec.serving.file_routes import FileRouteSource
+from vidrec.serving.recommender import Served
+from vidrec.serving.router import Router
+from vidrec.serving.routing import RouteTable, assign
+
+POPULAR = [7, 8, 9, 10]
+
+
+class _Method:
+    def __init__(self, fn: Callable[..., Awaitable[Served]]) -> None:
+        self.fn = fn
+
+    def remote(self, *args: Any) -> Awaitable[Served]:
+        return self.fn(*args)
+
+
+class FakeApp:
+    """A version app's handle: answers after `delay_s`, or raises `error`."""
+
+    def __init__(self, version: str, delay_s: float = 0.0, error: Exception | None = None):
+        self.version, self.delay_s, self.error = version, delay_s, error
+        self.calls: list[str] = []
+        self.recommend = _Method(self._recommend)
+
+    async def _recommend(self, req: RecommendRequest, rid: str, ts: int, variant: str) -> Served:
+        self.calls.append(variant)
+        await asyncio.sleep(self.delay_s)
+        if self.error is not None:
+            raise self.error
+        resp = RecommendResponse(request_id=rid, ts=ts, user_id=req.user_id, variant=variant,
+                                 model_version=self.version, items=[])  # fmt: skip
+        return Served(resp, {})
+
+
+def router(tmp_path: Path, table: RouteTable, **cfg: Any) -> Router:
+    bundle = tmp_path / "bundle"
+    (bundle / "fallback").mkdir(parents=True, exist_ok=True)
+    (bundle / "fallback" / "popularity.json").write_text(json.dumps({"*|*": POPULAR}))
+    routes = FileRouteSource(tmp_path / "routes.json")
+    routes.set(table)
+    return Router(routes, {"1": bundle, "2": bundle}, ServingConfig(**cfg))
+
+
+def ask(r: Router, user: int, k: int = 3) -> Served:
+    return asyncio.run(r.recommend(RecommendRequest(user_id=user, k=k, context={"ts": 100})))
+
+
+def test_each_user_is_served_by_the_variant_the_table_assigns(tmp_path: Path) -> None:
+    table = RouteTable(champion="1", challenger="2", canary_percent=30)
+    r = router(tmp_path, table)
+    r.attach({"1": FakeApp("1"), "2": FakeApp("2")})
+    for user in range(40):
+        resp = ask(r, user).response
+        variant = assign(table, user)
+        assert resp.variant == variant and not resp.degraded
+        assert resp.model_version == ("2" if variant == "challenger" else "1")
+
+
+def test_a_late_or_failing_version_degrades_to_popularity_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    r = router(tmp_path, RouteTable(champion="1"), deadline_s=0.05)
+    r.attach({"1": FakeApp("1", delay_s=0.5)})
+    late = ask(r, 1).response
+    assert late.degraded and late.reason == "deadline"
+    assert [i.video_id for i in late.items] == POPULAR[:3]
+    r.attach({"1": FakeApp("1", error=ConnectionError("replica died"))})
+    failed = ask(r, 1).response
+    assert failed.degraded and failed.reason == "ConnectionError"
+
+
+def test_a_table_naming_an_unloaded_version_is_not_ready(tmp_path: Path) -> None:
+    r = router(tmp_path, RouteTable(champion="2"))
+    r.attach({"1": FakeApp("1")})
+    with pytest.raises(NotReady) as exc:
+        ask(r, 1)
+    assert exc.value.http_status == 503 and "version 2" in str(exc.value)
+
+
+def test_shadow_never_delays_the_user_and_overflow_is_dropped_and_counted(
+    tmp_path: Path,
+) -> None:
+    table = RouteTable(champion="1", challenger="2", shadow_fraction=1.0)
+    r = router(tmp_path, table, shadow_queue=2, deadline_s=5)
+    slow = FakeApp("2", delay_s=0.2)
+    r.attach({"1": FakeApp("1"), "2": slow})
+
+    async def burst() -> list[Served]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        served = [await r.recommend(RecommendRequest(user_id=u, k=3)) for u in range(5)]
+        assert loop.time() - t0 < 0.1  # the 0.2 s shadow calls were not awaited
+        await asyncio.sleep(0.4)  # let the two admitted shadow calls finish
+        return served
+
+    served = asyncio.run(burst())
+    assert all(s.response.variant == "champion" for s in served)
+    report = r.drain()
+    assert slow.calls == ["shadow", "shadow"]  # two slots: two sent
+    assert report.dropped == 3 and len(report.results) == 2 and report.failed == 0
+    assert all(res.shadow.response.variant == "shadow" for res in report.results)
+    assert r.drain().results == []  # drained once
