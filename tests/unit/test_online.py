@@ -97,3 +97,15 @@ def test_rows_without_a_version_are_never_cached(store: OnlineStore) -> None:
     for _ in range(2):
         f = online.frame(requests([1]))
     assert counting.reads["video"] == 2 and f.creator_watches_28d.tolist() == [5]
+
+
+def test_the_row_cache_grows_past_its_first_capacity_keeping_every_row(
+    store: OnlineStore,
+) -> None:
+    videos = [((v,), {"video_creator_id": 7, "video_impressions_7d": 1000 + v}) for v in range(600)]
+    store.write_snapshot("video", 11, videos)
+    online = OnlineFeatures(store, FEATURES, 5)
+    for ids in ([*range(0, 300), 10_000], [*range(300, 600), 10_001], [*range(600)]):
+        f = online.frame(requests(ids))
+        expected = [1000 + v if v < 600 else 0 for v in ids]  # unknown ids: the default
+        assert f.video_impressions_7d.tolist() == expected

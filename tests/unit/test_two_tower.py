@@ -11,7 +11,14 @@ import pytest
 from vidrec.errors import InvalidInput
 from vidrec.models.exact import ExactIndex
 from vidrec.models.faiss_ivf import IvfIndex
-from vidrec.models.two_tower import Encoder, TowerConfig, Towers, TwoTower, hash_bucket
+from vidrec.models.two_tower import (
+    USER_NUMERIC,
+    Encoder,
+    TowerConfig,
+    Towers,
+    TwoTower,
+    hash_bucket,
+)
 
 CFG = TowerConfig(dim=16, hidden=32, id_buckets=1 << 10, creator_buckets=64)
 
@@ -123,3 +130,20 @@ def test_ivf_scans_enough_lists_for_a_large_k() -> None:
     scaled = overlap(index.search(x[:20], 500)[0])
     # isotropic Gaussian data is IVF's worst case; real embeddings cluster
     assert scaled > 0.85 and scaled > overlap(unscaled) + 0.2
+
+
+def test_the_serving_user_tower_equals_embed_users() -> None:
+    cat = catalog(60)
+    t = towers(cat.video_id.to_numpy()[:30], cat)
+    rng = np.random.default_rng(3)
+    n = 8
+    hist = [list(rng.choice(cat.video_id.to_numpy(), rng.integers(0, 6))) for _ in range(n)]
+    users = {
+        "user_last_watched": [*hist[:-1], [999_999]],  # the last: a video not in the catalogue
+        "country_code": rng.integers(0, 50, n),
+        "age_code": rng.integers(0, 5, n),
+        "device_code": rng.integers(0, 3, n),
+        "hour_of_day": rng.integers(0, 24, n),
+        **{c: rng.uniform(0, 20, n) for c in USER_NUMERIC},
+    }
+    np.testing.assert_allclose(t.serving_user_tower()(users), t.embed_users(users), atol=1e-6)

@@ -15,6 +15,7 @@ snapshot is served from the next request on, never an older one after it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from vidrec.features.spec import Columns, FeatureSet
-from vidrec.features.store import Key, OnlineStore, Row
+from vidrec.features.store import OnlineStore, Row
 from vidrec.features.transform import as_frame, columns_of, finish_columns, id_lists
 
 CACHE_ROWS = 50_000  # per entity (~30 MB of videos); then it starts over
@@ -42,7 +43,7 @@ class OnlineFeatures:
         self.realtime = [f for f in fs.batch if f.freshness == "realtime"]
         # a user's own rows are rarely read twice: caching them would only hold memory
         self.shared = {e.name for e in order if "user_id" not in e.keys}
-        self.cache: dict[str, tuple[str, dict[Key, Row | None]]] = {}
+        self.cache: dict[str, _RowCache] = {}
 
     def frame(self, requests: pd.DataFrame) -> pd.DataFrame:
         return as_frame(self.columns(columns_of(requests.reset_index(drop=True))))
@@ -73,24 +74,26 @@ class OnlineFeatures:
     ) -> None:
         # rows share keys (one user, a few creators): read and unpack each key once
         uniq, where = _distinct(*(raw[k] for k in keys))
-        valid = [t for t in uniq if not any(_missing(v) for v in t)]
-        found = self._read(entity, valid, version)
+        if entity in self.shared and version is not None:
+            table = self._table(entity, version, names)
+            pos = table.positions(uniq, lambda ks: self.store.read(entity, [_key(t) for t in ks]))
+            for n in names:
+                raw[n] = table.columns[n][pos[where]]
+            return
+        valid = [t for t in uniq if not _any_missing(t)]
+        found = dict(zip(valid, self.store.read(entity, [_key(t) for t in valid]), strict=True))
         rows = [found.get(t) or {} for t in uniq]
         for n in names:
             raw[n] = np.fromiter((r.get(n) for r in rows), object, len(rows))[where]
 
-    def _read(self, entity: str, keys: list[Key], version: str | None) -> dict[Key, Row | None]:
-        """Snapshot rows by key; a shared entity's through the cache of its `version`."""
-        if entity not in self.shared or version is None:  # None: no version, never cache
-            return dict(zip(keys, self.store.read(entity, [_key(t) for t in keys]), strict=True))
-        cached, rows = self.cache.get(entity, (None, {}))
-        if cached != version or len(rows) > CACHE_ROWS:
-            rows = {}
-            self.cache[entity] = (version, rows)
+    def _table(self, entity: str, version: str, names: list[str]) -> _RowCache:
+        """A shared entity's rows of snapshot `version`, as columns; a new version (or a full
+        cache) starts over."""
+        cached = self.cache.get(entity)
+        if cached is None or cached.version != version or len(cached) > CACHE_ROWS:
+            cached = self.cache[entity] = _RowCache(version, names)
         # a rewrite between the version check and this read is seen by the next request
-        missing = [t for t in keys if t not in rows]
-        rows.update(zip(missing, self.store.read(entity, [_key(t) for t in missing]), strict=True))
-        return rows
+        return cached
 
     def _derive_keys(self, raw: dict[str, Any], entity: str) -> None:
         for key, (e, attr) in self.fs.derived_keys.items():
@@ -107,6 +110,50 @@ def _distinct(*cols: Any) -> tuple[list[tuple[Any, ...]], npt.NDArray[np.intp]]:
     index: dict[tuple[Any, ...], int] = {}
     where = np.fromiter((index.setdefault(r, len(index)) for r in rows), np.intp, len(rows))
     return list(index), where
+
+
+class _RowCache:
+    """Snapshot rows of one entity as object columns, one row per key seen; row 0 is all
+    None, for keys with a missing part or absent from the store. A request's columns are
+    then one fancy index each, not a dict lookup per row and feature."""
+
+    def __init__(self, version: str, names: list[str]) -> None:
+        self.version, self.names = version, names
+        self.index: dict[tuple[Any, ...], int] = {}  # key -> row (0: absent)
+        self.size = 1
+        self.columns = {n: np.full(256, None, dtype=object) for n in names}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def positions(
+        self, keys: list[tuple[Any, ...]], read: Callable[[list[Any]], list[Row | None]]
+    ) -> npt.NDArray[np.intp]:
+        new = [t for t in keys if t not in self.index]
+        for t in new:
+            self.index[t] = 0
+        valid = [t for t in new if not _any_missing(t)]
+        if valid:
+            found = [(t, r) for t, r in zip(valid, read(valid), strict=True) if r is not None]
+            self._append(found)
+        return np.fromiter((self.index[t] for t in keys), np.intp, len(keys))
+
+    def _append(self, found: list[tuple[tuple[Any, ...], Row]]) -> None:
+        end = self.size + len(found)
+        capacity = len(next(iter(self.columns.values()), []))
+        if end > capacity:  # double: appending stays linear over the cache's life
+            grown = max(end, 2 * capacity)
+            for n, col in self.columns.items():
+                self.columns[n] = np.concatenate([col, np.full(grown - capacity, None, object)])
+        for n, col in self.columns.items():
+            col[self.size : end] = np.fromiter((r.get(n) for _, r in found), object, len(found))
+        for i, (t, _) in enumerate(found):
+            self.index[t] = self.size + i
+        self.size = end
+
+
+def _any_missing(t: tuple[Any, ...]) -> bool:
+    return any(_missing(v) for v in t)
 
 
 def _missing(v: Any) -> bool:

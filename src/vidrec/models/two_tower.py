@@ -16,6 +16,7 @@ serving than in training.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -115,9 +116,14 @@ class TwoTower(nn.Module):  # type: ignore[misc]
     def users(self, x: dict[str, Tensor], catalog: dict[str, Tensor]) -> Tensor:
         """`hist` indexes rows of `catalog` (item inputs); the history is embedded by the
         item tower itself, so a user is near what they watched, cold items included."""
-        mask = x["hist_mask"]
         rows = x["hist"].reshape(-1)
-        vec = self.items({k: v[rows] for k, v in catalog.items()}).reshape(*mask.shape, -1)
+        return self.users_from(x, self.items({k: v[rows] for k, v in catalog.items()}))
+
+    def users_from(self, x: dict[str, Tensor], history: Tensor) -> Tensor:
+        """The user tower given the item vectors of `hist`, flattened (serving computes
+        them once for the whole catalogue and indexes them)."""
+        mask = x["hist_mask"]
+        vec = history.reshape(*mask.shape, -1)
         hist = (vec * mask[..., None]).sum(1) / mask.sum(1).clamp(min=1.0)[:, None]
         parts = [hist, self.country(x["country"]), self.age(x["age"]), self.device(x["device"])]
         parts += [self.hour(x["hour"]), x["numeric"]]
@@ -202,6 +208,21 @@ class Towers:
     def embed_users(self, frame: Columns | pd.DataFrame) -> npt.NDArray[np.float32]:
         self.net.eval()
         return self.net.users(self.encoder.users(frame), self.encoder.catalog_inputs).numpy()
+
+    @torch.inference_mode()  # type: ignore[misc]
+    def serving_user_tower(self) -> Callable[[Columns | pd.DataFrame], npt.NDArray[np.float32]]:
+        """`embed_users` for a frozen model: the history items' vectors are computed once
+        for the whole catalogue instead of on every call (the same function of the same
+        weights; equal to `embed_users` up to float rounding)."""
+        self.net.eval()
+        vectors = self.net.items(self.encoder.catalog_inputs)
+
+        @torch.inference_mode()  # type: ignore[misc]
+        def embed(frame: Columns | pd.DataFrame) -> npt.NDArray[np.float32]:
+            x = self.encoder.users(frame)
+            return self.net.users_from(x, vectors[x["hist"].reshape(-1)]).numpy()
+
+        return embed
 
     @torch.no_grad()  # type: ignore[misc]
     def embed_items(self, frame: pd.DataFrame, force_cold: bool = False) -> npt.NDArray[np.float32]:

@@ -8,6 +8,7 @@ vector would score garbage without failing.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,15 @@ class ServingModel:
     _fresh: dict[tuple[int, float], tuple[ExactIndex, pd.Index]] = field(
         default_factory=dict, init=False, repr=False
     )
+    _columns: dict[str, npt.NDArray[np.float64]] | None = field(
+        default=None, init=False, repr=False
+    )  # item columns by sorted id (+ a NaN for absent ids), built at first use
+    _user_tower: Callable[[Any], npt.NDArray[np.float32]] | None = field(
+        default=None, init=False, repr=False
+    )
+    _sorted_ids: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.empty(0, np.int64), init=False, repr=False
+    )
 
     @classmethod
     def load(cls, bundle: Path, version: str, fast_scorer: bool = True) -> ServingModel:
@@ -85,11 +95,26 @@ class ServingModel:
         )
         return lists
 
+    def embed_users(self, user: Any) -> npt.NDArray[np.float32]:
+        """The user tower, its catalogue's history vectors computed at first use."""
+        if self._user_tower is None:
+            self._user_tower = self.towers.serving_user_tower()
+        return self._user_tower(user)
+
     def item_values(self, column: str, ids: Array) -> npt.NDArray[np.float64]:
         """`items[column]` of each id as floats, NaN for an id not in the catalogue (or -1):
-        an index lookup, not `reindex`, which costs more than the search it follows."""
-        values = np.append(self.items[column].to_numpy(np.float64), np.nan)
-        return values[self.items.index.get_indexer(ids)]  # absent: -1, the appended NaN
+        a binary search in sorted ids, cheaper than pandas' indexers at a few hundred ids."""
+        if self._columns is None:
+            order = np.argsort(self.items.index.to_numpy(np.int64), kind="stable")
+            self._sorted_ids = self.items.index.to_numpy(np.int64)[order]
+            self._columns = {
+                c: np.append(self.items[c].to_numpy(np.float64)[order], np.nan)
+                for c in self.items.columns
+            }
+        ids = np.asarray(ids, dtype=np.int64)
+        pos = np.searchsorted(self._sorted_ids, ids).clip(0, max(len(self._sorted_ids) - 1, 0))
+        found = self._sorted_ids[pos] == ids if len(self._sorted_ids) else np.zeros(len(ids), bool)
+        return self._columns[column][np.where(found, pos, len(self._sorted_ids))]
 
     def popular(self, country: str | None, age: str | None) -> list[int]:
         return popular_in(self.popularity, country, age)

@@ -56,7 +56,7 @@ class Stages:
     def retrieve(self, req: RecommendRequest, rid: str, ts: int) -> Retrieved:
         t0 = time.perf_counter()
         user = self.features.columns(rows(req, rid, ts, [-1]))
-        emb = self.model.towers.embed_users(user)
+        emb = self.model.embed_users(user)
         n = min(max(CANDIDATES, 2 * req.k), len(self.model.index))
         found, _ = self.model.index.search(emb, n)
         up = self.model.item_values("upload_ts", found[0])
@@ -69,8 +69,11 @@ class Stages:
         index, pool = self.model.fresh_index(ts, self.cfg.fresh_days * DAY)
         if not len(pool):
             return []
-        found, _ = index.search(emb, len(pool))
-        return [int(v) for v in found[0] if v >= 0 and int(v) not in exclude][:FRESH_CANDIDATES]
+        # at most len(exclude) of the nearest are excluded: no need to rank the whole pool
+        found, _ = index.search(emb, min(len(pool), FRESH_CANDIDATES + len(exclude)))
+        ids = found[0][found[0] >= 0]
+        keep = ~np.isin(ids, np.fromiter(exclude, np.int64, len(exclude)))
+        return [int(v) for v in ids[keep][:FRESH_CANDIDATES]]
 
     def rank(self, req: RecommendRequest, rid: str, ts: int, got: Retrieved) -> Ranked:
         t0 = time.perf_counter()
