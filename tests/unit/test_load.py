@@ -7,18 +7,29 @@ Every assertion holds by construction of the schedule and the server's sleeps
 from __future__ import annotations
 
 import asyncio
+import json
+import multiprocessing
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import numpy as np
 import pytest
 
-from vidrec.bench.load import LoadResult, open_loop, ratio, run_load, scheduled_count
+from vidrec.bench.load import (
+    LoadResult,
+    V1Load,
+    open_loop,
+    ratio,
+    run_load,
+    scheduled_count,
+)
 from vidrec.errors import InvalidInput
 
 
@@ -40,6 +51,13 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             time.sleep(delay)
         self._reply(200)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.posted.append((self.path, json.loads(body)))
+        self._reply(200)
+
+    posted: ClassVar[list[tuple[str, Any]]] = []  # (path, body) of every POST
 
     def _reply(self, code: int) -> None:
         body = b"{}"
@@ -218,3 +236,17 @@ def test_result_is_frozen() -> None:
     with pytest.raises(AttributeError):
         r.ok = 1  # type: ignore[misc]
     assert r.summary()["p50_ms"] is None
+
+
+def test_a_v1_load_runs_in_its_own_process_and_sends_recommendation_requests(base: str) -> None:
+    _Handler.posted.clear()
+    load = V1Load(f"{base}/v1/models/m:predict", rate=40, duration_s=1.0, warmup_s=0.25, ts=123)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        summary = pool.submit(load).result(timeout=60)
+    assert summary["scheduled"] == 30 and summary["ok"] == 30 and summary["status"] == {"200": 30}
+    assert len(_Handler.posted) == 40  # warm-up requests are sent too
+    for path, body in _Handler.posted:
+        (instance,) = body["instances"]
+        assert path == "/v1/models/m:predict" and instance["context"] == {"ts": 123}
+        assert 0 <= instance["user_id"] < 20_000 and instance["k"] == 10

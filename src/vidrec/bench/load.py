@@ -212,3 +212,29 @@ def run_load(
             warmup_s=warmup_s,
         )
     )
+
+
+@dataclass(frozen=True)
+class V1Load:
+    """One open-loop run of V1 recommendation requests, picklable: it runs in a child process
+    so the driver never competes with the server it measures for one interpreter's GIL."""
+
+    url: str  # .../v1/models/NAME:predict
+    rate: float
+    duration_s: float
+    warmup_s: float
+    ts: int  # request time of every request (the fresh pool is realistic at the log's end)
+    users: int = 20_000  # user ids drawn from [0, users)
+    seed: int = 7
+
+    def __call__(self) -> dict[str, Any]:
+        ids = np.random.default_rng(self.seed).integers(0, self.users, 100_000)
+
+        async def send(client: httpx.AsyncClient, i: int) -> httpx.Response:
+            body = {"instances": [{"user_id": int(ids[i]), "k": 10, "context": {"ts": self.ts}}]}
+            return await client.post(self.url, json=body)
+
+        summary: dict[str, Any] = run_load(
+            send, self.rate, self.duration_s, warmup_s=self.warmup_s
+        ).summary()
+        return summary

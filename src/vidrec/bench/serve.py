@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -26,7 +28,7 @@ import httpx
 import numpy as np
 
 from vidrec.bench.catalogue import grow_bundle
-from vidrec.bench.load import ratio, run_load
+from vidrec.bench.load import V1Load, ratio
 from vidrec.bench.machine import machine
 from vidrec.config import Settings
 from vidrec.serving.server import prepare_ray_env
@@ -88,6 +90,8 @@ class _Bench:
     def __init__(self, settings: Settings, out: Path, port: int) -> None:
         self.settings, self.out, self.port = settings, out, port
         self.url = f"http://127.0.0.1:{port}"
+        # the load driver's own process (spawned: no copy of Ray's threads)
+        self.driver = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
 
     def start(self, grown: dict[int, Path]) -> None:
         """Ray, the no-op app and the KServe server with one model per run (attached later)."""
@@ -201,16 +205,9 @@ class _Bench:
         return {"items": n, "endpoint": runs, "ratios": ratios}
 
     def _http(self, model: str, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
-        users = np.random.default_rng(7).integers(0, 20_000, 100_000)
         url = f"{self.url}/v1/models/{model}:predict"
-
-        async def send(client: httpx.AsyncClient, i: int) -> httpx.Response:
-            body = {"instances": [{"user_id": int(users[i]), "k": 10, "context": {"ts": ts}}]}
-            return await client.post(url, json=body)
-
-        warm = min(3.0, duration_s / 4)
-        summary: dict[str, Any] = run_load(send, rate, duration_s, warmup_s=warm).summary()
-        return summary
+        load = V1Load(url, rate, duration_s, min(3.0, duration_s / 4), ts)
+        return self.driver.submit(load).result()
 
     def _shadow(self, n: int, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
         from vidrec.serving.file_routes import FileRouteSource
@@ -227,6 +224,8 @@ class _Bench:
 
     def stop(self) -> None:
         import ray
+
+        self.driver.shutdown()
 
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
