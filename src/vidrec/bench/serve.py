@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -67,6 +68,8 @@ def run(
     from vidrec.registry.registry import open_registry
 
     reg = open_registry(settings.registry)
+    # a fresh copy: a bundle left by an earlier registry (make demo re-run) is refused
+    shutil.rmtree(out / "bundles", ignore_errors=True)
     champion = reg.download("champion", out / "bundles")
     grown = {n: _grown(champion, n) for n in sizes}
     bench = _Bench(settings, out, port)

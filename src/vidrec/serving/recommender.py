@@ -1,8 +1,9 @@
 """Retrieval -> features -> ranking -> business rules, for one request.
 
 `Stages` are the two model stages of one model version; the Ray Serve
-deployments wrap them one per replica, and `Recommender` runs them in this
-process (the benchmark's in-process baseline and the unit of the tests).
+deployments run them (both in one replica, or one stage per deployment), and
+`Recommender` runs them in this process (the benchmark's in-process baseline
+and the unit of the tests).
 Any failure or missed deadline in the model path degrades to the segment's
 popularity list through the same rules; degraded responses say so and why.
 """
