@@ -8,11 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,99 +19,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from vidrec.config import FeatureConfig, Settings
+from serving_server import start_server
 from vidrec.data.schema import IMPRESSIONS, WATCHES, check_schema
-from vidrec.data.validate import open_dataset
-from vidrec.features.definitions import FEATURES
-from vidrec.features.materialize import load_history, materialize
-from vidrec.features.pit import PointInTime, as_of_value
-from vidrec.features.store import open_store
-from vidrec.features.training_set import default_build_ts
 from vidrec.serving.file_routes import FileRouteSource, write_atomic
 from vidrec.serving.routing import RouteTable, assign
 from vidrec.traffic.replay import replay
 from vidrec.traffic.users import SimulatedUsers
-from vidrec.training.run import run_training
 
 pytestmark = pytest.mark.integration
-CONFIG = """
-[registry]
-root = "{root}"
-[train]
-validation_days = 1
-test_days = 1
-retrieval_epochs = 1
-ranker_rounds = 30
-eval_requests = 50
-[gates]
-baselines = []
-min_gain_over_champion = -1.0
-"""
 
 
 @pytest.fixture(scope="module")
-def server(small_sim: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("serving")
-    cfg_file = tmp / "cfg.toml"
-    cfg_file.write_text(CONFIG.format(root=tmp / "registry"))
-    from vidrec.config import load_settings
-
-    settings: Settings = load_settings(cfg_file)
-    for i in (1, 2):  # v1 becomes champion, v2 challenger
-        run_training(settings, small_sim, run_dir=tmp / f"run{i}")
-    store = f"sqlite:///{tmp / 'online.db'}"
-    fcfg = FeatureConfig(online_store=store)
-    ds = open_dataset(small_sim, fcfg)
-    snap = as_of_value(fcfg.refresh_seconds, default_build_ts(ds))
-    pit = PointInTime(ds.con, FEATURES, fcfg.last_n)
-    st = open_store(store)
-    materialize(pit, st, snap)
-    load_history(ds.con, st, pit, snap)
-    st.close()
-    port = _free_port()
-    routes = tmp / "serve" / "routes.json"
-    faults, log_dir = tmp / "faults.json", tmp / "serve" / "log"
-    env = {**os.environ, "HOME": str(tmp)}  # no stray ~/.ray/auth_token
-    log = open(tmp / "serve.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vidrec.cli", "serve", "--port", str(port), "--store", store,
-         "--routes", str(routes), "--config", str(cfg_file), "--faults", str(faults),
-         "--log-dir", str(log_dir), "--json"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        early = _wait_ready(url, proc, tmp / "serve.log")
-        yield {"url": url, "routes": routes, "ts": snap, "proc": proc, "faults": faults,
-               "log_dir": log_dir, "early": early}  # fmt: skip
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> list[httpx.Response]:
-    """Poll until ready; returns the answers to predictions sent while it was loading."""
-    early: list[httpx.Response] = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"vidrec serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/v2/models/vidrec/ready", timeout=2).status_code == 200:
-                return early
-            body = {"instances": [{"user_id": 1}]}
-            r = httpx.post(f"{url}/v1/models/vidrec:predict", json=body, timeout=5)
-            if r.status_code == 200:  # became ready between the two calls
-                return early
-            early.append(r)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"vidrec serve not ready in 240 s:\n{log.read_text()[-3000:]}")
+def server(served_models: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    with start_server(served_models, "fused") as s:
+        yield s
 
 
 def predict(s: dict[str, Any], *instances: dict[str, Any]) -> httpx.Response:
@@ -433,9 +349,3 @@ def _logged(s: dict[str, Any], table: str, request_id: str, within_s: float = 30
                 return rows
         time.sleep(1)
     pytest.fail(f"request {request_id} never reached the {table} log")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

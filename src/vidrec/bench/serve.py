@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import httpx
 import numpy as np
+import psutil
 
 from vidrec.bench.catalogue import grow_bundle
 from vidrec.bench.load import V1Load, ratio
@@ -210,7 +211,12 @@ class _Bench:
     def _http(self, model: str, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
         url = f"{self.url}/v1/models/{model}:predict"
         load = V1Load(url, rate, duration_s, min(3.0, duration_s / 4), ts)
-        return self.driver.submit(load).result()
+        cpu0, t0 = machine_cpu_s(), time.monotonic()
+        summary = self.driver.submit(load).result()
+        cpu, wall = machine_cpu_s() - cpu0, time.monotonic() - t0
+        sent = rate * duration_s  # warm-up included: the CPU was spent on it too
+        return summary | {"cpu_ms_per_request": round(1000 * cpu / sent, 2),
+                          "cpu_cores_busy": round(cpu / wall, 2)}  # fmt: skip
 
     def _shadow(self, n: int, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
         from vidrec.serving.file_routes import FileRouteSource
@@ -232,6 +238,13 @@ class _Bench:
 
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
+
+
+def machine_cpu_s() -> float:
+    """CPU seconds spent so far by the whole machine (every process, user + system): what a
+    request costs in all of them together (server, replicas, Ray, the load driver)."""
+    t = psutil.cpu_times()
+    return float(t.user + t.system + getattr(t, "nice", 0.0))
 
 
 def _quiet() -> None:
@@ -285,7 +298,13 @@ def _in_process(
     def call(i: int) -> None:
         rec.recommend(RecommendRequest(user_id=int(users[i]), k=10, context=Context(ts=ts)))
 
-    return {key(r): open_loop_local(call, r, duration_s, min(3.0, duration_s / 4)) for r in rates}
+    out = {}
+    for r in rates:
+        cpu0 = machine_cpu_s()
+        run = open_loop_local(call, r, duration_s, min(3.0, duration_s / 4))
+        out[key(r)] = run | {"cpu_ms_per_request": round(1000 * (machine_cpu_s() - cpu0)
+                                                         / (r * duration_s), 2)}  # fmt: skip
+    return out
 
 
 def open_loop_local(
