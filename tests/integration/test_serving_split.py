@@ -25,7 +25,8 @@ def test_the_split_topology_ranks_through_its_stage_deployments(split: dict[str,
     r = httpx.post(f"{split['url']}/v1/models/vidrec:predict", json=body, timeout=30)
     assert r.status_code == 200, r.text
     for p in r.json()["predictions"]:
-        assert not p["degraded"] and p["model_version"] == "1" and len(p["items"]) == 6
+        assert not p["degraded"], p["reason"]
+        assert p["model_version"] == "1" and len(p["items"]) == 6
         assert set(p["timings_s"]) == {"retrieval", "features", "ranking"}
     metrics = httpx.get(f"{split['url']}/metrics", timeout=5).text
     assert 'vidrec_request_duration_seconds_count{stage="ranking",variant="champion"}' in metrics

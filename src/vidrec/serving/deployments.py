@@ -44,6 +44,7 @@ class VersionStages:
         faults: str | None = None,
     ):
         model = ServingModel.load(Path(bundle), version)
+        model.warm()  # now, not inside the first request's deadline
         online = OnlineFeatures(open_store(features.online_store), FEATURES, features.last_n)
         self.stages = Stages(model, online, cfg)
         self.version, self.faults = version, FaultFile(Path(faults) if faults else None)
@@ -55,6 +56,9 @@ class VersionStages:
     def rank(self, req: RecommendRequest, rid: str, ts: int, got: Retrieved) -> Ranked:
         self.faults.apply("ranking", self.version)
         return self.stages.rank(req, rid, ts, got)
+
+    def ping(self) -> str:
+        return "ok"
 
 
 @serve.deployment(ray_actor_options={"num_cpus": CPU})
@@ -98,7 +102,12 @@ class ModelVersion:
         resp = response(req, rid, ts, variant, self.version, items, timings(got, ranked))
         return Served(resp, ranked.bins)
 
-    def ping(self) -> str:
+    async def ping(self) -> str:
+        """Ready means every stage answers: the first handle call sets up its routing, which
+        must not happen inside a request's deadline."""
+        if self.retrieval is not None and self.ranking is not None:
+            await self.retrieval.ping.remote()
+            await self.ranking.ping.remote()
         return "ok"
 
 

@@ -95,6 +95,12 @@ class ServingModel:
         )
         return lists
 
+    def warm(self) -> None:
+        """Build what serving otherwise builds at first use (catalogue vectors, item columns)."""
+        if self._user_tower is None:
+            self._user_tower = self.towers.serving_user_tower()
+        self.item_values("upload_ts", np.empty(0, np.int64))
+
     def embed_users(self, user: Any) -> npt.NDArray[np.float32]:
         """The user tower, its catalogue's history vectors computed at first use."""
         if self._user_tower is None:
