@@ -118,7 +118,7 @@ class _RowCache:
     then one fancy index each, not a dict lookup per row and feature."""
 
     def __init__(self, version: str, names: list[str]) -> None:
-        self.version, self.names = version, names
+        self.version = version
         self.index: dict[tuple[Any, ...], int] = {}  # key -> row (0: absent)
         self.size = 1
         self.columns = {n: np.full(256, None, dtype=object) for n in names}

@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from vidrec.features.definitions import CODE_BUCKETS, code
 from vidrec.features.spec import Columns
 from vidrec.features.transform import id_lists
+from vidrec.models.ids import find_sorted
 
 Array = npt.NDArray[Any]
 USER_NUMERIC: tuple[str, ...] = (
@@ -146,16 +147,10 @@ class Encoder:
 
     def catalog_rows(self, ids: Array) -> tuple[Array, Array]:
         """Row of each id in the catalogue and whether it is there at all."""
-        ids = np.asarray(ids, dtype=np.int64)
-        n = len(self._catalog_ids)
-        pos = np.searchsorted(self._catalog_ids, ids).clip(0, max(n - 1, 0))
-        found = (self._catalog_ids[pos] == ids) if n else np.zeros(ids.shape, bool)
-        return pos, found
+        return find_sorted(self._catalog_ids, ids)
 
     def is_known(self, ids: Array) -> Array:
-        ids = np.asarray(ids, dtype=np.int64)
-        pos = np.searchsorted(self.known, ids).clip(0, max(len(self.known) - 1, 0))
-        return (self.known[pos] == ids) if len(self.known) else np.zeros(ids.shape, bool)
+        return find_sorted(self.known, ids)[1]
 
     def items(self, frame: pd.DataFrame, force_cold: bool = False) -> dict[str, Tensor]:
         ids = frame.video_id.to_numpy(np.int64)

@@ -44,7 +44,6 @@ class VersionStages:
         faults: str | None = None,
     ):
         model = ServingModel.load(Path(bundle), version)
-        model.warm()  # now, not inside the first request's deadline
         online = OnlineFeatures(open_store(features.online_store), FEATURES, features.last_n)
         self.stages = Stages(model, online, cfg)
         self.version, self.faults = version, FaultFile(Path(faults) if faults else None)

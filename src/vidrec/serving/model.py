@@ -23,6 +23,7 @@ from vidrec.errors import NotReady
 from vidrec.features.definitions import FEATURES
 from vidrec.models.exact import ExactIndex
 from vidrec.models.faiss_ivf import IvfIndex
+from vidrec.models.ids import find_sorted
 from vidrec.models.scorer import Scorer, load_scorer
 from vidrec.models.two_tower import Towers
 from vidrec.registry.bundle import Manifest, read_manifest
@@ -52,15 +53,21 @@ class ServingModel:
     _fresh: dict[tuple[int, float], tuple[ExactIndex, pd.Index]] = field(
         default_factory=dict, init=False, repr=False
     )
-    _columns: dict[str, npt.NDArray[np.float64]] | None = field(
-        default=None, init=False, repr=False
-    )  # item columns by sorted id (+ a NaN for absent ids), built at first use
-    _user_tower: Callable[[Any], npt.NDArray[np.float32]] | None = field(
-        default=None, init=False, repr=False
-    )
-    _sorted_ids: npt.NDArray[np.int64] = field(
-        default_factory=lambda: np.empty(0, np.int64), init=False, repr=False
-    )
+    embed_users: Callable[[Any], npt.NDArray[np.float32]] = field(init=False, repr=False)
+    _sorted_ids: npt.NDArray[np.int64] = field(init=False, repr=False)
+    _columns: dict[str, npt.NDArray[np.float64]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """What every request uses, built before the first: the user tower with the
+        catalogue's item vectors, and the item columns in id order (+ NaN for absent ids)."""
+        self.embed_users = self.towers.serving_user_tower()
+        ids = self.items.index.to_numpy(np.int64)
+        order = np.argsort(ids, kind="stable")
+        self._sorted_ids = ids[order]
+        self._columns = {
+            c: np.append(self.items[c].to_numpy(np.float64)[order], np.nan)
+            for c in self.items.columns
+        }
 
     @classmethod
     def load(cls, bundle: Path, version: str, fast_scorer: bool = True) -> ServingModel:
@@ -95,31 +102,10 @@ class ServingModel:
         )
         return lists
 
-    def warm(self) -> None:
-        """Build what serving otherwise builds at first use (catalogue vectors, item columns)."""
-        if self._user_tower is None:
-            self._user_tower = self.towers.serving_user_tower()
-        self.item_values("upload_ts", np.empty(0, np.int64))
-
-    def embed_users(self, user: Any) -> npt.NDArray[np.float32]:
-        """The user tower, its catalogue's history vectors computed at first use."""
-        if self._user_tower is None:
-            self._user_tower = self.towers.serving_user_tower()
-        return self._user_tower(user)
-
     def item_values(self, column: str, ids: Array) -> npt.NDArray[np.float64]:
         """`items[column]` of each id as floats, NaN for an id not in the catalogue (or -1):
         a binary search in sorted ids, cheaper than pandas' indexers at a few hundred ids."""
-        if self._columns is None:
-            order = np.argsort(self.items.index.to_numpy(np.int64), kind="stable")
-            self._sorted_ids = self.items.index.to_numpy(np.int64)[order]
-            self._columns = {
-                c: np.append(self.items[c].to_numpy(np.float64)[order], np.nan)
-                for c in self.items.columns
-            }
-        ids = np.asarray(ids, dtype=np.int64)
-        pos = np.searchsorted(self._sorted_ids, ids).clip(0, max(len(self._sorted_ids) - 1, 0))
-        found = self._sorted_ids[pos] == ids if len(self._sorted_ids) else np.zeros(len(ids), bool)
+        pos, found = find_sorted(self._sorted_ids, ids)
         return self._columns[column][np.where(found, pos, len(self._sorted_ids))]
 
     def popular(self, country: str | None, age: str | None) -> list[int]:
