@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,7 +31,7 @@ import numpy as np
 import psutil
 
 from vidrec.bench.catalogue import grow_bundle
-from vidrec.bench.load import V1Load, ratio
+from vidrec.bench.load import V1Load, ratio, scheduled_count
 from vidrec.bench.machine import machine
 from vidrec.config import Settings
 from vidrec.serving.server import prepare_ray_env
@@ -211,12 +212,7 @@ class _Bench:
     def _http(self, model: str, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
         url = f"{self.url}/v1/models/{model}:predict"
         load = V1Load(url, rate, duration_s, min(3.0, duration_s / 4), ts)
-        cpu0, t0 = machine_cpu_s(), time.monotonic()
-        summary = self.driver.submit(load).result()
-        cpu, wall = machine_cpu_s() - cpu0, time.monotonic() - t0
-        sent = rate * duration_s  # warm-up included: the CPU was spent on it too
-        return summary | {"cpu_ms_per_request": round(1000 * cpu / sent, 2),
-                          "cpu_cores_busy": round(cpu / wall, 2)}  # fmt: skip
+        return with_cpu(lambda: self.driver.submit(load).result(), rate, duration_s)
 
     def _shadow(self, n: int, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
         from vidrec.serving.file_routes import FileRouteSource
@@ -235,9 +231,19 @@ class _Bench:
         import ray
 
         self.driver.shutdown()
-
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
+
+
+def with_cpu(run: Callable[[], dict[str, Any]], rate: float, duration_s: float) -> dict[str, Any]:
+    """`run()`'s summary plus the machine CPU it took per scheduled request (warm-up
+    included: the CPU was spent on it too) and the cores busy meanwhile."""
+    cpu0, t0 = machine_cpu_s(), time.monotonic()
+    summary = run()
+    cpu, wall = machine_cpu_s() - cpu0, time.monotonic() - t0
+    per_request = 1000 * cpu / scheduled_count(rate, duration_s)
+    return summary | {"cpu_ms_per_request": round(per_request, 2),
+                      "cpu_cores_busy": round(cpu / wall, 2)}  # fmt: skip
 
 
 def machine_cpu_s() -> float:
@@ -298,13 +304,9 @@ def _in_process(
     def call(i: int) -> None:
         rec.recommend(RecommendRequest(user_id=int(users[i]), k=10, context=Context(ts=ts)))
 
-    out = {}
-    for r in rates:
-        cpu0 = machine_cpu_s()
-        run = open_loop_local(call, r, duration_s, min(3.0, duration_s / 4))
-        out[key(r)] = run | {"cpu_ms_per_request": round(1000 * (machine_cpu_s() - cpu0)
-                                                         / (r * duration_s), 2)}  # fmt: skip
-    return out
+    warm = min(3.0, duration_s / 4)
+    return {key(r): with_cpu(partial(open_loop_local, call, r, duration_s, warm), r, duration_s)
+            for r in rates}  # fmt: skip
 
 
 def open_loop_local(
