@@ -13,7 +13,7 @@ UV          := $(UV_HOME)/bin/uv
 VENV        := .venv
 BIN         := $(VENV)/bin
 SYNCED      := $(VENV)/.synced-$(UV_VERSION)
-APT_PACKAGES := redis-server
+APT_PACKAGES := redis-server prometheus
 PYTEST_ARGS ?=
 
 export UV_CACHE_DIR := $(CACHE)/uv
@@ -36,7 +36,7 @@ $(SYNCED): $(UV) uv.lock pyproject.toml
 
 install: $(SYNCED) ## Create .venv from the lock file (uv, cached)
 
-sysdeps: ## Install the Debian packages the tests use (redis-server), if missing
+sysdeps: ## Install the Debian packages the tests use (redis-server, prometheus + promtool), if missing
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -50,7 +50,7 @@ demo: install ## Run the lifecycle on embedded defaults (simulate -> features ->
 test: install sysdeps ## Run the whole test suite (unit + integration)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: install ## Run the unit tests only (no servers)
+test-unit: install sysdeps ## Run the unit tests only (no servers; promtool checks the alert rules)
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
 lint: install ## ruff + mypy

@@ -19,8 +19,10 @@ import pytest
 
 
 @contextlib.contextmanager
-def start_server(models: dict[str, Any], topology: str) -> Iterator[dict[str, Any]]:
-    tmp: Path = models["tmp"] / topology
+def start_server(
+    models: dict[str, Any], topology: str, name: str | None = None
+) -> Iterator[dict[str, Any]]:
+    tmp: Path = models["tmp"] / (name or topology)
     tmp.mkdir()
     cfg_file = tmp / "cfg.toml"
     cfg_file.write_text(models["config"] + f'[serving]\ntopology = "{topology}"\n')
@@ -38,8 +40,8 @@ def start_server(models: dict[str, Any], topology: str) -> Iterator[dict[str, An
     url = f"http://127.0.0.1:{port}"
     try:
         early = _wait_ready(url, proc, tmp / "serve.log")
-        yield {"url": url, "routes": routes, "ts": models["ts"], "proc": proc, "faults": faults,
-               "log_dir": log_dir, "early": early}  # fmt: skip
+        yield {"url": url, "port": port, "routes": routes, "ts": models["ts"], "proc": proc,
+               "faults": faults, "log_dir": log_dir, "early": early}  # fmt: skip
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

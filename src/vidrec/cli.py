@@ -32,6 +32,8 @@ registry_app = typer.Typer(no_args_is_help=True, help="Model registry (MLflow): 
 app.add_typer(bench_app, name="bench")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(registry_app, name="registry")
+monitor_app = typer.Typer(no_args_is_help=True, help="Drift monitor and Prometheus rules.")
+app.add_typer(monitor_app, name="monitor")
 
 JSON = typer.Option(False, "--json", help="Print one JSON summary line instead of text.")
 CONFIG = typer.Option(None, "--config", help="Settings file (TOML or JSON); unknown keys fail.")
@@ -390,15 +392,23 @@ def traffic(
     duration: float = typer.Option(30.0, min=0.1, help="seconds to run"),
     k: int = typer.Option(10, min=1, max=500, help="videos per request"),
     seed: int = typer.Option(0, help="seed of users and outcomes"),
+    drift: str = typer.Option(
+        None, help="inject a drift scenario: new-market (users of an unseen market)"
+    ),
+    drift_share: float = typer.Option(0.6, min=0, max=1, help="share of requests it affects"),
+    drift_after: float = typer.Option(0.0, min=0, help="seconds of normal traffic before it"),
     json_out: bool = JSON,
 ) -> None:
     """Replay simulated users against an endpoint and send their outcomes to /v1/feedback."""
-    from vidrec.traffic.replay import replay
+    from vidrec.traffic.replay import Drift, replay
     from vidrec.traffic.users import SimulatedUsers
 
+    if drift not in (None, "new-market"):
+        raise InvalidInput(f"--drift: unknown scenario {drift!r}; use new-market", key="drift")
+    injected = Drift(drift_share, int(drift_after * rate)) if drift else None
     users = SimulatedUsers.load(data)
     with progress(int(rate * duration), "requests") as tick:
-        emit(replay(url, users, rate, duration, k, seed, tick), json_out, "traffic")
+        emit(replay(url, users, rate, duration, k, seed, tick, injected), json_out, "traffic")
 
 
 @bench_app.command("serve")
@@ -417,6 +427,28 @@ def bench_serve(
     sizes_n = [int(x) for x in sizes.split(",") if x.strip()]
     rates_f = [float(x) for x in rates.split(",") if x.strip()]
     emit(run(settings, sizes_n, rates_f, duration, out / "serve"), json_out, "serving benchmark")
+
+
+@bench_app.command("drift")
+def bench_drift(
+    scale: str = typer.Option("small", help="simulated platform size"),
+    days: int = typer.Option(14, min=6, help="simulated days per scenario"),
+    onset_day: int = typer.Option(10, min=4, help="day the scenario's change starts"),
+    window_hours: float = typer.Option(4.0, min=0.5, help="monitor window (simulated hours)"),
+    window_requests: int = typer.Option(100, min=10, help="requests sampled per window"),
+    out: Path = typer.Option(Path("out/bench"), help="report directory"),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
+    """Drift monitor on the simulator's scenarios: false alarms, detection delay (JSON, PNG)."""
+    from vidrec.bench.drift import run
+
+    if onset_day >= days:
+        raise InvalidInput(f"--onset-day ({onset_day}) must be < --days ({days})", key="onset_day")
+    with step_status(json_out) as on_step:
+        report = run(_settings(config), out / "drift", scale, days, onset_day, window_hours,
+                     window_requests, tick=on_step)  # fmt: skip
+    emit(report, json_out, "drift benchmark")
 
 
 def _serving_bundles(settings: Settings, routes: Path) -> dict[str, Path]:
@@ -492,6 +524,63 @@ def _version_summary(v: Any) -> dict[str, Any]:
         "metrics": v.manifest.metrics,
         "tags": v.tags,
     }
+
+
+@monitor_app.command("run")
+def monitor_run(
+    runs: int = typer.Option(None, min=1, help="stop after this many runs (default: forever)"),
+    host: str = typer.Option("127.0.0.1", help="address of the monitor's /metrics"),
+    port: int = typer.Option(None, help="port of /metrics (default: monitoring.monitor_port)"),
+    out: Path = typer.Option(Path("out/monitor"), help="event log, bundles, retraining runs"),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
+    """Compare each serving window with its model's reference; retrain on sustained drift."""
+    import signal
+    import threading
+
+    from prometheus_client import start_http_server
+
+    from vidrec.monitoring.alibi_detector import ChiSquareDetector
+    from vidrec.monitoring.metrics import MonitorMetrics
+    from vidrec.monitoring.monitor import DriftMonitor
+    from vidrec.monitoring.prometheus import PrometheusProvider
+    from vidrec.monitoring.reference import References
+    from vidrec.monitoring.retrain import LocalRetrainer
+    from vidrec.registry.registry import open_registry
+
+    settings = _settings(config)
+    cfg = settings.monitoring
+    metrics = MonitorMetrics()
+    start_http_server(port or cfg.monitor_port, addr=host, registry=metrics.registry)
+    monitor = DriftMonitor(
+        cfg,
+        PrometheusProvider(cfg.prometheus_url),
+        References(open_registry(settings.registry), out / "bundles"),
+        ChiSquareDetector(),
+        LocalRetrainer(cfg.retrain_data, config.resolve() if config else None, out / "runs"),
+        out / "events.jsonl",
+        metrics,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    done = monitor.run(stop, runs)
+    emit({"runs": done, "events": str(out / "events.jsonl"),
+          "retraining_running": monitor.retrainer.running}, json_out, "drift monitor")  # fmt: skip
+
+
+@monitor_app.command("rules")
+def monitor_rules(
+    out: Path = typer.Option(Path("out/monitor/prometheus"), help="where to write the files"),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
+    """Write prometheus.yml (scrape config) and rules.yml (recording + alerting rules)."""
+    from vidrec.monitoring.rules import write_prometheus_files
+
+    files = write_prometheus_files(_settings(config).monitoring, out)
+    emit({k: str(v) for k, v in files.items()}, json_out, "prometheus files")
 
 
 @app.command()

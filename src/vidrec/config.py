@@ -188,6 +188,18 @@ class TrainConfig(Strict):
     )
     candidates: int = Field(50, ge=20, description="retrieval candidates ranked per request")
     eval_requests: int = Field(1000, ge=10, description="test requests sampled for evaluation")
+    reference_window_s: int = Field(
+        86_400,
+        ge=3600,
+        description="the drift reference's users are those of the log's last "
+        "stretch this long (as `vidrec traffic` draws its users)",
+    )
+    reference_requests: int = Field(
+        1000,
+        ge=10,
+        description="test requests replayed through the serving path for the "
+        "drift monitor's reference (vidrec.training.serving_reference)",
+    )
     seed: int = 0
 
 
@@ -199,6 +211,12 @@ class ServingConfig(Strict):
         1, ge=0, description="slots per response given to a uniformly drawn fresh video"
     )
     fresh_days: float = Field(3.0, gt=0, description="videos younger than this may explore")
+    candidates: int = Field(
+        200, ge=20, le=2000, description="retrieval candidates ranked per request (>= 2k used)"
+    )
+    fresh_candidates: int = Field(
+        20, ge=0, le=500, description="nearest fresh videos ranked beside them (exploration pool)"
+    )
     deadline_s: float = Field(
         0.5, gt=0, le=30, description="model path (retrieval + ranking) budget before fallback"
     )
@@ -218,6 +236,76 @@ class ServingConfig(Strict):
     )
 
 
+class AlertConfig(Strict):
+    """Thresholds of the Prometheus recording and alerting rules (`vidrec monitor rules`)."""
+
+    rule_window_s: int = Field(300, ge=1, description="rate() window of the recording rules")
+    alert_for_s: int = Field(120, ge=0, description="how long a condition holds before it fires")
+    latency_slo_s: float = Field(
+        0.1, gt=0, description="a request slower than this spends SLO budget (a histogram edge)"
+    )
+    latency_objective: float = Field(
+        0.99, gt=0, lt=1, description="share of requests that must meet latency_slo_s"
+    )
+    burn_rate: float = Field(
+        14.4, gt=0, description="budget burn rate that pages (on both the short and long window)"
+    )
+    slo_long_window_s: int = Field(3600, ge=1, description="long window of the SLO burn alert")
+    error_ratio_max: float = Field(0.01, gt=0, lt=1, description="non-200 share that alerts")
+    ctr_drop: float = Field(
+        0.2, gt=0, lt=1, description="relative drop of online CTR vs its trailing baseline"
+    )
+    ctr_baseline_window_s: int = Field(
+        6 * 3600, ge=1, description="trailing window the CTR is compared with"
+    )
+    ctr_min_impressions_per_s: float = Field(
+        0.5, ge=0, description="below this impression rate the CTR alert stays silent (no data)"
+    )
+    max_model_age_s: int = Field(7 * 86_400, ge=1, description="older serving models alert")
+
+
+class MonitoringConfig(Strict):
+    """Prometheus, the drift monitor and what it does on sustained drift."""
+
+    prometheus_url: str = Field("http://127.0.0.1:9090", description="the Prometheus queried")
+    scrape_interval_s: int = Field(15, ge=1, description="scrape and rule evaluation interval")
+    serving_target: str = Field("127.0.0.1:8080", description="host:port of the model server")
+    monitor_port: int = Field(9201, ge=1, le=65535, description="the monitor's /metrics port")
+    interval_s: float = Field(60.0, gt=0, description="the monitor runs its detectors this often")
+    window_s: int = Field(
+        300, ge=1, description="serving window each run compares with the reference"
+    )
+    min_requests: int = Field(
+        200, ge=1, description="fewer requests in the window: insufficient data, not 'no drift'"
+    )
+    max_samples: int = Field(
+        2_000,
+        ge=10,
+        description="effective sample size of a window's test (requests, not candidates: the "
+        "candidates of one request share its user, so counting them would overstate evidence)",
+    )
+    p_value: float = Field(0.01, gt=0, lt=1, description="significance level per window")
+    correction: Literal["bonferroni", "fdr"] = Field(
+        "bonferroni", description="multiple-testing correction across features"
+    )
+    exclude_features: tuple[str, ...] = Field(
+        ("hour_of_day",),
+        description="features not tested: a window of minutes sees a few hours of the day, "
+        "never the reference's whole day",
+    )
+    sustained_windows: int = Field(
+        3, ge=1, description="consecutive drifting windows before alerting and retraining"
+    )
+    retrain: bool = Field(True, description="run the training pipeline on sustained drift")
+    retrain_data: Path = Field(
+        Path("out/demo/sim"), description="log directory the retraining trains on"
+    )
+    retrain_cooldown_s: float = Field(
+        3600.0, ge=0, description="at most one retraining per cooldown"
+    )
+    alerts: AlertConfig = AlertConfig()
+
+
 class Settings(Strict):
     """The whole settings tree (`--config FILE`, TOML or JSON): one section per stage."""
 
@@ -226,3 +314,4 @@ class Settings(Strict):
     gates: GateConfig = GateConfig()
     registry: RegistryConfig = RegistryConfig()
     serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()

@@ -26,6 +26,7 @@ test_days = 1
 retrieval_epochs = 1
 ranker_rounds = 30
 eval_requests = 50
+reference_requests = 300
 [gates]
 baselines = []
 min_gain_over_champion = -1.0

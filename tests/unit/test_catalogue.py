@@ -74,6 +74,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (models / "reference.json").write_text(
         json.dumps({"feature_set": FEATURES.name, "features": {}})
     )
+    (models / "serving.json").write_text(json.dumps({"requests": 0, "features": {}}))
     build = {
         "schema_hash": FEATURES.schema_hash(),
         "windows": {"train": [0, 100], "validation": [200, 300]},
@@ -91,6 +92,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"lightgbm_ipw": {"ndcg": 0.5}},
         "lightgbm_ipw",
         {"gates": [{**failed, "message": "test bundle: never registered"}]},
+        str(models / "serving.json"),
     )
     assert out["registered"] is False
     return Path(out["bundle"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import generate_latest
 
+from vidrec.features.bins import FeatureBins
 from vidrec.serving.api import Item, RecommendResponse
-from vidrec.serving.feature_bins import FeatureBins
 from vidrec.serving.metrics import ServingMetrics
 
 

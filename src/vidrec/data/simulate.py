@@ -39,6 +39,8 @@ Array = npt.NDArray[Any]
 COUNTRIES = ("US", "GB", "DE", "IN", "JP")
 COUNTRY_WEIGHTS = (0.35, 0.10, 0.15, 0.30, 0.10)
 NEW_MARKET = "BR"
+NEW_MARKET_AGES = (0.3, 0.4, 0.2, 0.06, 0.03, 0.01)  # younger than the others
+NEW_MARKET_DEVICES = (0.05, 0.85, 0.08, 0.02)  # mostly android
 LANGUAGE_OF = {"US": "en", "GB": "en", "DE": "de", "IN": "hi", "JP": "ja", "BR": "pt"}
 LANGUAGES = ("en", "de", "hi", "ja", "pt")
 DEVICES = ("ios", "android", "web", "tv")
@@ -157,9 +159,9 @@ def make_world(cfg: SimConfig, scenario: Scenario, rng: np.random.Generator) -> 
     countries = np.array([*COUNTRIES, NEW_MARKET])
     in_nm = country == len(COUNTRIES)
     age = rng.choice(len(AGE_BUCKETS), nu, p=(0.08, 0.22, 0.27, 0.2, 0.13, 0.1))
-    age[in_nm] = rng.choice(len(AGE_BUCKETS), int(in_nm.sum()), p=(0.3, 0.4, 0.2, 0.06, 0.03, 0.01))
+    age[in_nm] = rng.choice(len(AGE_BUCKETS), int(in_nm.sum()), p=NEW_MARKET_AGES)
     device = rng.choice(len(DEVICES), nu, p=(0.35, 0.35, 0.2, 0.1))
-    device[in_nm] = rng.choice(len(DEVICES), int(in_nm.sum()), p=(0.05, 0.85, 0.08, 0.02))
+    device[in_nm] = rng.choice(len(DEVICES), int(in_nm.sum()), p=NEW_MARKET_DEVICES)
     interest = _unit(0.8 * country_centroid[country] + rng.normal(size=(nu, k)))
     activity = rng.gamma(2.0, 0.5, nu)
     user_lang = np.array([LANGUAGES.index(LANGUAGE_OF[c]) for c in countries])[country]

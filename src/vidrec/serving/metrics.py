@@ -14,11 +14,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from vidrec.features.bins import SCORE_EDGES, SCORE_FEATURE, BinCounts, FeatureBins
 from vidrec.serving.api import RecommendResponse
-from vidrec.serving.feature_bins import BinCounts, FeatureBins
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1.0)
-SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+SCORE_BUCKETS = SCORE_EDGES
 RATIO_BUCKETS = tuple(round(0.1 * i, 1) for i in range(11))
 CORRELATION_BUCKETS = tuple(round(-1 + 0.2 * i, 1) for i in range(11))
 STAGES = ("retrieval", "features", "ranking")
@@ -185,6 +185,8 @@ class FeatureHistograms(Collector):
         yield missing
 
     def _edges(self, version: str, feature: str, n: int) -> list[float]:
+        if feature == SCORE_FEATURE:
+            return list(SCORE_EDGES)
         ref = self.edges.get(version)
         if ref is not None and feature in ref.names:
             edges = ref.edges[ref.names.index(feature)]

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from vidrec.errors import NotReady
+from vidrec.features.bins import FeatureBins
 from vidrec.features.definitions import FEATURES
 from vidrec.models.exact import ExactIndex
 from vidrec.models.faiss_ivf import IvfIndex
@@ -27,7 +28,6 @@ from vidrec.models.ids import find_sorted
 from vidrec.models.scorer import Scorer, load_scorer
 from vidrec.models.two_tower import Towers
 from vidrec.registry.bundle import Manifest, read_manifest
-from vidrec.serving.feature_bins import FeatureBins
 
 Array = npt.NDArray[Any]
 FRESH_REFRESH_S = 60

@@ -20,15 +20,12 @@ import numpy as np
 import numpy.typing as npt
 
 from vidrec.config import DAY, ServingConfig
+from vidrec.features.bins import SCORE_FEATURE, BinCounts, score_bins
 from vidrec.features.definitions import FEATURES, as_float_matrix
 from vidrec.features.online import OnlineFeatures
 from vidrec.serving.api import Item, RecommendRequest, RecommendResponse
-from vidrec.serving.feature_bins import BinCounts
 from vidrec.serving.model import ServingModel, popular_in
 from vidrec.serving.rules import Candidate, SlateItem, compose
-
-CANDIDATES = 200  # retrieved per request and ranked (at least 2k)
-FRESH_CANDIDATES = 20
 
 
 @dataclass(frozen=True)
@@ -58,7 +55,7 @@ class Stages:
         t0 = time.perf_counter()
         user = self.features.columns(rows(req, rid, ts, [-1]))
         emb = self.model.embed_users(user)
-        n = min(max(CANDIDATES, 2 * req.k), len(self.model.index))
+        n = min(max(self.cfg.candidates, 2 * req.k), len(self.model.index))
         found, _ = self.model.index.search(emb, n)
         up = self.model.item_values("upload_ts", found[0])
         ids = [int(v) for v, u in zip(found[0], up, strict=True) if v >= 0 and u <= ts]
@@ -68,13 +65,14 @@ class Stages:
 
     def _fresh(self, emb: npt.NDArray[np.float32], ts: int, exclude: set[int]) -> list[int]:
         index, pool = self.model.fresh_index(ts, self.cfg.fresh_days * DAY)
-        if not len(pool):
+        if not len(pool) or not self.cfg.fresh_candidates:
             return []
         # at most len(exclude) of the nearest are excluded: no need to rank the whole pool
-        found, _ = index.search(emb, min(len(pool), FRESH_CANDIDATES + len(exclude)))
+        n = self.cfg.fresh_candidates
+        found, _ = index.search(emb, min(len(pool), n + len(exclude)))
         ids = found[0][found[0] >= 0]
         keep = ~np.isin(ids, np.fromiter(exclude, np.int64, len(exclude)))
-        return [int(v) for v in ids[keep][:FRESH_CANDIDATES]]
+        return [int(v) for v in ids[keep][:n]]
 
     def rank(self, req: RecommendRequest, rid: str, ts: int, got: Retrieved) -> Ranked:
         t0 = time.perf_counter()
@@ -91,7 +89,8 @@ class Stages:
         ]
         n = len(got.ids)
         ranked = sorted(cands[:n], key=lambda c: (-c.score, c.video_id))
-        return Ranked(ranked, cands[n:], t1 - t0, t2 - t1, self.model.bins.count(x))
+        bins = {**self.model.bins.count(x), SCORE_FEATURE: score_bins(scores)}
+        return Ranked(ranked, cands[n:], t1 - t0, t2 - t1, bins)
 
 
 def rows(req: RecommendRequest, rid: str, ts: int, ids: list[int]) -> dict[str, npt.NDArray[Any]]:

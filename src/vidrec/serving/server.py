@@ -50,10 +50,10 @@ from prometheus_client import REGISTRY  # noqa: E402
 
 from vidrec.config import ServingConfig, parse  # noqa: E402
 from vidrec.errors import InvalidInput, NotReady, SchemaError, VidrecError  # noqa: E402
+from vidrec.features.bins import FeatureBins  # noqa: E402
 from vidrec.features.definitions import FEATURES  # noqa: E402
 from vidrec.registry.bundle import read_manifest  # noqa: E402
 from vidrec.serving.api import RecommendRequest  # noqa: E402
-from vidrec.serving.feature_bins import FeatureBins  # noqa: E402
 from vidrec.serving.feedback import FeedbackRequest, FeedbackResult, ImpressionLog  # noqa: E402
 from vidrec.serving.file_routes import FileRouteSource  # noqa: E402
 from vidrec.serving.metrics import ServingMetrics  # noqa: E402
@@ -128,6 +128,7 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         """The version apps are up (model version -> handle): from now on requests are served."""
         self.router.attach(handles)
         self.attached = self.ready = True
+        self._model_gauges()  # scraped from the start, not from the first request's tick
 
     def load(self) -> bool:
         if not self.attached:  # KServe calls this for a request that comes too early

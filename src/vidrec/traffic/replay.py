@@ -47,6 +47,15 @@ class VariantStats:
         }
 
 
+@dataclass(frozen=True)
+class Drift:
+    """Inject the new-market scenario: from request `after` on, a `share` of requests
+    comes from users of a market the model never saw (`SimulatedUsers.newcomer`)."""
+
+    share: float
+    after: int = 0
+
+
 @dataclass
 class Replay:
     url: str
@@ -54,10 +63,12 @@ class Replay:
     k: int = 10
     seed: int = 0
     max_in_flight: int = 256
+    drift: Drift | None = None
 
     def __post_init__(self) -> None:
         self.variants: dict[str, VariantStats] = {}
         self.feedback: Counter[str] = Counter()
+        self.newcomers = 0  # requests from injected new-market users
 
     async def run(
         self, rate: float, duration_s: float, tick: Callable[[int], None] = lambda _n: None
@@ -69,7 +80,7 @@ class Replay:
             async def send(client: httpx.AsyncClient, i: int) -> httpx.Response:
                 rng = np.random.default_rng([self.seed, i])
                 ts = self.users.end_ts + i  # replayed time: one simulated second per request
-                body = self.users.request(rng, ts, self.k)
+                body = self._body(rng, i, ts)
                 r = await client.post(f"{self.url}/v1/models/vidrec:predict",
                                       json={"instances": [body]})  # fmt: skip
                 tick(1)
@@ -84,6 +95,13 @@ class Replay:
             )
             await asyncio.gather(*reactions)
         return self._summary(result)
+
+    def _body(self, rng: np.random.Generator, i: int, ts: int) -> dict[str, Any]:
+        d = self.drift
+        if d is not None and i >= d.after and rng.random() < d.share:
+            self.newcomers += 1
+            return self.users.newcomer(rng, ts, self.k)
+        return self.users.request(rng, ts, self.k)
 
     async def _react(
         self,
@@ -133,6 +151,7 @@ class Replay:
             **{k: load[k] for k in ("status", "errors", "dropped_client", "achieved_rps")},
             "latency": {k: load[k] for k in ("p50_ms", "p95_ms", "p99_ms")},
             "feedback": dict(self.feedback),
+            "newcomer_requests": self.newcomers,
             "variants": {v: s.summary() for v, s in sorted(self.variants.items())},
         }
 
@@ -145,7 +164,8 @@ def replay(
     k: int = 10,
     seed: int = 0,
     tick: Callable[[int], None] = lambda _n: None,
+    drift: Drift | None = None,
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
-    out = asyncio.run(Replay(url, users, k, seed).run(rate, duration_s, tick))
+    out = asyncio.run(Replay(url, users, k, seed, drift=drift).run(rate, duration_s, tick))
     return {**out, "seconds": round(time.perf_counter() - t0, 2)}

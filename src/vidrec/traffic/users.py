@@ -20,6 +20,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vidrec.data.oracle import Oracle, click_probability, watch_seconds
+from vidrec.data.simulate import (
+    AGE_BUCKETS,
+    DEVICES,
+    NEW_MARKET,
+    NEW_MARKET_AGES,
+    NEW_MARKET_DEVICES,
+)
 from vidrec.errors import InvalidInput
 
 Array = npt.NDArray[Any]
@@ -33,6 +40,9 @@ class Outcome:
     watch_seconds: float
 
 
+RECENT_S = 86_400.0
+
+
 @dataclass
 class SimulatedUsers:
     oracle: Oracle
@@ -40,14 +50,22 @@ class SimulatedUsers:
     weights: Array  # activity share per user
     profile: dict[str, Array]  # country, age_bucket, device per user (aligned with user_ids)
     end_ts: int  # the log's last impression: where replayed time starts
+    positions: Array  # share of requests at each position in their session, as logged
 
     @classmethod
-    def load(cls, sim: Path) -> SimulatedUsers:
+    def load(cls, sim: Path, recent_s: float = RECENT_S) -> SimulatedUsers:
+        """Users in proportion to their requests in the log's last `recent_s`: the users who
+        would come next (the drift reference is built from the latest requests, too)."""
         if not (sim / "oracle").is_dir():
             raise InvalidInput(f"{sim}: no oracle/ directory: traffic needs a simulated log",
                                file=str(sim))  # fmt: skip
-        imp = pq.read_table(sim / "impressions.parquet", columns=["user_id", "ts"])
-        counts = pc.value_counts(imp.column("user_id")).flatten()
+        imp = pq.read_table(
+            sim / "impressions.parquet", columns=["user_id", "ts", "session_position"]
+        )
+        end = pc.max(imp.column("ts")).as_py()
+        recent = imp.filter(pc.greater_equal(imp.column("ts"), int(end - recent_s)))
+        counts = pc.value_counts(recent.column("user_id")).flatten()
+        positions = np.bincount(imp.column("session_position").to_numpy().astype(np.int64))
         users = pq.read_table(sim / "users.parquet").to_pandas().set_index("user_id")
         ids = np.asarray(counts[0].to_numpy(), dtype=np.int64)
         n = np.asarray(counts[1].to_numpy(), dtype=np.float64)
@@ -57,13 +75,36 @@ class SimulatedUsers:
             user_ids=ids,
             weights=n / n.sum(),
             profile={c: prof[c].to_numpy() for c in ("country", "age_bucket", "device")},
-            end_ts=int(pc.max(imp.column("ts")).as_py()),
+            end_ts=int(end),
+            positions=positions / positions.sum(),
         )
 
     def request(self, rng: np.random.Generator, ts: int, k: int) -> dict[str, Any]:
         i = min(int(np.searchsorted(np.cumsum(self.weights), rng.random())), len(self.weights) - 1)
-        context = {c: str(v[i]) for c, v in self.profile.items() if isinstance(v[i], str)}
+        context: dict[str, Any] = {
+            c: str(v[i]) for c, v in self.profile.items() if isinstance(v[i], str)
+        }
+        context["session_position"] = self._position(rng)
         return {"user_id": int(self.user_ids[i]), "k": k, "context": {**context, "ts": ts}}
+
+    def newcomer(self, rng: np.random.Generator, ts: int, k: int) -> dict[str, Any]:
+        """A request from a user of a market the log never saw (the simulator's new-market
+        scenario: Brazil, young, mostly on Android): unknown to the model and the oracle."""
+        context = {
+            "country": NEW_MARKET,
+            "age_bucket": str(rng.choice(AGE_BUCKETS, p=NEW_MARKET_AGES)),
+            "device": str(rng.choice(DEVICES, p=NEW_MARKET_DEVICES)),
+            "session_position": self._position(rng),
+            "ts": ts,
+        }
+        user = int(self.oracle.interest.shape[0] + rng.integers(0, 1_000_000))
+        return {"user_id": user, "k": k, "context": context}
+
+    def _position(self, rng: np.random.Generator) -> int:
+        return int(rng.choice(len(self.positions), p=self.positions))
+
+    def knows(self, user: int) -> bool:
+        return 0 <= user < self.oracle.interest.shape[0]
 
     def react(
         self, user: int, videos: list[int], ts: int, rng: np.random.Generator
@@ -71,7 +112,7 @@ class SimulatedUsers:
         """What the user does with a slate (outcomes of the videos they looked at), and the
         slate's true expected engagement: sum over positions of examination * relevance."""
         known = [(p, v) for p, v in enumerate(videos) if 0 <= v < len(self.oracle.quality)]
-        if not known:
+        if not known or not self.knows(user):  # a newcomer: no oracle, no outcomes
             return [], 0.0
         pos = np.array([p for p, _ in known])
         vid = np.array([v for _, v in known])

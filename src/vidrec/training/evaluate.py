@@ -31,14 +31,20 @@ from vidrec.features.definitions import FEATURES, as_float_matrix
 from vidrec.features.training_set import features_for
 from vidrec.models.exact import ExactIndex
 from vidrec.models.faiss_ivf import IvfIndex
-from vidrec.models.two_tower import Towers, videos_as_features
+from vidrec.models.two_tower import Towers
 from vidrec.training.baselines import LogisticRanker
 from vidrec.training.data import COLUMNS, read_videos, read_window
 from vidrec.training.position_bias import estimate_examination
 from vidrec.training.ranking_eval import FRESH_CANDIDATES, candidate_metrics, slate_metrics
-from vidrec.training.retrieval_eval import Requests, evaluate_retrieval, retrieve
+from vidrec.training.retrieval_eval import (
+    Requests,
+    candidate_rows,
+    evaluate_retrieval,
+    fresh_lists,
+    retrieve,
+)
+from vidrec.training.serving_reference import recent_requests, serving_reference
 
-CONTEXT = ("request_id", "ts", "user_id", "device", "session_position")
 COLD_USER_DAYS = 7.0
 FRESH_S = 3 * DAY  # "fresh" videos: uploaded in the last three days
 Array = npt.NDArray[Any]
@@ -109,6 +115,7 @@ def evaluate_run(
     oracle_dir: Path | None,
     out: Path,
     champion_ranker: Path | None = None,
+    build_ts: int | None = None,
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     cfg = settings.train
@@ -134,6 +141,11 @@ def evaluate_run(
     retrieval_report = evaluate_retrieval(
         towers, indexes, rankers["popularity"], req, videos, oracle, FRESH_S
     )
+    as_of = build_ts or windows["test"][1]
+    recent = recent_requests(data, as_of - cfg.reference_window_s, as_of,
+                             cfg.reference_requests, cfg.seed)  # fmt: skip
+    reference = serving_reference(settings, data, towers, ann, recent, videos, rankers[chosen],
+                                  models / "reference.json", as_of)  # fmt: skip
     candidates: dict[str, Any] = {}
     if oracle is not None:
         candidates = _candidates(settings, data, towers, ann, req, videos, rankers_test, oracle)
@@ -150,6 +162,7 @@ def evaluate_run(
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(json.dumps(report, indent=2))
+    (out / "serving_reference.json").write_text(json.dumps(reference))
     _plot(report, out / "evaluation.png")
     return {
         "validation": validation,
@@ -157,6 +170,7 @@ def evaluate_run(
         "nonfinite_scores": nonfinite[chosen],
         "test": report["test"],
         "report": str(out / "evaluation.json"),
+        "serving_reference": str(out / "serving_reference.json"),
         "plot": str(out / "evaluation.png"),
         "seconds": report["seconds"],
     }
@@ -201,16 +215,9 @@ def _candidates(
     ts = f.ts.to_numpy(np.int64)
     upload = videos.set_index("video_id").upload_ts
     users = towers.embed_users(f)
-    main = _candidate_rows(f, retrieve(index, users, ts, upload, cfg.candidates))
-    recent = videos[videos.upload_ts >= ts.min() - FRESH_S]
-    fresh_index = ExactIndex(index.index.d)
-    fresh_index.add(recent.video_id.to_numpy(), towers.embed_items(videos_as_features(recent)))
-    found = retrieve(fresh_index, users, ts, upload, len(recent)) if len(recent) else [[]] * len(f)
-    fresh_lists = [
-        [v for v in row if upload[v] >= t - FRESH_S][:FRESH_CANDIDATES]
-        for row, t in zip(found, ts, strict=True)
-    ]
-    fresh = _candidate_rows(f, fresh_lists).assign(request_id=lambda d: -d.request_id - 1)
+    main = candidate_rows(f, retrieve(index, users, ts, upload, cfg.candidates))
+    fresh_ids = fresh_lists(towers, videos, users, ts, FRESH_S, FRESH_CANDIDATES)
+    fresh = candidate_rows(f, fresh_ids).assign(request_id=lambda d: -d.request_id - 1)
     feats = features_for(data, settings.features, pd.concat([main, fresh], ignore_index=True))
     gain = oracle.relevance(
         feats.user_id.to_numpy(), feats.video_id.to_numpy(), feats.ts.to_numpy()
@@ -226,18 +233,6 @@ def _candidates(
         "rows": len(feats),
         "models": metrics,
     }
-
-
-def _candidate_rows(f: pd.DataFrame, lists: list[list[int]]) -> pd.DataFrame:
-    """One row per (request, candidate video) with the request's context."""
-    counts = [len(x) for x in lists]
-    rows = pd.DataFrame(
-        {
-            **{c: np.repeat(f[c].to_numpy(), counts) for c in CONTEXT},
-            "video_id": np.concatenate([np.asarray(x, dtype=np.int64) for x in lists]),
-        }
-    )
-    return rows
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:

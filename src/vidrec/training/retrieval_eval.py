@@ -21,13 +21,15 @@ import pandas as pd
 
 from vidrec.data.oracle import Oracle
 from vidrec.models.ann import AnnIndex
-from vidrec.models.two_tower import Towers
+from vidrec.models.exact import ExactIndex
+from vidrec.models.two_tower import Towers, videos_as_features
 from vidrec.training.baselines import Popularity
 from vidrec.training.metrics import recall_at_k
 
 Array = npt.NDArray[Any]
 KS = (100, 500)
 TRUE_TOP, FRESH_TOP = 50, 10
+CONTEXT = ("request_id", "ts", "user_id", "device", "session_position")
 
 
 @dataclass
@@ -54,6 +56,43 @@ def retrieve(
     up = upload_ts.reindex(ids.ravel()).to_numpy().reshape(ids.shape)
     rows = zip(ids, up, ts, strict=True)
     return [[int(v) for v in row[(row >= 0) & (u <= t)][:k]] for row, u, t in rows]
+
+
+def fresh_lists(
+    towers: Towers,
+    videos: pd.DataFrame,
+    users: Array,
+    ts: Array,
+    fresh_s: float,
+    n: int,
+    exclude: list[list[int]] | None = None,
+) -> list[list[int]]:
+    """Per query, the n nearest videos uploaded in the fresh_s before it (a small exact
+    index of recent uploads, as serving's exploration pool), minus `exclude`d ids."""
+    upload = videos.set_index("video_id").upload_ts
+    recent = videos[videos.upload_ts >= ts.min() - fresh_s]
+    if not len(recent):
+        return [[] for _ in ts]
+    index = ExactIndex(users.shape[1])
+    index.add(recent.video_id.to_numpy(), towers.embed_items(videos_as_features(recent)))
+    found = retrieve(index, users, ts, upload, len(recent))
+    skip = [set(ex) for ex in exclude] if exclude else [set()] * len(ts)
+    return [
+        [v for v in row if upload[v] >= t - fresh_s and v not in ex][:n]
+        for row, t, ex in zip(found, ts, skip, strict=True)
+    ]
+
+
+def candidate_rows(f: pd.DataFrame, lists: list[list[int]]) -> pd.DataFrame:
+    """One row per (request, candidate video) with the request's context."""
+    counts = [len(x) for x in lists]
+    rows = pd.DataFrame(
+        {
+            **{c: np.repeat(f[c].to_numpy(), counts) for c in CONTEXT},
+            "video_id": np.concatenate([np.asarray(x, dtype=np.int64) for x in lists]),
+        }
+    )
+    return rows
 
 
 def relevant_sets(

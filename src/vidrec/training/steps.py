@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from vidrec.config import Settings, TrainConfig
 from vidrec.errors import NotFound
+from vidrec.features.bins import range_edges
 from vidrec.features.definitions import FEATURES, as_float_matrix
 from vidrec.features.training_set import build_training_set
 from vidrec.models.faiss_ivf import IvfIndex
@@ -177,6 +178,7 @@ def evaluate(
     chosen: str,
     oracle: str | None = None,
     champion_ranker: str | None = None,
+    build_ts: int | None = None,
 ) -> dict[str, Any]:
     return evaluate_run(
         ctx.settings,
@@ -190,6 +192,7 @@ def evaluate(
         Path(oracle) if oracle else None,
         ctx.dir("evaluate"),
         Path(champion_ranker) if champion_ranker else None,
+        build_ts,
     )
 
 
@@ -223,6 +226,7 @@ def register(
     validation: dict[str, dict[str, float]],
     chosen: str,
     gate_report: dict[str, Any],
+    serving_reference: str,
 ) -> dict[str, Any]:
     """Assemble the bundle; register it (champion if there is none yet, else challenger)
     only when every gate passed."""
@@ -236,6 +240,7 @@ def register(
                      ("reference.json", "reference/features.json")):  # fmt: skip
         (bundle / dst).parent.mkdir(exist_ok=True)
         shutil.copy(Path(ranker).parent / src, bundle / dst)
+    shutil.copy(serving_reference, bundle / "reference" / "serving.json")  # the drift baseline
     metrics = {f"validation.{k}": v for k, v in validation[chosen].items()}
     manifest = Manifest(
         model_name=ctx.settings.registry.model_name,
@@ -265,15 +270,14 @@ def register(
 
 
 def write_reference(train: pd.DataFrame, path: Path, deciles: int = 10) -> None:
-    """The training window's distribution of every model input: decile edges (the bucket
-    edges serving's feature histograms use, so drift monitors compare like with like),
-    missing rate and range."""
+    """The training window's distribution of every model input: bin edges (its range and
+    deciles: the buckets of serving's feature histograms, `vidrec.features.bins`), missing
+    rate and range."""
     x = as_float_matrix(train, FEATURES)
-    qs = np.linspace(0, 1, deciles + 1)[1:-1]
     ref = {}
     for j, name in enumerate(FEATURES.model_inputs):
         col = x[:, j][np.isfinite(x[:, j])]
-        edges = np.unique(np.quantile(col, qs)) if len(col) else np.array([])
+        edges = range_edges(col, deciles)
         ref[name] = {
             "edges": [float(e) for e in edges],
             "missing_rate": float(1 - len(col) / max(len(x), 1)),

@@ -1,0 +1,264 @@
+"""`vidrec bench drift`: how the drift monitor does on the simulator's scenarios.
+
+Per scenario (none, interest-shift, new-market, catalog-surge): simulate a
+platform whose change starts on `onset_day`, train on the log up to two days
+before it (the pipeline also writes the drift reference), then replay the
+logged requests after that cut through the serving path offline, window by
+window, and assess each window against the reference exactly as `vidrec
+monitor` does (same bins, same detector, same correction). Reports the false
+alarm rate (share of drifting windows where nothing changed: every window of
+`none`, and the pre-onset windows of the others), the detection delay in windows
+after onset, and which features flag; plots p-values over time, onset marked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from vidrec.config import DAY, T0, MonitoringConfig, Settings, sim_config
+from vidrec.data.simulate import simulate
+from vidrec.features.bins import FeatureBins, score_bins
+from vidrec.features.definitions import FEATURES
+from vidrec.models.faiss_ivf import IvfIndex
+from vidrec.models.two_tower import Towers
+from vidrec.monitoring.assess import Assessment, Window, assess
+from vidrec.monitoring.detector import BinnedDetector
+from vidrec.monitoring.reference import Reference
+from vidrec.training.data import read_videos
+from vidrec.training.evaluate import load_rankers
+from vidrec.training.retrieval_eval import CONTEXT
+from vidrec.training.run import run_training
+from vidrec.training.serving_reference import ServedRows, as_snapshot, serve_offline
+
+SCENARIOS = ("none", "interest-shift", "new-market", "catalog-surge")
+# time column of each table: the training copy keeps what was known before the cut
+TIME_COLUMNS = {"impressions": "ts", "watches": "label_ts", "users": "signup_ts",
+                "videos": "upload_ts"}  # fmt: skip
+PRE_ONSET_DAYS = 2
+BENCH_TRAIN = {"validation_days": 1.0, "test_days": 1.0, "retrieval_epochs": 2,
+               "ranker_rounds": 100, "eval_requests": 200}  # fmt: skip
+ID_STRIDE = 10**12  # request ids of window i are shifted by i * this
+
+
+def run(
+    settings: Settings,
+    out: Path,
+    scale: str = "small",
+    days: int = 14,
+    onset_day: int = 10,
+    window_hours: float = 4.0,
+    window_requests: int = 100,
+    seed: int = 0,
+    tick: Callable[[str], None] = lambda _s: None,
+) -> dict[str, Any]:
+    from vidrec.monitoring.alibi_detector import ChiSquareDetector
+
+    t0 = time.perf_counter()
+    # a short log per scenario: one day each for validation and test, a quick model
+    train = settings.train.model_copy(update=BENCH_TRAIN)
+    settings = settings.model_copy(update={"train": train})
+    cfg = settings.monitoring.model_copy(update={"min_requests": min(window_requests, 50)})
+    results = {}
+    for scenario in SCENARIOS:
+        tick(scenario)
+        results[scenario] = _scenario(settings, cfg, ChiSquareDetector(), out / scenario, scale,
+                                      days, onset_day, window_hours, window_requests, seed,
+                                      scenario)  # fmt: skip
+    report = {
+        "scale": scale,
+        "train": BENCH_TRAIN,
+        "days": days,
+        "onset_day": onset_day,
+        "window_hours": window_hours,
+        "window_requests": window_requests,
+        "p_value": cfg.p_value,
+        "correction": cfg.correction,
+        "targets": {"false_alarm_rate_max": 0.01, "detection_delay_windows_max": 2},
+        "scenarios": {
+            s: {k: v for k, v in r.items() if k != "windows"} for s, r in results.items()
+        },
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "drift.json").write_text(json.dumps({**report, "windows": {
+        s: r["windows"] for s, r in results.items()}}, indent=1))  # fmt: skip
+    _plot(results, report, out / "drift.png")
+    return {**report, "report": str(out / "drift.json"), "plot": str(out / "drift.png")}
+
+
+def _without(d: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k != key}
+
+
+def _scenario(
+    settings: Settings,
+    cfg: MonitoringConfig,
+    detector: BinnedDetector,
+    out: Path,
+    scale: str,
+    days: int,
+    onset_day: int,
+    window_hours: float,
+    window_requests: int,
+    seed: int,
+    scenario: str,
+) -> dict[str, Any]:
+    shutil.rmtree(out, ignore_errors=True)
+    sim = out / "sim"
+    simulate(sim_config(scale, {"days": days, "scenario_day": onset_day}), scenario, seed, sim)  # type: ignore[arg-type]
+    cut = T0 + (onset_day - PRE_ONSET_DAYS) * DAY
+    trained = _train(settings, sim, cut, out)
+    onset = T0 + onset_day * DAY
+    frame, edges = _requests(settings, sim, cut, window_hours, window_requests, seed)
+    ends = np.asarray(edges[1:])[frame.window.to_numpy()]  # each window served at its end
+    rows = serve_offline(settings, sim, trained["towers"], trained["index"],
+                         as_snapshot(frame, ends), read_videos(sim), trained["ranker"])  # fmt: skip
+    bins = FeatureBins.load(trained["edges"], FEATURES.model_inputs)
+    windows = []
+    for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        ids = frame.request_id[frame.window == i].to_numpy()
+        a = assess(trained["reference"], _window(rows, ids, bins), cfg, detector)
+        windows.append(_row(i, lo, hi, onset, a))
+    return _summary(scenario, windows, onset)
+
+
+def _train(settings: Settings, sim: Path, cut: int, out: Path) -> dict[str, Any]:
+    """The pipeline (up to evaluate: no registry) on the log as it was at `cut`."""
+    data = out / "train-data"
+    data.mkdir(parents=True)
+    for table, col in TIME_COLUMNS.items():
+        t = pq.read_table(sim / f"{table}.parquet")
+        pq.write_table(t.filter(pd.Series(t.column(col).to_numpy() < cut).to_numpy()),
+                       data / f"{table}.parquet")  # fmt: skip
+    shutil.copy(sim / "manifest.json", data / "manifest.json")
+    run_dir = out / "run"
+    run_training(settings, data, run_dir=run_dir, until="evaluate")
+    rec = json.loads((run_dir / "run.json").read_text())
+    outputs = {s["name"]: s["outputs"] for s in rec["steps"]}
+    models = Path(outputs["train_ranker"]["models"])
+    chosen = outputs["train_ranker"]["chosen"]
+    reference_dir = out / "reference"
+    (reference_dir / "reference").mkdir(parents=True)
+    shutil.copy(models / "reference.json", reference_dir / "reference" / "features.json")
+    shutil.copy(outputs["evaluate"]["serving_reference"],
+                reference_dir / "reference" / "serving.json")  # fmt: skip
+    return {
+        "towers": Towers.load(Path(outputs["train_retrieval"]["retrieval"])),
+        "index": IvfIndex.load(Path(outputs["build_index"]["index"])),
+        "ranker": load_rankers(models)[chosen],
+        "edges": models / "reference.json",
+        "reference": Reference.load(reference_dir, "bench", created_at=cut),
+    }
+
+
+def _requests(
+    settings: Settings, sim: Path, cut: int, window_hours: float, per_window: int, seed: int
+) -> tuple[pd.DataFrame, list[int]]:
+    """Per window ending at e (every `window_hours` after the cut): up to `per_window`
+    logged requests from [e - reference_window_s, e), as the reference draws its users;
+    request ids made unique per window (windows overlap)."""
+    span = settings.train.reference_window_s
+    step = int(window_hours * 3600)
+    log = pd.read_parquet(sim / "impressions.parquet", columns=list(CONTEXT),
+                          filters=[("ts", ">=", cut - span)])  # fmt: skip
+    log = log.drop_duplicates("request_id")
+    ends = list(range(cut + step, int(log.ts.max()) + 2, step))
+    frames = []
+    for i, e in enumerate(ends):
+        pool = log[(log.ts >= e - span) & (log.ts < e)]
+        picked = pool.sample(min(per_window, len(pool)), random_state=seed + i)
+        frames.append(picked.assign(window=i, request_id=picked.request_id + i * ID_STRIDE))
+    return pd.concat(frames, ignore_index=True).sort_values("request_id"), [cut, *ends]
+
+
+def _window(rows: ServedRows, ids: Any, bins: FeatureBins) -> Window:
+    mask = np.isin(rows.request_id, ids)
+    binned = bins.count(rows.x[mask])
+    return Window(
+        requests=float(len(ids)),
+        features={n: np.asarray(b.counts) for n, b in binned.items()},
+        missing={n: float(b.missing) for n, b in binned.items()},
+        score=np.asarray(score_bins(rows.scores[mask]).counts),
+    )
+
+
+def _row(i: int, lo: int, hi: int, onset: int, a: Assessment) -> dict[str, Any]:
+    return {
+        "window": i,
+        "end_day": round((hi - T0) / DAY, 3),
+        "after_onset": hi > onset,  # its window ends after onset
+        "status": a.status,
+        "requests": a.requests,
+        "drifting": a.drifting,
+        "prediction_drift": a.prediction_drifted,
+        "p_values": {f.feature: f.p_value for f in a.features},
+        "prediction_p_value": a.prediction.p_value,
+    }
+
+
+def _summary(scenario: str, windows: list[dict[str, Any]], onset: int) -> dict[str, Any]:
+    tested = [w for w in windows if w["status"] != "insufficient_data"]
+    quiet = [w for w in tested if scenario == "none" or not w["after_onset"]]
+    alarms = [w for w in quiet if w["status"] == "drift"]
+    after = [w for w in tested if w["after_onset"]] if scenario != "none" else []
+    first = next((k for k, w in enumerate(after) if w["status"] == "drift"), None)
+    detected = round(sum(w["status"] == "drift" for w in after) / len(after), 3) if after else None
+    flagged: dict[str, int] = {}
+    for w in after:
+        for f in w["drifting"] + (["predictions"] if w["prediction_drift"] else []):
+            flagged[f] = flagged.get(f, 0) + 1
+    return {
+        "windows_tested": len(tested),
+        "windows_insufficient": len(windows) - len(tested),
+        "false_alarm_windows": len(alarms),
+        "false_alarm_rate": round(len(alarms) / len(quiet), 4) if quiet else None,
+        "quiet_windows": len(quiet),
+        "detection_delay_windows": first,  # 0: the first window after onset flagged
+        "windows_after_onset": len(after),
+        "detected_share_after_onset": detected,
+        "features_flagged_after_onset": dict(sorted(flagged.items(), key=lambda kv: -kv[1])),
+        "windows": windows,
+    }
+
+
+def _plot(results: dict[str, Any], report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(results), 1, figsize=(9, 2.6 * len(results)), sharex=True)
+    onset = report["onset_day"]
+    for ax, (scenario, r) in zip(np.atleast_1d(axes), results.items(), strict=True):
+        days = [w["end_day"] for w in r["windows"]]
+        feats = sorted({f for w in r["windows"] for f in w["p_values"]})
+        for f in feats:
+            p = [max(w["p_values"].get(f, np.nan), 1e-12) for w in r["windows"]]
+            flagged = any(f in w["drifting"] for w in r["windows"])
+            ax.plot(days, p, lw=1.2 if flagged else 0.5, alpha=1 if flagged else 0.35,
+                    label=f if flagged else None)  # fmt: skip
+        ax.axhline(report["p_value"] / max(len(feats), 1), color="k", ls=":", lw=0.8)
+        if scenario != "none":
+            ax.axvline(onset, color="r", ls="--", lw=1)
+        ax.set_yscale("log")
+        ax.set_ylabel("p-value")
+        ax.set_title(f"{scenario}: false alarms {r['false_alarm_rate']}, delay "
+                     f"{r['detection_delay_windows']} windows", fontsize=9)  # fmt: skip
+        if any(w["drifting"] for w in r["windows"]):
+            ax.legend(fontsize=6, ncol=3, loc="lower left")
+    np.atleast_1d(axes)[-1].set_xlabel(
+        "simulated day at the window's end (red: onset; dotted: Bonferroni level)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,130 @@
+"""`vidrec monitor`: every interval, each serving version's last window against its
+reference; results exported to Prometheus, every action written to an event log.
+
+The monitor reads serving only through Prometheus (the same histograms a
+dashboard shows), so it runs wherever Prometheus is reachable and never imports
+`serving`. On drift sustained in the champion it starts a retraining, whose
+gates decide whether a challenger is registered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vidrec.config import MonitoringConfig
+from vidrec.errors import VidrecError
+from vidrec.monitoring.assess import SCORE, Assessment, assess, retrain_reason, streaks
+from vidrec.monitoring.detector import BinnedDetector
+from vidrec.monitoring.metrics import MonitorMetrics
+from vidrec.monitoring.prometheus import MetricsProvider
+from vidrec.monitoring.reference import References
+from vidrec.monitoring.retrain import Retrainer
+from vidrec.monitoring.window import read_window, serving_versions
+
+log = logging.getLogger(__name__)
+
+
+class DriftMonitor:
+    def __init__(
+        self,
+        cfg: MonitoringConfig,
+        provider: MetricsProvider,
+        references: References,
+        detector: BinnedDetector,
+        retrainer: Retrainer,
+        events: Path,
+        metrics: MonitorMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg, self.provider, self.references = cfg, provider, references
+        self.detector, self.retrainer, self.clock = detector, retrainer, clock
+        self.metrics = metrics or MonitorMetrics()
+        self.events = events
+        events.parent.mkdir(parents=True, exist_ok=True)
+        self.streaks: dict[tuple[str, str], dict[str, int]] = {}
+        self.last_retrain: float | None = None
+
+    def run_once(self) -> dict[str, Any]:
+        now = self.clock()
+        event: dict[str, Any] = {"ts": round(now, 3)}
+        finished = self.retrainer.poll()
+        if finished is not None:
+            self.metrics.retrains.labels(finished["result"]).inc()
+            event["retraining_finished"] = finished
+        try:
+            event["variants"] = self._assess_all(now)
+            result = "ok" if event["variants"] else "no_data"
+        except VidrecError as exc:  # Prometheus down, bundle missing: say so, try again later
+            event["error"] = exc.to_dict()
+            result = "error"
+        self.metrics.runs.labels(result).inc()
+        event["result"] = result
+        if result == "ok":
+            event["retraining"] = self._maybe_retrain(now)
+        self.metrics.last_run.set(self.clock())
+        self._log(event)
+        return event
+
+    def _assess_all(self, now: float) -> dict[str, Any]:
+        out = {}
+        for variant, version in serving_versions(self.provider):
+            ref = self.references.get(version)
+            window = read_window(self.provider, variant, version, self.cfg.window_s)
+            a = assess(ref, window, self.cfg, self.detector)
+            key = (variant, version)
+            self.streaks[key] = streaks(self.streaks.get(key, {}), a)
+            self.metrics.record(variant, version, a, self.streaks[key], now - ref.created_at)
+            out[variant] = summary(version, a, self.streaks[key])
+        return out
+
+    def _maybe_retrain(self, now: float) -> dict[str, Any]:
+        champion = [s for (variant, _), s in self.streaks.items() if variant == "champion"]
+        streak = champion[0] if champion else {}
+        start, reason = retrain_reason(
+            streak, self.cfg, now, self.last_retrain, self.retrainer.running
+        )
+        decision: dict[str, Any] = {"started": start, "reason": reason}
+        if start:
+            self.last_retrain = now
+            decision["run"] = self.retrainer.start(reason)
+            self.metrics.retrains.labels("started").inc()
+            log.warning("retraining: %s", reason)
+        elif reason != "no sustained drift":
+            self.metrics.retrains.labels("skipped").inc()
+        return decision
+
+    def _log(self, event: dict[str, Any]) -> None:
+        with self.events.open("a") as f:
+            f.write(json.dumps(event, default=str, allow_nan=True) + "\n")
+
+    def run(self, stop: threading.Event, runs: int | None = None) -> int:
+        """Run every `interval_s` until `stop` is set (or `runs` runs are done)."""
+        done = 0
+        while not stop.is_set() and (runs is None or done < runs):
+            started = self.clock()
+            self.run_once()
+            done += 1
+            stop.wait(max(0.0, self.cfg.interval_s - (self.clock() - started)))
+        return done
+
+
+def summary(version: str, a: Assessment, streak: dict[str, int]) -> dict[str, Any]:
+    tested = [f.p_value for f in a.features if math.isfinite(f.p_value)]
+    return {
+        "version": version,
+        "status": a.status,
+        "requests": round(a.requests, 1),
+        "drifting": a.drifting,
+        "prediction_drift": a.prediction_drifted,
+        "prediction_p_value": a.prediction.p_value,
+        "streaks": {k if k != SCORE else "predictions": v for k, v in streak.items() if v},
+        "min_p_value": min(tested, default=None),
+        "skipped": a.skipped,
+    }

@@ -1,0 +1,68 @@
+"""A model version's drift reference, read from its registry bundle.
+
+`reference/features.json`: the training window's bin edges and range per
+model input; `reference/serving.json`: what the serving path produced over
+held-out requests, counted into those bins (`vidrec.training.serving_reference`).
+The monitor compares serving windows with the second, bin for bin.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidrec.errors import SchemaError
+from vidrec.monitoring.detector import Array
+from vidrec.registry.bundle import read_manifest
+from vidrec.registry.registry import Registry
+
+
+@dataclass(frozen=True)
+class Reference:
+    version: str
+    created_at: int  # when the model was trained (its staleness starts here)
+    requests: int  # the sample size behind the counts
+    features: dict[str, Array]  # counts per bin, bins as in the edges
+    missing: dict[str, int]  # NaN values per feature
+    edges: dict[str, list[float]]
+    score: Array  # top-k scores per SCORE_EDGES bin
+
+    @classmethod
+    def load(cls, bundle: Path, version: str, created_at: int | None = None) -> Reference:
+        """From a bundle (`created_at` from its manifest unless given: a bare reference
+        directory has no manifest)."""
+        path = bundle / "reference" / "serving.json"
+        if not path.exists():
+            raise SchemaError(
+                f"{path}: the bundle has no serving reference (trained before drift monitoring?)",
+                path=str(path),
+            )
+        serving: dict[str, Any] = json.loads(path.read_text())
+        edges = json.loads((bundle / "reference" / "features.json").read_text())["features"]
+        return cls(
+            version=version,
+            created_at=read_manifest(bundle).created_at if created_at is None else created_at,
+            requests=int(serving["requests"]),
+            features={n: np.asarray(f["counts"]) for n, f in serving["features"].items()},
+            missing={n: int(f["missing"]) for n, f in serving["features"].items()},
+            edges={n: list(e["edges"]) for n, e in edges.items()},
+            score=np.asarray(serving["score"]["counts"]),
+        )
+
+
+class References:
+    """Version -> Reference, downloading each bundle once from the registry."""
+
+    def __init__(self, registry: Registry, cache: Path) -> None:
+        self.registry, self.cache = registry, cache
+        self._refs: dict[str, Reference] = {}
+
+    def get(self, version: str) -> Reference:
+        if version not in self._refs:
+            bundle = self.registry.download(version, self.cache)
+            self._refs[version] = Reference.load(bundle, version)
+        return self._refs[version]

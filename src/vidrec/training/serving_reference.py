@@ -1,0 +1,119 @@
+"""What the model will see at serving, replayed offline: the drift monitor's reference.
+
+Training rows are logged impressions (what the old policy showed); serving
+ranks the two-tower's retrieval candidates plus fresh videos, a different
+population (other videos, other ages, other popularity). Comparing serving
+with training rows would flag drift on day one. So this runs the serving path
+offline - retrieve `serving.candidates` from the IVF index, add
+`serving.fresh_candidates` recent uploads, point-in-time features from the same
+pipeline, the chosen ranker - for the users and contexts of requests from the
+log's last `train.reference_window_s`, as of the data's end (the snapshot the
+online store holds), and counts the feature matrix into the training
+reference's bins (`vidrec.features.bins`, the rule serving uses) and the candidates'
+scores into the score bins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from vidrec.config import DAY, Settings
+from vidrec.features.bins import SCORE_EDGES, FeatureBins, score_bins
+from vidrec.features.definitions import FEATURES, as_float_matrix
+from vidrec.features.training_set import features_for
+from vidrec.models.ann import AnnIndex
+from vidrec.models.two_tower import Towers
+from vidrec.training.retrieval_eval import CONTEXT, candidate_rows, fresh_lists, retrieve
+
+Array = npt.NDArray[Any]
+
+
+@dataclass(frozen=True)
+class ServedRows:
+    """The model inputs and scores serving would have produced, one row per candidate."""
+
+    request_id: Array
+    x: Array  # model inputs, FEATURES.model_inputs order
+    scores: Array
+
+
+def serve_offline(
+    settings: Settings,
+    data: Path,
+    towers: Towers,
+    index: AnnIndex,
+    frame: pd.DataFrame,
+    videos: pd.DataFrame,
+    ranker: Any,
+) -> ServedRows:
+    """The serving path over `frame` (one row per request: its context)."""
+    cfg = settings.serving
+    # the user alone (video -1), as serving's retrieval reads it: features as of each ts
+    frame = features_for(data, settings.features, candidate_rows(frame, [[-1]] * len(frame)))
+    ts = frame.ts.to_numpy(np.int64)
+    upload = videos.set_index("video_id").upload_ts
+    users = towers.embed_users(frame)
+    main = retrieve(index, users, ts, upload, cfg.candidates)
+    fresh = fresh_lists(towers, videos, users, ts, cfg.fresh_days * DAY, cfg.fresh_candidates,
+                        exclude=main)  # fmt: skip
+    lists = [m + x for m, x in zip(main, fresh, strict=True)]
+    feats = features_for(data, settings.features, candidate_rows(frame, lists))
+    x = as_float_matrix(feats, FEATURES)
+    return ServedRows(feats.request_id.to_numpy(), x, np.asarray(ranker.score(feats)))
+
+
+def counts(rows: ServedRows, bins: FeatureBins, requests: int) -> dict[str, Any]:
+    """Bin counts of the model inputs and of the scores of every candidate."""
+    binned = bins.count(rows.x)
+    return {
+        "requests": requests,
+        "rows": len(rows.x),
+        "features": {n: {"counts": b.counts, "missing": b.missing} for n, b in binned.items()},
+        "score": {"edges": list(SCORE_EDGES), "counts": score_bins(rows.scores).counts},
+    }
+
+
+def as_snapshot(frame: pd.DataFrame, as_of: Any) -> pd.DataFrame:
+    """Requests re-timed to `as_of` (one time, or one per request); the caller's feature
+    join then reads the users as of that time.
+
+    The online store is a snapshot: every user arrives with all of their history up to it.
+    At their logged time the same users had less of it (a request's own watches come after
+    it), so the reference serves recent users as of the snapshot, like the store does, and
+    `vidrec traffic` draws its users from the same recent stretch of the log. What is
+    compared is who arrives, not how far into their history they are."""
+    return frame.assign(ts=np.broadcast_to(np.asarray(as_of, dtype=np.int64), len(frame)))
+
+
+def recent_requests(data: Path, start: int, end: int, n: int, seed: int) -> pd.DataFrame:
+    """Up to n logged requests with ts in [start, end): their user and context."""
+    imp = pd.read_parquet(data / "impressions.parquet", columns=list(CONTEXT),
+                          filters=[("ts", ">=", start), ("ts", "<", end)])  # fmt: skip
+    first = imp.drop_duplicates("request_id")
+    return first.sample(min(n, len(first)), random_state=seed).sort_values("request_id")
+
+
+def serving_reference(
+    settings: Settings,
+    data: Path,
+    towers: Towers,
+    index: AnnIndex,
+    frame: pd.DataFrame,
+    videos: pd.DataFrame,
+    ranker: Any,
+    edges: Path,
+    as_of: int,
+) -> dict[str, Any]:
+    """Bin counts of the serving path's model inputs and scores for the users and
+    contexts of `frame` (logged requests), as served at `as_of` (see `as_snapshot`)."""
+    rows = serve_offline(settings, data, towers, index, as_snapshot(frame, as_of), videos, ranker)
+    bins = FeatureBins.load(edges, FEATURES.model_inputs)
+    cfg = settings.serving
+    return {**counts(rows, bins, len(frame)), "candidates": cfg.candidates,
+            "fresh_candidates": cfg.fresh_candidates}  # fmt: skip

@@ -1,0 +1,169 @@
+"""The drift monitor on the real stack: `vidrec serve` (Ray Serve behind KServe), a real
+Prometheus scraping it and the monitor with the generated config and rules, simulated
+traffic with feedback. Normal traffic stays quiet; injected new-market traffic makes the
+drift metric and its alert fire and starts a retraining that registers a challenger."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import start_http_server
+
+from serving_server import start_server
+from vidrec.config import AlertConfig, MonitoringConfig, load_settings
+from vidrec.monitoring.alibi_detector import ChiSquareDetector
+from vidrec.monitoring.metrics import MonitorMetrics
+from vidrec.monitoring.monitor import DriftMonitor
+from vidrec.monitoring.prometheus import PrometheusProvider
+from vidrec.monitoring.prometheus_server import PrometheusProcess, free_port
+from vidrec.monitoring.reference import References
+from vidrec.monitoring.retrain import LocalRetrainer
+from vidrec.monitoring.rules import write_prometheus_files
+from vidrec.registry.registry import open_registry
+from vidrec.traffic.replay import Drift, replay
+from vidrec.traffic.users import SimulatedUsers
+
+pytestmark = pytest.mark.integration
+
+WINDOW_S = 6
+RATE = 30.0
+
+
+@pytest.fixture(scope="module")
+def stack(
+    served_models: dict[str, Any], small_sim: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("monitoring")
+    settings = load_settings(served_models["tmp"] / "cfg.toml")
+    registry = open_registry(settings.registry)
+    with start_server(served_models, "fused", name="monitoring") as server:
+        cfg = MonitoringConfig(
+            serving_target=f"127.0.0.1:{server['port']}",
+            monitor_port=free_port(),
+            scrape_interval_s=1,
+            window_s=WINDOW_S,
+            min_requests=60,
+            sustained_windows=2,
+            retrain_data=small_sim,
+            alerts=AlertConfig(rule_window_s=5, alert_for_s=0),
+        )
+        files = write_prometheus_files(cfg, tmp / "prometheus")
+        with PrometheusProcess(files["prometheus.yml"], tmp / "tsdb") as prom:
+            metrics = MonitorMetrics()
+            http, _ = start_http_server(cfg.monitor_port, "127.0.0.1", registry=metrics.registry)
+            monitor = DriftMonitor(
+                cfg.model_copy(update={"prometheus_url": prom.url}),
+                PrometheusProvider(prom.url),
+                References(registry, tmp / "bundles"),
+                ChiSquareDetector(),
+                LocalRetrainer(small_sim, served_models["tmp"] / "cfg.toml", tmp / "runs"),
+                tmp / "events.jsonl",
+                metrics,
+            )
+            scraped = PrometheusProvider(prom.url)
+            try:
+                _eventually(lambda: bool(scraped.query("vidrec_model_info")), timeout_s=30)
+            except AssertionError:
+                targets = httpx.get(f"{prom.url}/api/v1/targets", timeout=5).json()
+                pytest.fail(f"Prometheus has no vidrec_model_info: targets {targets}")
+            try:
+                yield {"server": server, "prom": PrometheusProvider(prom.url),
+                       "monitor": monitor, "registry": registry, "sim": small_sim,
+                       "events": tmp / "events.jsonl"}  # fmt: skip
+            finally:
+                http.shutdown()
+                registry.set_alias("challenger", 2)  # the serving tests expect v2 there
+
+
+def windows(s: dict[str, Any], n: int, drift: Drift | None, seed: int) -> list[dict[str, Any]]:
+    """n monitor runs, one per window, while simulated traffic flows."""
+    users = SimulatedUsers.load(s["sim"])
+    duration = n * WINDOW_S + 2.0
+    traffic = threading.Thread(
+        target=replay,
+        args=(s["server"]["url"], users, RATE, duration),
+        kwargs={"seed": seed, "drift": drift},
+    )
+    traffic.start()
+    runs = []
+    try:
+        for _ in range(n):
+            time.sleep(WINDOW_S)
+            runs.append(s["monitor"].run_once())
+    finally:
+        traffic.join()
+    return runs
+
+
+def test_no_traffic_is_insufficient_data_not_no_drift(stack: dict[str, Any]) -> None:
+    run = stack["monitor"].run_once()
+    assert run["result"] == "ok"
+    assert run["variants"]["champion"]["status"] == "insufficient_data"
+    got = stack["prom"].query('vidrec_drift_insufficient_data{variant="champion"}')
+    _eventually(lambda: _one(stack, 'vidrec_drift_insufficient_data{variant="champion"}') == 1)
+    assert got is not None
+
+
+def test_normal_traffic_stays_quiet(stack: dict[str, Any]) -> None:
+    runs = windows(stack, 3, None, seed=1)
+    for run in runs[1:]:  # the first window may still hold the idle seconds before traffic
+        champion = run["variants"]["champion"]
+        assert champion["status"] == "ok", champion
+        assert champion["drifting"] == [] and not champion["prediction_drift"]
+        assert run["retraining"]["started"] is False
+    assert not stack["prom"].query('ALERTS{alertname=~"VidrecFeatureDrift|VidrecPredictionDrift"}')
+
+
+def test_new_market_drift_fires_the_alert_and_registers_a_challenger(
+    stack: dict[str, Any],
+) -> None:
+    before = {v.version for v in stack["registry"].versions()}
+    runs = windows(stack, 3, Drift(share=0.6), seed=2)
+    champion = [r["variants"]["champion"] for r in runs]
+    assert all(c["status"] == "drift" for c in champion[1:]), champion
+    started = [r for r in runs if r["retraining"]["started"]]
+    assert len(started) == 1, "one retraining per cooldown"
+    assert "sustained drift over 2 windows" in started[0]["retraining"]["reason"]
+    _eventually(lambda: _one(stack, 'max(vidrec_drift_windows{variant="champion"})') >= 2)
+    firing = 'ALERTS{alertname="VidrecFeatureDrift",alertstate="firing",variant="champion"}'
+    _eventually(lambda: bool(stack["prom"].query(firing)))
+    finished = _wait_retraining(stack["monitor"], timeout_s=600)
+    assert finished["result"] == "registered", finished
+    assert finished["alias"] == "challenger"
+    new = stack["registry"].get("challenger")
+    assert new.version not in before
+    assert stack["registry"].get("champion").version == 1  # never touched
+    events = [json.loads(x) for x in stack["events"].read_text().splitlines()]
+    assert any(e.get("retraining_finished", {}).get("result") == "registered" for e in events)
+
+
+def _wait_retraining(monitor: DriftMonitor, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done = monitor.retrainer.poll()
+        if done is not None:
+            monitor._log({"retraining_finished": done})
+            return done
+        time.sleep(2)
+    pytest.fail("the retraining did not finish in time")
+
+
+def _one(s: dict[str, Any], promql: str) -> float:
+    got = s["prom"].query(promql)
+    return got[0].value if got else float("nan")
+
+
+def _eventually(check: Any, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    assert check()
