@@ -62,6 +62,7 @@ bench: install ## Feature, training and serving benchmarks (JSON + PNG in out/be
 	$(BIN)/vidrec bench features --scales demo,large --json
 	$(BIN)/vidrec bench train --scale demo --sizes 100000,1000000 --json
 	$(BIN)/vidrec bench serve --config out/demo/vidrec.toml --json
+	$(BIN)/vidrec bench drift --days 42 --onset-day 36 --json
 
 serve: install ## Serve the demo's champion on 127.0.0.1:8080 (run make demo first)
 	$(BIN)/vidrec serve --config out/demo/vidrec.toml --routes out/demo/serve/routes.json

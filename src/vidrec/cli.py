@@ -432,8 +432,8 @@ def bench_serve(
 @bench_app.command("drift")
 def bench_drift(
     scale: str = typer.Option("small", help="simulated platform size"),
-    days: int = typer.Option(14, min=6, help="simulated days per scenario"),
-    onset_day: int = typer.Option(10, min=4, help="day the scenario's change starts"),
+    days: int = typer.Option(42, min=6, help="simulated days per scenario"),
+    onset_day: int = typer.Option(36, min=4, help="day the scenario's change starts"),
     window_hours: float = typer.Option(4.0, min=0.5, help="monitor window (simulated hours)"),
     window_requests: int = typer.Option(100, min=10, help="requests sampled per window"),
     out: Path = typer.Option(Path("out/bench"), help="report directory"),

@@ -86,14 +86,16 @@ def windows(s: dict[str, Any], n: int, drift: Drift | None, seed: int) -> list[d
     """n monitor runs, one per window, while simulated traffic flows."""
     users = SimulatedUsers.load(s["sim"])
     duration = n * WINDOW_S + 2.0
+    flowing = threading.Event()
     traffic = threading.Thread(
         target=replay,
         args=(s["server"]["url"], users, RATE, duration),
-        kwargs={"seed": seed, "drift": drift},
+        kwargs={"seed": seed, "drift": drift, "tick": lambda _n: flowing.set()},
     )
     traffic.start()
     runs = []
     try:
+        assert flowing.wait(30), "no traffic answered in 30 s"
         for _ in range(n):
             time.sleep(WINDOW_S)
             runs.append(s["monitor"].run_once())

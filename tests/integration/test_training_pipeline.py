@@ -135,6 +135,7 @@ def test_failed_gates_say_which_and_by_how_much_and_register_nothing(
         inputs["validation"],
         inputs["chosen"],
         bad_schema["gate_report"],
+        rec["register"]["inputs"]["serving_reference"],
     )
     assert r["registered"] is False and any(f.startswith("schema:") for f in r["failed"])
     assert len(open_registry(settings.registry).versions()) == before

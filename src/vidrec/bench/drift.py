@@ -38,7 +38,7 @@ from vidrec.training.data import read_videos
 from vidrec.training.evaluate import load_rankers
 from vidrec.training.retrieval_eval import CONTEXT
 from vidrec.training.run import run_training
-from vidrec.training.serving_reference import ServedRows, as_snapshot, serve_offline
+from vidrec.training.serving_reference import OfflineServing, ServedRows, as_snapshot
 
 SCENARIOS = ("none", "interest-shift", "new-market", "catalog-surge")
 # time column of each table: the training copy keeps what was known before the cut
@@ -54,8 +54,8 @@ def run(
     settings: Settings,
     out: Path,
     scale: str = "small",
-    days: int = 14,
-    onset_day: int = 10,
+    days: int = 42,
+    onset_day: int = 36,
     window_hours: float = 4.0,
     window_requests: int = 100,
     seed: int = 0,
@@ -121,8 +121,9 @@ def _scenario(
     onset = T0 + onset_day * DAY
     frame, edges = _requests(settings, sim, cut, window_hours, window_requests, seed)
     ends = np.asarray(edges[1:])[frame.window.to_numpy()]  # each window served at its end
-    rows = serve_offline(settings, sim, trained["towers"], trained["index"],
-                         as_snapshot(frame, ends), read_videos(sim), trained["ranker"])  # fmt: skip
+    path = OfflineServing(settings, sim, trained["towers"], trained["index"], read_videos(sim),
+                          trained["ranker"])  # fmt: skip
+    rows = path.serve(as_snapshot(frame, ends))
     bins = FeatureBins.load(trained["edges"], FEATURES.model_inputs)
     windows = []
     for i, (lo, hi) in enumerate(itertools.pairwise(edges)):

@@ -43,7 +43,11 @@ from vidrec.training.retrieval_eval import (
     fresh_lists,
     retrieve,
 )
-from vidrec.training.serving_reference import recent_requests, serving_reference
+from vidrec.training.serving_reference import (
+    OfflineServing,
+    recent_requests,
+    serving_reference,
+)
 
 COLD_USER_DAYS = 7.0
 FRESH_S = 3 * DAY  # "fresh" videos: uploaded in the last three days
@@ -144,8 +148,8 @@ def evaluate_run(
     as_of = build_ts or windows["test"][1]
     recent = recent_requests(data, as_of - cfg.reference_window_s, as_of,
                              cfg.reference_requests, cfg.seed)  # fmt: skip
-    reference = serving_reference(settings, data, towers, ann, recent, videos, rankers[chosen],
-                                  models / "reference.json", as_of)  # fmt: skip
+    path = OfflineServing(settings, data, towers, ann, videos, rankers[chosen])
+    reference = serving_reference(path, recent, models / "reference.json", as_of)
     candidates: dict[str, Any] = {}
     if oracle is not None:
         candidates = _candidates(settings, data, towers, ann, req, videos, rankers_test, oracle)

@@ -43,29 +43,32 @@ class ServedRows:
     scores: Array
 
 
-def serve_offline(
-    settings: Settings,
-    data: Path,
-    towers: Towers,
-    index: AnnIndex,
-    frame: pd.DataFrame,
-    videos: pd.DataFrame,
-    ranker: Any,
-) -> ServedRows:
-    """The serving path over `frame` (one row per request: its context)."""
-    cfg = settings.serving
-    # the user alone (video -1), as serving's retrieval reads it: features as of each ts
-    frame = features_for(data, settings.features, candidate_rows(frame, [[-1]] * len(frame)))
-    ts = frame.ts.to_numpy(np.int64)
-    upload = videos.set_index("video_id").upload_ts
-    users = towers.embed_users(frame)
-    main = retrieve(index, users, ts, upload, cfg.candidates)
-    fresh = fresh_lists(towers, videos, users, ts, cfg.fresh_days * DAY, cfg.fresh_candidates,
-                        exclude=main)  # fmt: skip
-    lists = [m + x for m, x in zip(main, fresh, strict=True)]
-    feats = features_for(data, settings.features, candidate_rows(frame, lists))
-    x = as_float_matrix(feats, FEATURES)
-    return ServedRows(feats.request_id.to_numpy(), x, np.asarray(ranker.score(feats)))
+@dataclass(frozen=True)
+class OfflineServing:
+    """One trained model's serving path, run offline on a log's point-in-time features."""
+
+    settings: Settings
+    data: Path  # the log the features are joined from
+    towers: Towers
+    index: AnnIndex
+    videos: pd.DataFrame
+    ranker: Any
+
+    def serve(self, frame: pd.DataFrame) -> ServedRows:
+        """The serving path over `frame` (one row per request: its context)."""
+        cfg, fcfg = self.settings.serving, self.settings.features
+        # the user alone (video -1), as serving's retrieval reads it: features as of each ts
+        users_f = features_for(self.data, fcfg, candidate_rows(frame, [[-1]] * len(frame)))
+        ts = users_f.ts.to_numpy(np.int64)
+        upload = self.videos.set_index("video_id").upload_ts
+        users = self.towers.embed_users(users_f)
+        main = retrieve(self.index, users, ts, upload, cfg.candidates)
+        fresh = fresh_lists(self.towers, self.videos, users, ts, cfg.fresh_days * DAY,
+                            cfg.fresh_candidates, exclude=main)  # fmt: skip
+        lists = [m + x for m, x in zip(main, fresh, strict=True)]
+        feats = features_for(self.data, fcfg, candidate_rows(users_f, lists))
+        x = as_float_matrix(feats, FEATURES)
+        return ServedRows(feats.request_id.to_numpy(), x, np.asarray(self.ranker.score(feats)))
 
 
 def counts(rows: ServedRows, bins: FeatureBins, requests: int) -> dict[str, Any]:
@@ -100,20 +103,12 @@ def recent_requests(data: Path, start: int, end: int, n: int, seed: int) -> pd.D
 
 
 def serving_reference(
-    settings: Settings,
-    data: Path,
-    towers: Towers,
-    index: AnnIndex,
-    frame: pd.DataFrame,
-    videos: pd.DataFrame,
-    ranker: Any,
-    edges: Path,
-    as_of: int,
+    path: OfflineServing, frame: pd.DataFrame, edges: Path, as_of: int
 ) -> dict[str, Any]:
     """Bin counts of the serving path's model inputs and scores for the users and
     contexts of `frame` (logged requests), as served at `as_of` (see `as_snapshot`)."""
-    rows = serve_offline(settings, data, towers, index, as_snapshot(frame, as_of), videos, ranker)
+    rows = path.serve(as_snapshot(frame, as_of))
     bins = FeatureBins.load(edges, FEATURES.model_inputs)
-    cfg = settings.serving
+    cfg = path.settings.serving
     return {**counts(rows, bins, len(frame)), "candidates": cfg.candidates,
             "fresh_candidates": cfg.fresh_candidates}  # fmt: skip
