@@ -1,21 +1,30 @@
 """`make demo` / `vidrec demo`: the lifecycle on embedded defaults, one step at a time.
 
 Today: simulate a platform, build the point-in-time training set, prove the
-leakage guard and the skew check on it, then run the training pipeline and
-register its model as the champion in a fresh embedded registry. Later
-stages (serve, monitor, roll out) append their steps here.
+leakage guard and the skew check on it, run the training pipeline and register
+its model as the champion in a fresh embedded registry, then serve it under a
+real Prometheus and the drift monitor: normal simulated users, then an injected
+new market, which the monitor flags, alerts on and retrains for. The rollout
+appends its steps here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from vidrec.config import FeatureConfig, sim_config
 from vidrec.data.simulate import simulate
-from vidrec.errors import LeakageError
+from vidrec.errors import LeakageError, NotReady
 from vidrec.features.definitions import FEATURES
 from vidrec.features.leaky import leaky_feature_set
 from vidrec.features.skew import check_skew
@@ -46,7 +55,14 @@ def run(out: Path, scale: str = "demo", seed: int = 0) -> dict[str, Any]:
     steps["leakage_guard"] = _leakage_demo(out, cfg)
     steps["train"] = _train(out, cfg)
     steps["online_store"] = _materialize(out)
+    steps["monitoring"] = m = _monitoring(out)
     ok = skew["passed"] and steps["leakage_guard"]["rejected"] and steps["train"]["registered"]
+    ok = (
+        ok
+        and m["normal_quiet"]
+        and m["drift_detected"]
+        and "VidrecFeatureDrift" in m["alerts_firing"]
+    )
     return {
         "ok": ok,
         "out": str(out),
@@ -111,3 +127,137 @@ def _leakage_demo(out: Path, cfg: FeatureConfig) -> dict[str, Any]:
     except LeakageError as exc:
         return {"rejected": True, "features": exc.details.get("features"), "message": exc.message}
     return {"rejected": False}
+
+
+def _monitoring(out: Path, rate: float = 25.0, window_s: int = 10) -> dict[str, Any]:
+    """Serve the champion, scrape it and the drift monitor with a real Prometheus, drive
+    simulated users for two windows, then inject the new-market drift for three: the
+    monitor flags it, `VidrecFeatureDrift` fires, and a retraining runs through the gates."""
+    from vidrec.config import AlertConfig, MonitoringConfig, load_settings
+    from vidrec.monitoring.prometheus_server import PrometheusProcess, free_port
+    from vidrec.monitoring.rules import write_prometheus_files
+
+    settings_file = (out / "vidrec.toml").resolve()
+    mon = out / "monitor"
+    shutil.rmtree(mon, ignore_errors=True)
+    port = free_port()
+    cfg = MonitoringConfig(
+        serving_target=f"127.0.0.1:{port}", monitor_port=free_port(), scrape_interval_s=1,
+        window_s=window_s, interval_s=window_s, min_requests=int(rate * window_s / 3),
+        sustained_windows=2, retrain_data=(out / "sim").resolve(),
+        alerts=AlertConfig(rule_window_s=window_s, alert_for_s=0),
+    )  # fmt: skip
+    files = write_prometheus_files(cfg, mon / "prometheus")
+    with _served(out, settings_file, port) as url, \
+            PrometheusProcess(files["prometheus.yml"], mon / "tsdb") as prom:  # fmt: skip
+        cfg = cfg.model_copy(update={"prometheus_url": prom.url})
+        return _drift_demo(out, load_settings(settings_file), cfg, settings_file, url, rate)
+
+
+@contextlib.contextmanager
+def _served(out: Path, settings_file: Path, port: int) -> Iterator[str]:
+    """`vidrec serve` as users run it, in its own process group (Ray in an isolated HOME)."""
+    home = (out / "monitor" / "home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    log = open(out / "monitor" / "serve.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vidrec", "serve", "--port", str(port), "--config",
+         str(settings_file), "--routes", str((out / "monitor" / "routes.json").resolve())],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HOME": str(home)},
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while not _ready(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise NotReady(f"vidrec serve did not start; see {out / 'monitor' / 'serve.log'}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def _ready(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/v2/models/vidrec/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _drift_demo(
+    out: Path, settings: Any, cfg: Any, settings_file: Path, url: str, rate: float
+) -> dict[str, Any]:
+    from prometheus_client import start_http_server
+
+    from vidrec.monitoring.alibi_detector import ChiSquareDetector
+    from vidrec.monitoring.metrics import MonitorMetrics
+    from vidrec.monitoring.monitor import DriftMonitor
+    from vidrec.monitoring.prometheus import PrometheusProvider
+    from vidrec.monitoring.reference import References
+    from vidrec.monitoring.retrain import LocalRetrainer
+    from vidrec.registry.registry import open_registry
+    from vidrec.traffic.replay import Drift, replay
+    from vidrec.traffic.users import SimulatedUsers
+
+    mon, prom = out / "monitor", PrometheusProvider(cfg.prometheus_url)
+    metrics = MonitorMetrics()
+    http, _ = start_http_server(cfg.monitor_port, "127.0.0.1", registry=metrics.registry)
+    monitor = DriftMonitor(
+        cfg, prom, References(open_registry(settings.registry), mon / "bundles"),
+        ChiSquareDetector(), LocalRetrainer(cfg.retrain_data, settings_file, mon / "runs"),
+        mon / "events.jsonl", metrics,
+    )  # fmt: skip
+    users = SimulatedUsers.load(out / "sim")
+    normal, drifted = 2, 3
+    traffic: dict[str, Any] = {}
+    drive = threading.Thread(target=lambda: traffic.update(replay(
+        url, users, rate, (normal + drifted) * cfg.window_s + 2, drift=Drift(
+            0.6, after=int(normal * cfg.window_s * rate)))))  # fmt: skip
+    try:
+        drive.start()
+        runs = []
+        for _ in range(normal + drifted):
+            time.sleep(cfg.window_s)
+            runs.append(monitor.run_once())
+        drive.join()
+        alerts = _firing(prom, timeout_s=15)
+        finished = _await_retraining(monitor, timeout_s=900)
+    finally:
+        http.shutdown()
+    champion = [r.get("variants", {}).get("champion", {}) for r in runs]
+    statuses = [c.get("status") for c in champion]
+    return {
+        "windows": statuses,
+        "normal_quiet": all(s != "drift" for s in statuses[1:normal]),
+        "drift_detected": any(s == "drift" for s in statuses[normal:]),
+        "drifting_features": sorted({f for s in champion[normal:] for f in s.get("drifting", [])}),
+        "alerts_firing": alerts,
+        "retraining": finished,
+        "traffic": {k: traffic.get(k) for k in ("ok", "status", "newcomer_requests")},
+        "events": str(mon / "events.jsonl"),
+    }  # fmt: skip
+
+
+def _firing(prom: Any, timeout_s: float) -> list[str]:
+    """Alerts firing once the monitor's last results are scraped and the rules evaluated."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        names = sorted({s.labels["alertname"] for s in prom.query('ALERTS{alertstate="firing"}')})
+        if "VidrecFeatureDrift" in names or time.monotonic() > deadline:
+            return names
+        time.sleep(1)
+
+
+def _await_retraining(monitor: Any, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while monitor.retrainer.running and time.monotonic() < deadline:
+        time.sleep(2)
+    return monitor.run_once().get("retraining_finished") or {"result": "none started"}
