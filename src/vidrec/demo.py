@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vidrec.config import FeatureConfig, sim_config
 from vidrec.data.simulate import simulate
 from vidrec.errors import LeakageError, NotReady
@@ -219,13 +221,14 @@ def _drift_demo(
     normal, drifted = 2, 3
     traffic: dict[str, Any] = {}
     drive = threading.Thread(target=lambda: traffic.update(replay(
-        url, users, rate, (normal + drifted) * cfg.window_s + 2, drift=Drift(
+        url, users, rate, (normal + drifted) * cfg.window_s + 6, drift=Drift(
             0.6, after=int(normal * cfg.window_s * rate)))))  # fmt: skip
+    monitor.detector.test([np.ones(2, int)], [np.ones(2, int)])  # import Alibi Detect now
     try:
         drive.start()
-        runs = []
-        for _ in range(normal + drifted):
-            time.sleep(cfg.window_s)
+        t0, runs = time.monotonic(), []
+        for k in range(1, normal + drifted + 1):  # on the clock: windows stay on the traffic
+            time.sleep(max(0.0, t0 + k * cfg.window_s - time.monotonic()))
             runs.append(monitor.run_once())
         drive.join()
         alerts = _firing(prom, timeout_s=15)

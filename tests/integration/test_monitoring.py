@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from prometheus_client import start_http_server
 
@@ -85,7 +86,7 @@ def stack(
 def windows(s: dict[str, Any], n: int, drift: Drift | None, seed: int) -> list[dict[str, Any]]:
     """n monitor runs, one per window, while simulated traffic flows."""
     users = SimulatedUsers.load(s["sim"])
-    duration = n * WINDOW_S + 2.0
+    duration = n * WINDOW_S + 6.0  # outlasts the last window, which starts at the first answer
     flowing = threading.Event()
     traffic = threading.Thread(
         target=replay,
@@ -94,10 +95,12 @@ def windows(s: dict[str, Any], n: int, drift: Drift | None, seed: int) -> list[d
     )
     traffic.start()
     runs = []
+    s["monitor"].detector.test([np.ones(2, int)], [np.ones(2, int)])  # import Alibi Detect now
     try:
         assert flowing.wait(30), "no traffic answered in 30 s"
-        for _ in range(n):
-            time.sleep(WINDOW_S)
+        t0 = time.monotonic()
+        for k in range(1, n + 1):  # on the clock: a slow run must not shift the windows
+            time.sleep(max(0.0, t0 + k * WINDOW_S - time.monotonic()))
             runs.append(s["monitor"].run_once())
     finally:
         traffic.join()
