@@ -11,18 +11,12 @@ appends its steps here.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from vidrec.config import FeatureConfig, sim_config
 from vidrec.data.simulate import simulate
@@ -158,31 +152,19 @@ def _monitoring(out: Path, rate: float = 25.0, window_s: int = 10) -> dict[str, 
 
 @contextlib.contextmanager
 def _served(out: Path, settings_file: Path, port: int) -> Iterator[str]:
-    """`vidrec serve` as users run it, in its own process group (Ray in an isolated HOME)."""
-    home = (out / "monitor" / "home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    log = open(out / "monitor" / "serve.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vidrec", "serve", "--port", str(port), "--config",
-         str(settings_file), "--routes", str((out / "monitor" / "routes.json").resolve())],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HOME": str(home)},
-        start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
+    """`vidrec serve` on the demo's settings, ready."""
+    from vidrec.serving.process import serve_process
+
+    mon, url = out / "monitor", f"http://127.0.0.1:{port}"
+    args = ["--port", str(port), "--config", str(settings_file),
+            "--routes", str((mon / "routes.json").resolve())]  # fmt: skip
+    with serve_process(args, (mon / "home").resolve(), mon / "serve.log") as proc:
         deadline = time.monotonic() + 300
         while not _ready(url):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise NotReady(f"vidrec serve did not start; see {out / 'monitor' / 'serve.log'}")
+                raise NotReady(f"vidrec serve did not start; see {mon / 'serve.log'}")
             time.sleep(0.5)
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def _ready(url: str) -> bool:
@@ -223,7 +205,7 @@ def _drift_demo(
     drive = threading.Thread(target=lambda: traffic.update(replay(
         url, users, rate, (normal + drifted) * cfg.window_s + 6, drift=Drift(
             0.6, after=int(normal * cfg.window_s * rate)))))  # fmt: skip
-    monitor.detector.test([np.ones(2, int)], [np.ones(2, int)])  # import Alibi Detect now
+    monitor.warm()
     try:
         drive.start()
         t0, runs = time.monotonic(), []
@@ -232,7 +214,7 @@ def _drift_demo(
             runs.append(monitor.run_once())
         drive.join()
         alerts = _firing(prom, timeout_s=15)
-        finished = _await_retraining(monitor, timeout_s=900)
+        finished = monitor.await_retraining(timeout_s=900) or {"result": "none started"}
     finally:
         http.shutdown()
     champion = [r.get("variants", {}).get("champion", {}) for r in runs]
@@ -257,10 +239,3 @@ def _firing(prom: Any, timeout_s: float) -> list[str]:
         if "VidrecFeatureDrift" in names or time.monotonic() > deadline:
             return names
         time.sleep(1)
-
-
-def _await_retraining(monitor: Any, timeout_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while monitor.retrainer.running and time.monotonic() < deadline:
-        time.sleep(2)
-    return monitor.run_once().get("retraining_finished") or {"result": "none started"}

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from prometheus_client import start_http_server
 
@@ -95,7 +94,7 @@ def windows(s: dict[str, Any], n: int, drift: Drift | None, seed: int) -> list[d
     )
     traffic.start()
     runs = []
-    s["monitor"].detector.test([np.ones(2, int)], [np.ones(2, int)])  # import Alibi Detect now
+    s["monitor"].warm()
     try:
         assert flowing.wait(30), "no traffic answered in 30 s"
         t0 = time.monotonic()
@@ -139,7 +138,8 @@ def test_new_market_drift_fires_the_alert_and_registers_a_challenger(
     _eventually(lambda: _one(stack, 'max(vidrec_drift_windows{variant="champion"})') >= 2)
     firing = 'ALERTS{alertname="VidrecFeatureDrift",alertstate="firing",variant="champion"}'
     _eventually(lambda: bool(stack["prom"].query(firing)))
-    finished = _wait_retraining(stack["monitor"], timeout_s=600)
+    finished = stack["monitor"].await_retraining(timeout_s=600)
+    assert finished is not None, "no retraining finished in time"
     assert finished["result"] == "registered", finished
     assert finished["alias"] == "challenger"
     new = stack["registry"].get("challenger")
@@ -147,17 +147,6 @@ def test_new_market_drift_fires_the_alert_and_registers_a_challenger(
     assert stack["registry"].get("champion").version == 1  # never touched
     events = [json.loads(x) for x in stack["events"].read_text().splitlines()]
     assert any(e.get("retraining_finished", {}).get("result") == "registered" for e in events)
-
-
-def _wait_retraining(monitor: DriftMonitor, timeout_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        done = monitor.retrainer.poll()
-        if done is not None:
-            monitor._log({"retraining_finished": done})
-            return done
-        time.sleep(2)
-    pytest.fail("the retraining did not finish in time")
 
 
 def _one(s: dict[str, Any], promql: str) -> float:

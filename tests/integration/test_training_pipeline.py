@@ -18,6 +18,7 @@ import pytest
 
 from vidrec.config import GateConfig, RegistryConfig, Settings, TrainConfig
 from vidrec.features.definitions import FEATURES
+from vidrec.monitoring.prometheus_server import free_port
 from vidrec.registry.bundle import snapshot_id
 from vidrec.registry.registry import open_registry
 from vidrec.training import steps
@@ -153,7 +154,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory, ray_home: Path) -> Ite
     """A real single-node Ray cluster on loopback, as `ray start --head` makes it."""
     ray = shutil.which("ray", path=str(Path(sys.executable).parent))
     assert ray, "the ray CLI comes with ray[serve] in the venv"
-    port = _free_port()
+    port = free_port()
     temp = tmp_path_factory.mktemp("ray")
     env = {**os.environ, "HOME": str(ray_home)}
     subprocess.run(
@@ -188,14 +189,6 @@ def test_steps_run_as_ray_tasks_when_ray_address_is_set(
     rec = json.loads((tmp_path / "run.json").read_text())
     out = rec["steps"][0]["outputs"]
     assert "_host" in out and Path(out["training_set"]).exists()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_a_log_without_an_oracle_gets_the_operator_views_only(

@@ -36,9 +36,14 @@ from vidrec.monitoring.detector import BinnedDetector
 from vidrec.monitoring.reference import Reference
 from vidrec.training.data import read_videos
 from vidrec.training.evaluate import load_rankers
-from vidrec.training.retrieval_eval import CONTEXT
 from vidrec.training.run import run_training
-from vidrec.training.serving_reference import OfflineServing, ServedRows, as_snapshot
+from vidrec.training.serving_reference import (
+    OfflineServing,
+    ServedRows,
+    as_snapshot,
+    logged_requests,
+    sample_requests,
+)
 
 SCENARIOS = ("none", "interest-shift", "new-market", "catalog-surge")
 # time column of each table: the training copy keeps what was known before the cut
@@ -170,14 +175,11 @@ def _requests(
     request ids made unique per window (windows overlap)."""
     span = settings.train.reference_window_s
     step = int(window_hours * 3600)
-    log = pd.read_parquet(sim / "impressions.parquet", columns=list(CONTEXT),
-                          filters=[("ts", ">=", cut - span)])  # fmt: skip
-    log = log.drop_duplicates("request_id")
+    log = logged_requests(sim, cut - span)
     ends = list(range(cut + step, int(log.ts.max()) + 2, step))
     frames = []
     for i, e in enumerate(ends):
-        pool = log[(log.ts >= e - span) & (log.ts < e)]
-        picked = pool.sample(min(per_window, len(pool)), random_state=seed + i)
+        picked = sample_requests(log, e - span, e, per_window, seed + i)
         frames.append(picked.assign(window=i, request_id=picked.request_id + i * ID_STRIDE))
     return pd.concat(frames, ignore_index=True).sort_values("request_id"), [cut, *ends]
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vidrec.config import MonitoringConfig
 from vidrec.errors import VidrecError
 from vidrec.monitoring.assess import SCORE, Assessment, assess, retrain_reason, streaks
@@ -54,9 +56,8 @@ class DriftMonitor:
     def run_once(self) -> dict[str, Any]:
         now = self.clock()
         event: dict[str, Any] = {"ts": round(now, 3)}
-        finished = self.retrainer.poll()
+        finished = self._retraining_finished()
         if finished is not None:
-            self.metrics.retrains.labels(finished["result"]).inc()
             event["retraining_finished"] = finished
         try:
             event["variants"] = self._assess_all(now)
@@ -71,6 +72,28 @@ class DriftMonitor:
         self.metrics.last_run.set(self.clock())
         self._log(event)
         return event
+
+    def warm(self) -> None:
+        """Import the detector's library now (Alibi Detect takes seconds on first use), so a
+        first run that must happen on time does."""
+        self.detector.test([np.ones(2, dtype=np.int64)], [np.ones(2, dtype=np.int64)])
+
+    def await_retraining(self, timeout_s: float) -> dict[str, Any] | None:
+        """Block until the running retraining ends (logged and counted like in a run); its
+        result, or None when none was running or it outlasted the timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self.retrainer.running and time.monotonic() < deadline:
+            time.sleep(1)
+        finished = self._retraining_finished()
+        if finished is not None:
+            self._log({"ts": round(self.clock(), 3), "retraining_finished": finished})
+        return finished
+
+    def _retraining_finished(self) -> dict[str, Any] | None:
+        finished = self.retrainer.poll()
+        if finished is not None:
+            self.metrics.retrains.labels(finished["result"]).inc()
+        return finished
 
     def _assess_all(self, now: float) -> dict[str, Any]:
         out = {}

@@ -18,7 +18,6 @@ from vidrec.features.bins import SCORE_EDGES, SCORE_FEATURE, BinCounts, FeatureB
 from vidrec.serving.api import RecommendResponse
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1.0)
-SCORE_BUCKETS = SCORE_EDGES
 RATIO_BUCKETS = tuple(round(0.1 * i, 1) for i in range(11))
 CORRELATION_BUCKETS = tuple(round(-1 + 0.2 * i, 1) for i in range(11))
 STAGES = ("retrieval", "features", "ranking")
@@ -52,7 +51,7 @@ class ServingMetrics:
             registry=r,
         )
         self.scores = Histogram(
-            "vidrec_score", "Ranker scores returned", ["variant"], buckets=SCORE_BUCKETS, registry=r
+            "vidrec_score", "Ranker scores returned", ["variant"], buckets=SCORE_EDGES, registry=r
         )
         self.features = FeatureHistograms()
         r.register(self.features)

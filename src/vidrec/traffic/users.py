@@ -19,6 +19,7 @@ import numpy.typing as npt
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from vidrec.config import TrainConfig
 from vidrec.data.oracle import Oracle, click_probability, watch_seconds
 from vidrec.data.simulate import (
     AGE_BUCKETS,
@@ -40,7 +41,8 @@ class Outcome:
     watch_seconds: float
 
 
-RECENT_S = 86_400.0
+# the stretch of the log the drift reference draws its users from: traffic draws from it too
+RECENT_S = float(TrainConfig().reference_window_s)
 
 
 @dataclass

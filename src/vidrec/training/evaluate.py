@@ -45,7 +45,8 @@ from vidrec.training.retrieval_eval import (
 )
 from vidrec.training.serving_reference import (
     OfflineServing,
-    recent_requests,
+    logged_requests,
+    sample_requests,
     serving_reference,
 )
 
@@ -146,7 +147,8 @@ def evaluate_run(
         towers, indexes, rankers["popularity"], req, videos, oracle, FRESH_S
     )
     as_of = build_ts or windows["test"][1]
-    recent = recent_requests(data, as_of - cfg.reference_window_s, as_of,
+    start = as_of - cfg.reference_window_s
+    recent = sample_requests(logged_requests(data, start, as_of), start, as_of,
                              cfg.reference_requests, cfg.seed)  # fmt: skip
     path = OfflineServing(settings, data, towers, ann, videos, rankers[chosen])
     reference = serving_reference(path, recent, models / "reference.json", as_of)

@@ -94,12 +94,19 @@ def as_snapshot(frame: pd.DataFrame, as_of: Any) -> pd.DataFrame:
     return frame.assign(ts=np.broadcast_to(np.asarray(as_of, dtype=np.int64), len(frame)))
 
 
-def recent_requests(data: Path, start: int, end: int, n: int, seed: int) -> pd.DataFrame:
-    """Up to n logged requests with ts in [start, end): their user and context."""
+def logged_requests(data: Path, start: int, end: int | None = None) -> pd.DataFrame:
+    """The log's requests (user and context, one row each) with ts in [start, end)."""
+    upper = [("ts", "<", end)] if end is not None else []
     imp = pd.read_parquet(data / "impressions.parquet", columns=list(CONTEXT),
-                          filters=[("ts", ">=", start), ("ts", "<", end)])  # fmt: skip
-    first = imp.drop_duplicates("request_id")
-    return first.sample(min(n, len(first)), random_state=seed).sort_values("request_id")
+                          filters=[("ts", ">=", start), *upper])  # fmt: skip
+    return imp.drop_duplicates("request_id")
+
+
+def sample_requests(log: pd.DataFrame, start: int, end: int, n: int, seed: int) -> pd.DataFrame:
+    """Up to n of `log`'s requests with ts in [start, end), sampled the way the reference
+    draws its users."""
+    pool = log[(log.ts >= start) & (log.ts < end)]
+    return pool.sample(min(n, len(pool)), random_state=seed).sort_values("request_id")
 
 
 def serving_reference(
