@@ -435,7 +435,9 @@ def bench_drift(
     days: int = typer.Option(42, min=6, help="simulated days per scenario"),
     onset_day: int = typer.Option(36, min=4, help="day the scenario's change starts"),
     window_hours: float = typer.Option(4.0, min=0.5, help="monitor window (simulated hours)"),
-    window_requests: int = typer.Option(100, min=10, help="requests sampled per window"),
+    window_requests: int = typer.Option(
+        2000, min=10, help="at most this many of a window's requests (sampled beyond)"
+    ),
     out: Path = typer.Option(Path("out/bench"), help="report directory"),
     config: Path = CONFIG,
     json_out: bool = JSON,

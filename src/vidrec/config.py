@@ -278,6 +278,12 @@ class MonitoringConfig(Strict):
     min_requests: int = Field(
         200, ge=1, description="fewer requests in the window: insufficient data, not 'no drift'"
     )
+    min_expected_count: float = Field(
+        5.0,
+        gt=0,
+        description="bins pooled with their neighbours until each expects this many samples "
+        "under no drift (below it the chi-square test's p-values are far too small)",
+    )
     max_samples: int = Field(
         2_000,
         ge=10,

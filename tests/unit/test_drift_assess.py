@@ -11,7 +11,7 @@ import pytest
 
 from vidrec.config import MonitoringConfig
 from vidrec.monitoring.assess import SCORE, Window, assess, retrain_reason, streaks
-from vidrec.monitoring.detector import Array, Statistic, drifted, to_samples
+from vidrec.monitoring.detector import Array, Statistic, drifted, pool_sparse, to_samples
 from vidrec.monitoring.reference import Reference
 
 CFG = MonitoringConfig(min_requests=50, max_samples=500, sustained_windows=2,
@@ -24,6 +24,27 @@ def test_to_samples_keeps_proportions_and_total() -> None:
     assert to_samples(np.array([2.5, 7.5]), 4).tolist() == [1, 3]
     assert to_samples(np.array([0.0, 0.0]), 5).tolist() == [0, 0]
     assert to_samples(np.array([-1.0, 3.0]), 6).tolist() == [0, 6]  # dips clipped
+
+
+def test_pool_sparse_merges_neighbours_until_each_group_expects_enough() -> None:
+    # smaller side 14 of 139: a bin expects about a tenth of its pooled count
+    ref, cur = pool_sparse(np.array([60, 0, 20, 5, 5, 40]), np.array([5, 0, 3, 1, 1, 4]), 5.0)
+    # 6.5 | empty dropped | 2.3 + 0.6 + 0.6 + 4.4
+    assert ref.tolist() == [60, 70] and cur.tolist() == [5, 9]
+    ref, cur = pool_sparse(np.array([50, 50]), np.array([50, 50]), 5.0)
+    assert ref.tolist() == [50, 50]  # dense bins untouched
+    ref, cur = pool_sparse(np.array([1, 1]), np.array([1, 0]), 5.0)
+    assert ref.tolist() == [2] and cur.tolist() == [1]  # too sparse overall: one group
+
+
+def test_effective_samples_divide_by_requests_per_user_at_that_window_length() -> None:
+    ref = Reference("1", 0, 100, {}, {}, {}, np.zeros(1), samples=40,
+                    requests_per_user={60: 1.0, 3600: 2.0, 86_400: 4.0})  # fmt: skip
+    assert ref.effective_samples(300, 3600) == pytest.approx(150)
+    assert ref.effective_samples(300, 10) == pytest.approx(300)  # below the shortest: clamped
+    mid = ref.effective_samples(300, math.sqrt(60 * 3600))  # interpolated in log length
+    assert mid == pytest.approx(200)
+    assert Reference("1", 0, 100, {}, {}, {}, np.zeros(1)).effective_samples(300, 60) == 300
 
 
 def test_bonferroni_divides_alpha_by_the_tested_features() -> None:
@@ -61,7 +82,7 @@ def _ref() -> Reference:
 
 
 def test_a_small_window_is_insufficient_data_not_no_drift() -> None:
-    w = Window(10, {"a": np.array([0, 0, 0, 10, 0])})
+    w = Window(10, {"a": np.array([0, 0, 0, 10, 0])}, seconds=60)
     a = assess(_ref(), w, CFG, ThresholdDetector())
     assert a.status == "insufficient_data"
     assert all(math.isnan(f.p_value) for f in a.features)
@@ -74,6 +95,7 @@ def test_assess_flags_the_shifted_feature_and_counts_missing_as_a_category() -> 
         {"a": np.array([0, 5, 10, 80, 5]), "b": np.array([0, 10, 90, 0]), "hour": np.ones(2)},
         missing={"a": 25.0},
         score=np.array([10, 80, 10]),
+        seconds=60,
     )
     det = ThresholdDetector()
     a = assess(_ref(), w, CFG, det)
@@ -81,22 +103,27 @@ def test_assess_flags_the_shifted_feature_and_counts_missing_as_a_category() -> 
     assert a.skipped == {"hour": "excluded by monitoring.exclude_features"}
     ref_a, cur_a = det.seen[0]
     assert ref_a.sum() == 100 and cur_a.sum() == 200  # each scaled to its request count
-    assert len(cur_a) == 6 and cur_a[-1] == round(25 * 200 / 125)  # missing: the last category
+    # missing is the last category (40 of 200); the empty first bin is dropped and the sparse
+    # last range bin (8, expecting under 5 on the reference side) pooled into it
+    assert cur_a.tolist() == [8, 16, 128, 8 + 40]
     res = {f.feature: f for f in a.features}
     assert res["a"].missing_ratio == pytest.approx(25 / 125)
     assert res["a"].out_of_range_ratio == pytest.approx(5 / 100)  # first + last bin
 
 
 def test_bins_that_do_not_match_the_reference_are_skipped_with_a_reason() -> None:
-    w = Window(100, {"a": np.ones(3), "b": np.array([0, 10, 90, 0])}, score=np.array([1, 8, 1]))
+    w = Window(100, {"a": np.ones(3), "b": np.array([0, 10, 90, 0])}, score=np.array([1, 8, 1]),
+               seconds=60)  # fmt: skip
     a = assess(_ref(), w, CFG, ThresholdDetector())
     assert "3 serving bins vs 5 reference bins" in a.skipped["a"]
     assert a.status == "ok"
 
 
 def test_streaks_grow_while_drifting_and_reset_when_not() -> None:
-    w_drift = Window(200, {"a": np.array([0, 0, 0, 9, 0])}, score=np.array([80, 10, 10]))
-    w_ok = Window(200, {"a": np.array([0, 9, 0, 0, 0])}, score=np.array([10, 80, 10]))
+    w_drift = Window(200, {"a": np.array([0, 0, 0, 9, 0])}, score=np.array([80, 10, 10]),
+                     seconds=60)  # fmt: skip
+    w_ok = Window(200, {"a": np.array([0, 9, 0, 0, 0])}, score=np.array([10, 80, 10]),
+                  seconds=60)  # fmt: skip
     det = ThresholdDetector()
     s = streaks({}, assess(_ref(), w_drift, CFG, det))
     s = streaks(s, assess(_ref(), w_drift, CFG, det))

@@ -52,7 +52,6 @@ TIME_COLUMNS = {"impressions": "ts", "watches": "label_ts", "users": "signup_ts"
 PRE_ONSET_DAYS = 2
 BENCH_TRAIN = {"validation_days": 1.0, "test_days": 1.0, "retrieval_epochs": 2,
                "ranker_rounds": 100, "eval_requests": 200}  # fmt: skip
-ID_STRIDE = 10**12  # request ids of window i are shifted by i * this
 
 
 def run(
@@ -62,7 +61,7 @@ def run(
     days: int = 42,
     onset_day: int = 36,
     window_hours: float = 4.0,
-    window_requests: int = 100,
+    window_requests: int = 2000,
     seed: int = 0,
     tick: Callable[[str], None] = lambda _s: None,
 ) -> dict[str, Any]:
@@ -124,7 +123,7 @@ def _scenario(
     cut = T0 + (onset_day - PRE_ONSET_DAYS) * DAY
     trained = _train(settings, sim, cut, out)
     onset = T0 + onset_day * DAY
-    frame, edges = _requests(settings, sim, cut, window_hours, window_requests, seed)
+    frame, edges = _requests(sim, cut, window_hours, window_requests, seed)
     ends = np.asarray(edges[1:])[frame.window.to_numpy()]  # each window served at its end
     path = OfflineServing(settings, sim, trained["towers"], trained["index"], read_videos(sim),
                           trained["ranker"])  # fmt: skip
@@ -133,7 +132,7 @@ def _scenario(
     windows = []
     for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
         ids = frame.request_id[frame.window == i].to_numpy()
-        a = assess(trained["reference"], _window(rows, ids, bins), cfg, detector)
+        a = assess(trained["reference"], _window(rows, ids, bins, hi - lo), cfg, detector)
         windows.append(_row(i, lo, hi, onset, a))
     return _summary(scenario, windows, onset)
 
@@ -168,23 +167,19 @@ def _train(settings: Settings, sim: Path, cut: int, out: Path) -> dict[str, Any]
 
 
 def _requests(
-    settings: Settings, sim: Path, cut: int, window_hours: float, per_window: int, seed: int
+    sim: Path, cut: int, window_hours: float, per_window: int, seed: int
 ) -> tuple[pd.DataFrame, list[int]]:
-    """Per window ending at e (every `window_hours` after the cut): up to `per_window`
-    logged requests from [e - reference_window_s, e), as the reference draws its users;
-    request ids made unique per window (windows overlap)."""
-    span = settings.train.reference_window_s
+    """The logged requests of each window [e - window_hours, e) after the cut, as the
+    monitor would see them (at most `per_window`, sampled), with the window edges."""
     step = int(window_hours * 3600)
-    log = logged_requests(sim, cut - span)
+    log = logged_requests(sim, cut)
     ends = list(range(cut + step, int(log.ts.max()) + 2, step))
-    frames = []
-    for i, e in enumerate(ends):
-        picked = sample_requests(log, e - span, e, per_window, seed + i)
-        frames.append(picked.assign(window=i, request_id=picked.request_id + i * ID_STRIDE))
+    frames = [sample_requests(log, e - step, e, per_window, seed + i).assign(window=i)
+              for i, e in enumerate(ends)]  # fmt: skip
     return pd.concat(frames, ignore_index=True).sort_values("request_id"), [cut, *ends]
 
 
-def _window(rows: ServedRows, ids: Any, bins: FeatureBins) -> Window:
+def _window(rows: ServedRows, ids: Any, bins: FeatureBins, seconds: int) -> Window:
     mask = np.isin(rows.request_id, ids)
     binned = bins.count(rows.x[mask])
     return Window(
@@ -192,6 +187,7 @@ def _window(rows: ServedRows, ids: Any, bins: FeatureBins) -> Window:
         features={n: np.asarray(b.counts) for n, b in binned.items()},
         missing={n: float(b.missing) for n, b in binned.items()},
         score=np.asarray(score_bins(rows.scores[mask]).counts),
+        seconds=seconds,
     )
 
 

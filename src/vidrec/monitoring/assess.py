@@ -14,7 +14,14 @@ from typing import Literal
 import numpy as np
 
 from vidrec.config import MonitoringConfig
-from vidrec.monitoring.detector import Array, BinnedDetector, Statistic, drifted, to_samples
+from vidrec.monitoring.detector import (
+    Array,
+    BinnedDetector,
+    Statistic,
+    drifted,
+    pool_sparse,
+    to_samples,
+)
 from vidrec.monitoring.reference import Reference
 
 SCORE = "__score__"  # the streak key of prediction drift
@@ -31,6 +38,7 @@ class Window:
     features: dict[str, Array]  # counts per bin, not cumulative
     missing: dict[str, float] = field(default_factory=dict)
     score: Array = field(default_factory=lambda: np.zeros(0))
+    seconds: float = field(kw_only=True)  # its length: sets its effective sample size
 
 
 @dataclass(frozen=True)
@@ -66,18 +74,24 @@ def assess(
         results = [FeatureResult(n, nan, 0.0, False, *quality[n]) for n in sorted(quality)]
         return Assessment("insufficient_data", window.requests, results)
     names, skipped = _testable(ref, window, cfg)
-    n_cur, n_ref = min(int(window.requests), cfg.max_samples), ref.requests
+    n_ref = ref.samples or ref.requests
+    n_cur = min(round(ref.effective_samples(window.requests, window.seconds)), cfg.max_samples)
     # missing values are one more category: a feature that turns NaN has drifted too
-    stats = detector.test(
-        [to_samples(np.append(ref.features[n], ref.missing.get(n, 0)), n_ref) for n in names],
-        [to_samples(np.append(window.features[n], window.missing.get(n, 0)), n_cur) for n in names],
-    )
+    pairs = [
+        pool_sparse(to_samples(np.append(ref.features[n], ref.missing.get(n, 0)), n_ref),
+                    to_samples(np.append(window.features[n], window.missing.get(n, 0)), n_cur),
+                    cfg.min_expected_count)
+        for n in names
+    ]  # fmt: skip
+    stats = detector.test([r for r, _ in pairs], [c for _, c in pairs])
     flags = drifted([s.p_value for s in stats], cfg.p_value, cfg.correction)
     results = [
         FeatureResult(n, s.p_value, s.distance, f, *quality[n])
         for n, s, f in zip(names, stats, flags, strict=True)
     ]
-    pred = detector.test([to_samples(ref.score, n_ref)], [to_samples(window.score, n_cur)])[0]
+    r, c = pool_sparse(to_samples(ref.score, n_ref), to_samples(window.score, n_cur),
+                       cfg.min_expected_count)  # fmt: skip
+    pred = detector.test([r], [c])[0]
     pred_drift = math.isfinite(pred.p_value) and pred.p_value < cfg.p_value
     status: Status = "drift" if any(flags) or pred_drift else "ok"
     return Assessment(status, window.requests, results, pred, pred_drift, skipped)

@@ -7,9 +7,12 @@ feature. Which library does the test is an implementation detail behind
 so it can be replaced without touching the monitor.
 
 Histograms are counts of candidates; the candidates of one request share its
-user, so the evidence is closer to one sample per request. Both sides are
-therefore rescaled to a sample size (`to_samples`) before a test: the window to
-its request count (capped), the reference to its own.
+user, and the requests of one user share their user features, so the evidence
+is closer to one sample per user. Both sides are therefore rescaled to an
+effective sample size (`to_samples`) before a test: the reference to its distinct
+users, the window to its requests over the requests per user that the log shows
+for windows that long (`Reference.effective_samples`). Bins too sparse for a
+chi-square test are pooled with their neighbours first (`pool_sparse`).
 """
 
 from __future__ import annotations
@@ -52,6 +55,37 @@ def to_samples(counts: Array, n: int) -> Array:
     if short > 0:
         out[np.argsort(-(exact - out), kind="stable")[:short]] += 1
     return out
+
+
+def pool_sparse(ref: Array, cur: Array, min_expected: float) -> tuple[Array, Array]:
+    """Adjacent bins merged, left to right, until each group expects at least
+    `min_expected` samples on the smaller side under "no drift" (Cochran's rule for the
+    chi-square approximation; sparse bins otherwise make p-values far too small). A
+    remainder joins the last group. Bins are ordered ranges, so neighbours are similar
+    values; empty bins on both sides are dropped."""
+    ref, cur = np.asarray(ref), np.asarray(cur)
+    keep = (ref + cur) > 0
+    ref, cur = ref[keep], cur[keep]
+    total = ref.sum() + cur.sum()
+    if total <= 0:
+        return ref, cur
+    expected = (ref + cur) * (min(ref.sum(), cur.sum()) / total)
+    groups: list[list[int]] = []
+    open_group: list[int] = []
+    acc = 0.0
+    for i, e in enumerate(expected):
+        open_group.append(i)
+        acc += e
+        if acc >= min_expected:
+            groups.append(open_group)
+            open_group, acc = [], 0.0
+    if open_group:
+        if groups:
+            groups[-1].extend(open_group)
+        else:
+            groups.append(open_group)
+    return (np.array([ref[g].sum() for g in groups], dtype=ref.dtype),
+            np.array([cur[g].sum() for g in groups], dtype=cur.dtype))  # fmt: skip
 
 
 def drifted(

@@ -9,7 +9,7 @@ The monitor compares serving windows with the second, bin for bin.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,24 @@ from vidrec.registry.registry import Registry
 class Reference:
     version: str
     created_at: int  # when the model was trained (its staleness starts here)
-    requests: int  # the sample size behind the counts
+    requests: int  # requests behind the counts
     features: dict[str, Array]  # counts per bin, bins as in the edges
     missing: dict[str, int]  # NaN values per feature
     edges: dict[str, list[float]]
     score: Array  # top-k scores per SCORE_EDGES bin
+    samples: int = 0  # distinct users behind the counts: the effective sample size
+    requests_per_user: dict[int, float] = field(default_factory=dict)  # by window length (s)
+
+    def effective_samples(self, requests: float, window_s: float) -> float:
+        """A serving window's requests as independent samples: divided by the requests per
+        user the log shows for windows that long (interpolated in log length; 1 when the
+        reference has no measurement)."""
+        if not self.requests_per_user:
+            return requests
+        lengths = sorted(self.requests_per_user)
+        ratio = float(np.interp(np.log(max(window_s, 1.0)), np.log(lengths),
+                                [self.requests_per_user[w] for w in lengths]))  # fmt: skip
+        return requests / max(ratio, 1.0)
 
     @classmethod
     def load(cls, bundle: Path, version: str, created_at: int | None = None) -> Reference:
@@ -51,7 +64,11 @@ class Reference:
             missing={n: int(f["missing"]) for n, f in serving["features"].items()},
             edges={n: list(e["edges"]) for n, e in edges.items()},
             score=np.asarray(serving["score"]["counts"]),
-        )
+            # bundles from before the effective sample size: every request counts as one
+            samples=int(serving.get("samples", serving["requests"])),
+            requests_per_user={int(w): float(r)
+                               for w, r in serving.get("requests_per_user", {}).items()},
+        )  # fmt: skip
 
 
 class References:

@@ -44,6 +44,7 @@ def read_window(provider: MetricsProvider, variant: str, version: str, window_s:
         features=features,
         missing={s.labels["feature"]: s.value for s in missing if s.labels["feature"] in features},
         score=score,
+        seconds=window_s,
     )
 
 

@@ -148,10 +148,10 @@ def evaluate_run(
     )
     as_of = build_ts or windows["test"][1]
     start = as_of - cfg.reference_window_s
-    recent = sample_requests(logged_requests(data, start, as_of), start, as_of,
-                             cfg.reference_requests, cfg.seed)  # fmt: skip
+    log = logged_requests(data, start, as_of)
+    recent = sample_requests(log, start, as_of, cfg.reference_requests, cfg.seed)
     path = OfflineServing(settings, data, towers, ann, videos, rankers[chosen])
-    reference = serving_reference(path, recent, models / "reference.json", as_of)
+    reference = serving_reference(path, recent, models / "reference.json", as_of, log)
     candidates: dict[str, Any] = {}
     if oracle is not None:
         candidates = _candidates(settings, data, towers, ann, req, videos, rankers_test, oracle)

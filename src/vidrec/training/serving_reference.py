@@ -109,13 +109,37 @@ def sample_requests(log: pd.DataFrame, start: int, end: int, n: int, seed: int) 
     return pool.sample(min(n, len(pool)), random_state=seed).sort_values("request_id")
 
 
+# window lengths the reference measures requests per user at (the monitor interpolates)
+WINDOW_LENGTHS_S = (60, 300, 900, 3600, 4 * 3600, 86_400)
+
+
+def requests_per_user(log: pd.DataFrame, start: int, end: int) -> dict[int, float]:
+    """Per window length w: the log's requests over its distinct users, in consecutive
+    windows of length w over [start, end) (pooled). A user's requests share the user's
+    features, so this is the design effect of a serving window that long."""
+    ts, users = log.ts.to_numpy(np.int64), log.user_id.to_numpy()
+    inside = (ts >= start) & (ts < end)
+    ts, users = ts[inside], users[inside]
+    out = {}
+    for w in WINDOW_LENGTHS_S:
+        if w > end - start or not len(ts):
+            continue
+        distinct = len(pd.DataFrame({"w": (ts - start) // w, "u": users}).drop_duplicates())
+        out[w] = round(len(ts) / distinct, 4)
+    return out
+
+
 def serving_reference(
-    path: OfflineServing, frame: pd.DataFrame, edges: Path, as_of: int
+    path: OfflineServing, frame: pd.DataFrame, edges: Path, as_of: int, log: pd.DataFrame
 ) -> dict[str, Any]:
     """Bin counts of the serving path's model inputs and scores for the users and
-    contexts of `frame` (logged requests), as served at `as_of` (see `as_snapshot`)."""
+    contexts of `frame` (requests sampled from `log`), as served at `as_of` (see
+    `as_snapshot`), with the sample's distinct users (its effective size) and the log's
+    requests per user by window length."""
     rows = path.serve(as_snapshot(frame, as_of))
     bins = FeatureBins.load(edges, FEATURES.model_inputs)
     cfg = path.settings.serving
-    return {**counts(rows, bins, len(frame)), "candidates": cfg.candidates,
-            "fresh_candidates": cfg.fresh_candidates}  # fmt: skip
+    start = int(log.ts.min()) if len(log) else as_of
+    return {**counts(rows, bins, len(frame)), "samples": int(frame.user_id.nunique()),
+            "requests_per_user": requests_per_user(log, start, as_of),
+            "candidates": cfg.candidates, "fresh_candidates": cfg.fresh_candidates}  # fmt: skip
