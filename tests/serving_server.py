@@ -19,12 +19,13 @@ from vidrec.serving.process import serve_process
 
 @contextlib.contextmanager
 def start_server(
-    models: dict[str, Any], topology: str, name: str | None = None
+    models: dict[str, Any], topology: str, name: str | None = None, serving: str = ""
 ) -> Iterator[dict[str, Any]]:
+    """`serving`: more `[serving]` lines (TOML)."""
     tmp: Path = models["tmp"] / (name or topology)
     tmp.mkdir()
     cfg_file = tmp / "cfg.toml"
-    cfg_file.write_text(models["config"] + f'[serving]\ntopology = "{topology}"\n')
+    cfg_file.write_text(models["config"] + f'[serving]\ntopology = "{topology}"\n{serving}\n')
     port = free_port()
     routes = tmp / "serve" / "routes.json"
     faults, log_dir = tmp / "faults.json", tmp / "serve" / "log"

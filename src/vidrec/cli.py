@@ -543,7 +543,7 @@ def monitor_run(
 
     from prometheus_client import start_http_server
 
-    from vidrec.monitoring.alibi_detector import ChiSquareDetector
+    from vidrec.monitoring.alibi_detector import alibi_detectors
     from vidrec.monitoring.metrics import MonitorMetrics
     from vidrec.monitoring.monitor import DriftMonitor
     from vidrec.monitoring.prometheus import PrometheusProvider
@@ -559,11 +559,12 @@ def monitor_run(
         cfg,
         PrometheusProvider(cfg.prometheus_url),
         References(open_registry(settings.registry), out / "bundles"),
-        ChiSquareDetector(),
-        LocalRetrainer(cfg.retrain_data, config.resolve() if config else None, out / "runs"),
-        out / "events.jsonl",
-        metrics,
-    )
+        retrainer=LocalRetrainer(cfg.retrain_data, config.resolve() if config else None,
+                                 out / "runs"),
+        events=out / "events.jsonl",
+        metrics=metrics,
+        **alibi_detectors(cfg),
+    )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -234,6 +234,9 @@ class ServingConfig(Strict):
     log_flush_rows: int = Field(
         5_000, ge=1, description="impression log rows buffered before a parquet part is written"
     )
+    log_flush_s: float = Field(
+        10.0, gt=0, description="buffered log rows are written at least this often"
+    )
 
 
 class AlertConfig(Strict):
@@ -278,6 +281,31 @@ class MonitoringConfig(Strict):
     min_requests: int = Field(
         200, ge=1, description="fewer requests in the window: insufficient data, not 'no drift'"
     )
+    mode: Literal["binned", "samples"] = Field(
+        "binned",
+        description="binned: every feature from the Prometheus histograms; samples: "
+        "sample_features from serving's logged request features, by a two-sample KS test "
+        "plus an online CVM detector, the rest still binned",
+    )
+    request_log: Path | None = Field(
+        None, description="serving's log directory (its requests/ table): samples mode reads it"
+    )
+    sample_features: tuple[str, ...] = Field(
+        ("user_watches_1d", "user_watches_7d", "user_watches_28d", "user_watch_seconds_7d",
+         "user_watch_seconds_28d", "user_ctr_7d", "user_tenure_days"),
+        min_length=1,
+        description="samples mode: continuous, non-negative request inputs tested on logged "
+        "values (KS) and streamed to the online detector (CVMDriftOnline); missing is -1",
+    )  # fmt: skip
+    online_ert: int = Field(
+        500, ge=10, description="online detector: expected requests between false alarms"
+    )
+    online_window_sizes: tuple[int, ...] = Field(
+        (25, 100), min_length=1, description="online detector: sliding test windows (requests)"
+    )
+    online_bootstraps: int = Field(
+        5_000, ge=1000, description="simulated streams that calibrate the online thresholds"
+    )
     min_expected_count: float = Field(
         5.0,
         gt=0,
@@ -310,6 +338,12 @@ class MonitoringConfig(Strict):
         3600.0, ge=0, description="at most one retraining per cooldown"
     )
     alerts: AlertConfig = AlertConfig()
+
+    @model_validator(mode="after")
+    def _samples_need_the_log(self) -> MonitoringConfig:
+        if self.mode == "samples" and self.request_log is None:
+            raise ValueError("request_log: samples mode reads serving's logged request features")
+        return self
 
 
 class Settings(Strict):

@@ -181,7 +181,7 @@ def _drift_demo(
 ) -> dict[str, Any]:
     from prometheus_client import start_http_server
 
-    from vidrec.monitoring.alibi_detector import ChiSquareDetector
+    from vidrec.monitoring.alibi_detector import alibi_detectors
     from vidrec.monitoring.metrics import MonitorMetrics
     from vidrec.monitoring.monitor import DriftMonitor
     from vidrec.monitoring.prometheus import PrometheusProvider
@@ -196,8 +196,8 @@ def _drift_demo(
     http, _ = start_http_server(cfg.monitor_port, "127.0.0.1", registry=metrics.registry)
     monitor = DriftMonitor(
         cfg, prom, References(open_registry(settings.registry), mon / "bundles"),
-        ChiSquareDetector(), LocalRetrainer(cfg.retrain_data, settings_file, mon / "runs"),
-        mon / "events.jsonl", metrics,
+        retrainer=LocalRetrainer(cfg.retrain_data, settings_file, mon / "runs"),
+        events=mon / "events.jsonl", metrics=metrics, **alibi_detectors(cfg),
     )  # fmt: skip
     users = SimulatedUsers.load(out / "sim")
     normal, drifted = 2, 3

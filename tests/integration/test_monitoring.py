@@ -18,7 +18,7 @@ from prometheus_client import start_http_server
 
 from serving_server import start_server
 from vidrec.config import AlertConfig, MonitoringConfig, load_settings
-from vidrec.monitoring.alibi_detector import ChiSquareDetector
+from vidrec.monitoring.alibi_detector import ChiSquareDetector, alibi_detectors
 from vidrec.monitoring.metrics import MonitorMetrics
 from vidrec.monitoring.monitor import DriftMonitor
 from vidrec.monitoring.prometheus import PrometheusProvider
@@ -43,7 +43,9 @@ def stack(
     tmp = tmp_path_factory.mktemp("monitoring")
     settings = load_settings(served_models["tmp"] / "cfg.toml")
     registry = open_registry(settings.registry)
-    with start_server(served_models, "fused", name="monitoring") as server:
+    # the monitor's samples mode reads the request log: written every second here
+    with start_server(served_models, "fused", name="monitoring",
+                      serving="log_flush_s = 1.0") as server:  # fmt: skip
         cfg = MonitoringConfig(
             serving_target=f"127.0.0.1:{server['port']}",
             monitor_port=free_port(),
@@ -58,8 +60,9 @@ def stack(
         with PrometheusProcess(files["prometheus.yml"], tmp / "tsdb") as prom:
             metrics = MonitorMetrics()
             http, _ = start_http_server(cfg.monitor_port, "127.0.0.1", registry=metrics.registry)
+            cfg = cfg.model_copy(update={"prometheus_url": prom.url})
             monitor = DriftMonitor(
-                cfg.model_copy(update={"prometheus_url": prom.url}),
+                cfg,
                 PrometheusProvider(prom.url),
                 References(registry, tmp / "bundles"),
                 ChiSquareDetector(),
@@ -67,6 +70,15 @@ def stack(
                 tmp / "events.jsonl",
                 metrics,
             )
+            # samples mode beside it (not retraining): its own metrics, the server's log
+            samples_cfg = cfg.model_copy(update={
+                "mode": "samples", "request_log": server["log_dir"], "retrain": False,
+                "online_ert": 200, "online_bootstraps": 2000})  # fmt: skip
+            samples = DriftMonitor(
+                samples_cfg, PrometheusProvider(prom.url), References(registry, tmp / "b2"),
+                retrainer=LocalRetrainer(small_sim, None, tmp / "runs2"),
+                events=tmp / "samples.jsonl", **alibi_detectors(samples_cfg),
+            )  # fmt: skip
             scraped = PrometheusProvider(prom.url)
             try:
                 _eventually(lambda: bool(scraped.query("vidrec_model_info")), timeout_s=30)
@@ -76,14 +88,16 @@ def stack(
             try:
                 yield {"server": server, "prom": PrometheusProvider(prom.url),
                        "monitor": monitor, "registry": registry, "sim": small_sim,
-                       "events": tmp / "events.jsonl"}  # fmt: skip
+                       "events": tmp / "events.jsonl", "samples": samples}  # fmt: skip
             finally:
                 http.shutdown()
                 registry.set_alias("challenger", 2)  # the serving tests expect v2 there
 
 
-def windows(s: dict[str, Any], n: int, drift: Drift | None, seed: int) -> list[dict[str, Any]]:
-    """n monitor runs, one per window, while simulated traffic flows."""
+def windows(
+    s: dict[str, Any], n: int, drift: Drift | None, seed: int, monitor: str = "monitor"
+) -> list[dict[str, Any]]:
+    """n runs of `monitor`, one per window, while simulated traffic flows."""
     users = SimulatedUsers.load(s["sim"])
     duration = n * WINDOW_S + 6.0  # outlasts the last window, which starts at the first answer
     flowing = threading.Event()
@@ -94,13 +108,13 @@ def windows(s: dict[str, Any], n: int, drift: Drift | None, seed: int) -> list[d
     )
     traffic.start()
     runs = []
-    s["monitor"].warm()
+    s[monitor].warm()
     try:
         assert flowing.wait(30), "no traffic answered in 30 s"
         t0 = time.monotonic()
         for k in range(1, n + 1):  # on the clock: a slow run must not shift the windows
             time.sleep(max(0.0, t0 + k * WINDOW_S - time.monotonic()))
-            runs.append(s["monitor"].run_once())
+            runs.append(s[monitor].run_once())
     finally:
         traffic.join()
     return runs
@@ -147,6 +161,24 @@ def test_new_market_drift_fires_the_alert_and_registers_a_challenger(
     assert stack["registry"].get("champion").version == 1  # never touched
     events = [json.loads(x) for x in stack["events"].read_text().splitlines()]
     assert any(e.get("retraining_finished", {}).get("result") == "registered" for e in events)
+
+
+def test_samples_mode_tests_logged_values_and_streams_them_online(stack: dict[str, Any]) -> None:
+    """Samples mode: the user features from serving's request log by KS, the online CVM
+    detector fed the same rows; quiet on normal users, drifting on new-market users."""
+    normal = windows(stack, 3, None, seed=3, monitor="samples")
+    for run in normal[1:]:
+        champion = run["variants"]["champion"]
+        assert champion["status"] == "ok", champion
+        assert "user_watches_28d" in champion["tested_on_values"]
+    fed = normal[-1]["variants"]["champion"]["online"]["seen"]
+    assert fed >= 60, normal[-1]["variants"]["champion"]
+    drifted = windows(stack, 3, Drift(share=0.6), seed=4, monitor="samples")
+    champion = [r["variants"]["champion"] for r in drifted]
+    on_values = set(champion[-1]["tested_on_values"])
+    assert any(set(c["drifting"]) & on_values for c in champion[1:]), champion
+    online = champion[-1]["online"]
+    assert online["drift"] and online["ratio"] >= 1.0 and online["seen"] > fed, online
 
 
 def _one(s: dict[str, Any], promql: str) -> float:

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from vidrec.data.schema import IMPRESSIONS, WATCHES, check_schema
+from vidrec.features.definitions import REQUEST_INPUTS
 from vidrec.serving.api import Item, RecommendRequest, RecommendResponse
 from vidrec.serving.feedback import FeedbackRequest, ImpressionLog, Outcome, log_request_id
 
@@ -23,7 +24,9 @@ def served(rid: str, videos: list[int], variant: str = "champion") -> RecommendR
 
 def test_outcomes_join_or_are_rejected_with_a_reason(tmp_path: Path) -> None:
     log = ImpressionLog(tmp_path, clock=lambda: 5000.0)
-    log.served(RecommendRequest(user_id=7), served("a", [10, 11, 12], "challenger"))
+    inputs = [float(i) for i in range(len(REQUEST_INPUTS))]
+    log.served(RecommendRequest(user_id=7), served("a", [10, 11, 12], "challenger"), inputs)
+    log.served(RecommendRequest(user_id=8), served("degraded", [10]))  # no inputs: not logged
     joined, rejected = log.feedback(
         [
             Outcome(request_id="a", video_id=11, clicked=True, watch_seconds=30.0),
@@ -42,13 +45,17 @@ def test_outcomes_join_or_are_rejected_with_a_reason(tmp_path: Path) -> None:
         (3, "unknown_request"),
         (4, "not_shown"),
     ]
-    assert log.flush() == {"impressions": 3, "watches": 1}
+    assert log.flush() == {"impressions": 4, "requests": 1, "watches": 1}
     imp = pq.read_table(tmp_path / "impressions")
     wat = pq.read_table(tmp_path / "watches")
     check_schema(imp.schema, IMPRESSIONS, "impressions")
     check_schema(wat.schema, WATCHES, "watches")
-    assert imp.column("position").to_pylist() == [0, 1, 2]
-    assert set(imp.column("request_id").to_pylist()) == {log_request_id("a")}
+    assert imp.column("position").to_pylist() == [0, 1, 2, 0]
+    (r,) = pq.read_table(tmp_path / "requests").to_pylist()
+    assert r["request_id"] == log_request_id("a") and r["variant"] == "challenger"
+    assert [r[n] for n in REQUEST_INPUTS] == inputs
+    rids = {log_request_id(k) for k in ("a", "degraded")}
+    assert set(imp.column("request_id").to_pylist()) == rids
     (w,) = wat.to_pylist()
     assert w["video_id"] == 11 and w["position"] == 1 and w["watch_seconds"] == 30.0
     assert w["start_ts"] == 1001 and w["label_ts"] == 5000 and w["variant"] == "challenger"

@@ -276,6 +276,24 @@ MODEL_INPUTS = (
     "in_last_watched",
 )
 
+# model inputs that belong to the request (its user and context), the same for every
+# candidate: logged once per request for the drift monitor's sample-based mode
+REQUEST_INPUTS = (
+    "user_watches_1d",
+    "user_watches_7d",
+    "user_watches_28d",
+    "user_watch_seconds_7d",
+    "user_watch_seconds_28d",
+    "user_ctr_7d",
+    "user_tenure_days",
+    "hour_of_day",
+    "session_position",
+    "device_code",
+    "country_code",
+    "age_code",
+)
+REQUEST_INPUT_COLUMNS = [MODEL_INPUTS.index(n) for n in REQUEST_INPUTS]
+
 FEATURES = FeatureSet(
     name="ranking_v1",
     batch=BATCH,

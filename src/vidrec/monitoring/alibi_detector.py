@@ -10,9 +10,11 @@ import and pulls in a deep-learning backend).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from vidrec.config import MonitoringConfig
 from vidrec.monitoring.detector import Array, Statistic
 
 
@@ -39,3 +41,17 @@ def _one(ref: Array, cur: Array) -> Statistic:
     cd = ChiSquareDrift(x_ref, p_val=0.05, categories_per_feature={0: len(ref)})
     data = cd.predict(x, drift_type="feature", return_p_val=True, return_distance=True)["data"]
     return Statistic(float(data["p_val"][0]), float(data["distance"][0]))
+
+
+def alibi_detectors(cfg: MonitoringConfig) -> dict[str, Any]:
+    """`DriftMonitor`'s detectors for `cfg.mode`, all Alibi Detect (keyword arguments)."""
+    if cfg.mode == "binned":
+        return {"detector": ChiSquareDetector()}
+    from vidrec.monitoring.alibi_ks import KSDetector
+    from vidrec.monitoring.alibi_online import CVMOnline
+
+    def online(reference: Array) -> CVMOnline:
+        return CVMOnline(reference, cfg.online_ert, cfg.online_window_sizes,
+                         cfg.online_bootstraps)  # fmt: skip
+
+    return {"detector": ChiSquareDetector(), "sample_detector": KSDetector(), "online": online}

@@ -17,6 +17,7 @@ from vidrec.config import MonitoringConfig
 from vidrec.monitoring.detector import (
     Array,
     BinnedDetector,
+    SampleDetector,
     Statistic,
     drifted,
     pool_sparse,
@@ -39,6 +40,8 @@ class Window:
     missing: dict[str, float] = field(default_factory=dict)
     score: Array = field(default_factory=lambda: np.zeros(0))
     seconds: float = field(kw_only=True)  # its length: sets its effective sample size
+    # samples mode: feature -> logged values, one per user (tested on values, not bins)
+    samples: dict[str, Array] | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Assessment:
     prediction: Statistic = NOT_TESTED
     prediction_drifted: bool = False
     skipped: dict[str, str] = field(default_factory=dict)  # feature -> why it was not tested
+    on_values: tuple[str, ...] = ()  # features tested on logged values (samples mode)
 
     @property
     def drifting(self) -> list[str]:
@@ -66,8 +70,14 @@ class Assessment:
 
 
 def assess(
-    ref: Reference, window: Window, cfg: MonitoringConfig, detector: BinnedDetector
+    ref: Reference,
+    window: Window,
+    cfg: MonitoringConfig,
+    detector: BinnedDetector,
+    sample_detector: SampleDetector | None = None,
 ) -> Assessment:
+    """Every testable feature against the reference, corrected together: on logged values
+    by `sample_detector` where the window has them (samples mode), else on bins."""
     quality = {n: _quality(window, n) for n in window.features}
     if window.requests < cfg.min_requests:
         nan = float("nan")
@@ -76,14 +86,23 @@ def assess(
     names, skipped = _testable(ref, window, cfg)
     n_ref = ref.samples or ref.requests
     n_cur = min(round(ref.effective_samples(window.requests, window.seconds)), cfg.max_samples)
+    on_values = _on_values(ref, window, names) if sample_detector is not None else []
+    on_bins = [n for n in names if n not in on_values]
     # missing values are one more category: a feature that turns NaN has drifted too
     pairs = [
         pool_sparse(to_samples(np.append(ref.features[n], ref.missing.get(n, 0)), n_ref),
                     to_samples(np.append(window.features[n], window.missing.get(n, 0)), n_cur),
                     cfg.min_expected_count)
-        for n in names
+        for n in on_bins
     ]  # fmt: skip
-    stats = detector.test([r for r, _ in pairs], [c for _, c in pairs])
+    by_name = dict(zip(on_bins, detector.test([r for r, _ in pairs], [c for _, c in pairs]),
+                       strict=True))  # fmt: skip
+    if on_values:
+        assert sample_detector is not None and window.samples is not None
+        ref_v = [with_missing(ref.input(n)) for n in on_values]
+        cur_v = [with_missing(window.samples[n]) for n in on_values]
+        by_name.update(zip(on_values, sample_detector.test(ref_v, cur_v), strict=True))
+    stats = [by_name[n] for n in names]
     flags = drifted([s.p_value for s in stats], cfg.p_value, cfg.correction)
     results = [
         FeatureResult(n, s.p_value, s.distance, f, *quality[n])
@@ -94,7 +113,22 @@ def assess(
     pred = detector.test([r], [c])[0]
     pred_drift = math.isfinite(pred.p_value) and pred.p_value < cfg.p_value
     status: Status = "drift" if any(flags) or pred_drift else "ok"
-    return Assessment(status, window.requests, results, pred, pred_drift, skipped)
+    return Assessment(status, window.requests, results, pred, pred_drift, skipped,
+                      tuple(on_values))  # fmt: skip
+
+
+def _on_values(ref: Reference, window: Window, names: list[str]) -> list[str]:
+    """Features tested on logged values: the window's samples (samples mode gives it those
+    of `sample_features`) that the reference logged too."""
+    if window.samples is None:
+        return []
+    return [n for n in names if n in window.samples and n in ref.input_names]
+
+
+def with_missing(values: Array) -> Array:
+    """Logged values with missing as -1, below every value of a non-negative feature: a
+    feature that turns NaN shifts its distribution like any other drift."""
+    return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-1.0)
 
 
 def _testable(

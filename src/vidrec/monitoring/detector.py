@@ -42,6 +42,30 @@ class BinnedDetector(Protocol):
         ...
 
 
+class SampleDetector(Protocol):
+    name: str
+
+    def test(self, reference: Sequence[Array], current: Sequence[Array]) -> list[Statistic]:
+        """One result per feature; `reference[j]` and `current[j]` are feature j's values,
+        one per independent sample (NaN already removed)."""
+        ...
+
+
+@dataclass(frozen=True)
+class OnlineResult:
+    drift: bool  # a test statistic crossed its threshold (latched until reset)
+    seen: int  # samples fed since the detector was calibrated
+    ratio: float  # largest statistic over its threshold (>= 1: drift); NaN until a window fills
+
+
+class OnlineDetector(Protocol):
+    """A stream detector calibrated for an expected run time between false alarms."""
+
+    def update(self, rows: Array) -> OnlineResult:
+        """Feed rows (samples x features) in arrival order; the state after the last."""
+        ...
+
+
 def to_samples(counts: Array, n: int) -> Array:
     """`counts` rescaled to sum to n, rounded by largest remainder (keeps the shape; an
     empty histogram stays empty)."""

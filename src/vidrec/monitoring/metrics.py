@@ -11,6 +11,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from vidrec.monitoring.assess import SCORE, Assessment
+from vidrec.monitoring.detector import OnlineResult
 
 FEATURE = ["variant", "version", "feature"]
 MODEL = ["variant", "version"]
@@ -40,6 +41,7 @@ class MonitorMetrics:
             registry=r,
         )
         self._model(r)
+        self._online(r)
 
     def _model(self, r: CollectorRegistry) -> None:
         self.pred_p = Gauge(
@@ -71,6 +73,25 @@ class MonitorMetrics:
         self.last_run = Gauge(
             "vidrec_monitor_last_run_timestamp_seconds", "End of the last run", registry=r
         )
+
+    def _online(self, r: CollectorRegistry) -> None:
+        self.online_drift = Gauge(
+            "vidrec_online_drift_detected",
+            "Samples mode: the online detector (CVM) crossed its threshold since calibration",
+            ["variant", "version"], registry=r)  # fmt: skip
+        self.online_ratio = Gauge(
+            "vidrec_online_drift_threshold_ratio",
+            "Samples mode: largest online test statistic over its threshold (>= 1: drift)",
+            ["variant", "version"], registry=r)  # fmt: skip
+        self.online_seen = Gauge(
+            "vidrec_online_drift_samples",
+            "Samples mode: requests fed to the online detector since calibration",
+            ["variant", "version"], registry=r)  # fmt: skip
+
+    def record_online(self, variant: str, version: str, o: OnlineResult) -> None:
+        self.online_drift.labels(variant, version).set(float(o.drift))
+        self.online_ratio.labels(variant, version).set(o.ratio)
+        self.online_seen.labels(variant, version).set(o.seen)
 
     def record(
         self, variant: str, version: str, a: Assessment, streak: dict[str, int], age_s: float

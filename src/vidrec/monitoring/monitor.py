@@ -1,9 +1,11 @@
 """`vidrec monitor`: every interval, each serving version's last window against its
 reference; results exported to Prometheus, every action written to an event log.
 
-The monitor reads serving only through Prometheus (the same histograms a
-dashboard shows), so it runs wherever Prometheus is reachable and never imports
-`serving`. On drift sustained in the champion it starts a retraining, whose
+The monitor reads serving through Prometheus (the same histograms a dashboard
+shows), so it runs wherever Prometheus is reachable and never imports
+`serving`. In samples mode it also reads serving's logged request features
+(`request_log.py`): their own inputs are tested on values (KS), and an online
+detector watches them as a stream. On drift sustained in the champion it starts a retraining, whose
 gates decide whether a challenger is registered.
 """
 
@@ -14,7 +16,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +25,26 @@ import numpy as np
 
 from vidrec.config import MonitoringConfig
 from vidrec.errors import VidrecError
-from vidrec.monitoring.assess import SCORE, Assessment, assess, retrain_reason, streaks
-from vidrec.monitoring.detector import BinnedDetector
+from vidrec.monitoring.assess import (
+    SCORE,
+    Assessment,
+    Window,
+    assess,
+    retrain_reason,
+    streaks,
+    with_missing,
+)
+from vidrec.monitoring.detector import (
+    Array,
+    BinnedDetector,
+    OnlineDetector,
+    OnlineResult,
+    SampleDetector,
+)
 from vidrec.monitoring.metrics import MonitorMetrics
 from vidrec.monitoring.prometheus import MetricsProvider
-from vidrec.monitoring.reference import References
+from vidrec.monitoring.reference import Reference, References
+from vidrec.monitoring.request_log import read_inputs
 from vidrec.monitoring.retrain import Retrainer
 from vidrec.monitoring.window import read_window, serving_versions
 
@@ -44,7 +62,11 @@ class DriftMonitor:
         events: Path,
         metrics: MonitorMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        sample_detector: SampleDetector | None = None,
+        online: Callable[[Array], OnlineDetector] | None = None,
     ) -> None:
+        """`sample_detector` and `online` (a detector calibrated on reference rows of
+        `cfg.sample_features`) are samples mode's."""
         self.cfg, self.provider, self.references = cfg, provider, references
         self.detector, self.retrainer, self.clock = detector, retrainer, clock
         self.metrics = metrics or MonitorMetrics()
@@ -52,6 +74,9 @@ class DriftMonitor:
         events.parent.mkdir(parents=True, exist_ok=True)
         self.streaks: dict[tuple[str, str], dict[str, int]] = {}
         self.last_retrain: float | None = None
+        self.sample_detector, self.online = sample_detector, online
+        self.online_detectors: dict[tuple[str, str], OnlineDetector] = {}
+        self.online_fed: dict[tuple[str, str], float] = {}  # served_at of the last row fed
 
     def run_once(self) -> dict[str, Any]:
         now = self.clock()
@@ -100,12 +125,38 @@ class DriftMonitor:
         for variant, version in serving_versions(self.provider):
             ref = self.references.get(version)
             window = read_window(self.provider, variant, version, self.cfg.window_s)
-            a = assess(ref, window, self.cfg, self.detector)
+            online = None
+            if self.cfg.mode == "samples" and ref.input_names:
+                window, online = self._with_samples(variant, version, ref, window, now)
+            a = assess(ref, window, self.cfg, self.detector, self.sample_detector)
             key = (variant, version)
             self.streaks[key] = streaks(self.streaks.get(key, {}), a)
             self.metrics.record(variant, version, a, self.streaks[key], now - ref.created_at)
             out[variant] = summary(version, a, self.streaks[key])
+            if online is not None:
+                self.metrics.record_online(variant, version, online)
+                out[variant]["online"] = {"drift": online.drift, "seen": online.seen,
+                                          "ratio": online.ratio}  # fmt: skip
         return out
+
+    def _with_samples(
+        self, variant: str, version: str, ref: Reference, window: Window, now: float
+    ) -> tuple[Window, OnlineResult | None]:
+        assert self.cfg.request_log is not None  # the config requires it in samples mode
+        logged = read_inputs(self.cfg.request_log, variant, version,
+                             now - self.cfg.window_s, now, seed=int(now))  # fmt: skip
+        names = list(self.cfg.sample_features)
+        window = replace(window, samples={n: logged.column(n) for n in names})
+        if self.online is None:
+            return window, None
+        key = (variant, version)
+        if key not in self.online_detectors:
+            self.online_detectors[key] = self.online(_columns(ref.inputs, ref.input_names, names))
+        fresh = logged.served_at > self.online_fed.get(key, -math.inf)
+        if fresh.any():
+            self.online_fed[key] = float(logged.served_at[fresh].max())
+        rows = _columns(logged.users[fresh], logged.names, names)
+        return window, self.online_detectors[key].update(rows)
 
     def _maybe_retrain(self, now: float) -> dict[str, Any]:
         champion = [s for (variant, _), s in self.streaks.items() if variant == "champion"]
@@ -138,6 +189,12 @@ class DriftMonitor:
         return done
 
 
+def _columns(rows: Array, have: Sequence[str], names: list[str]) -> Array:
+    """Columns `names` of `rows` (named `have`), missing as -1 like the KS test's."""
+    x = np.asarray(rows, dtype=np.float64).reshape(-1, len(have))
+    return with_missing(x[:, [have.index(n) for n in names]])
+
+
 def summary(version: str, a: Assessment, streak: dict[str, int]) -> dict[str, Any]:
     tested = [f.p_value for f in a.features if math.isfinite(f.p_value)]
     return {
@@ -150,4 +207,5 @@ def summary(version: str, a: Assessment, streak: dict[str, int]) -> dict[str, An
         "streaks": {k if k != SCORE else "predictions": v for k, v in streak.items() if v},
         "min_p_value": min(tested, default=None),
         "skipped": a.skipped,
+        "tested_on_values": list(a.on_values),
     }

@@ -32,6 +32,12 @@ class Reference:
     score: Array  # top-k scores per SCORE_EDGES bin
     samples: int = 0  # distinct users behind the counts: the effective sample size
     requests_per_user: dict[int, float] = field(default_factory=dict)  # by window length (s)
+    # one request per distinct user: its own inputs (samples mode), columns named below
+    inputs: Array = field(default_factory=lambda: np.zeros((0, 0)))
+    input_names: tuple[str, ...] = ()
+
+    def input(self, name: str) -> Array:
+        return self.inputs[:, self.input_names.index(name)]
 
     def effective_samples(self, requests: float, window_s: float) -> float:
         """A serving window's requests as independent samples: divided by the requests per
@@ -68,7 +74,16 @@ class Reference:
             samples=int(serving.get("samples", serving["requests"])),
             requests_per_user={int(w): float(r)
                                for w, r in serving.get("requests_per_user", {}).items()},
+            **_inputs(serving.get("request_inputs")),
         )  # fmt: skip
+
+
+def _inputs(block: dict[str, Any] | None) -> dict[str, Any]:
+    if not block:  # bundles from before samples mode: it has nothing to compare with
+        return {}
+    names = tuple(block["names"])
+    values = np.asarray(block["values"], dtype=np.float64).reshape(-1, len(names))
+    return {"inputs": values, "input_names": names}
 
 
 class References:

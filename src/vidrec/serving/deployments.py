@@ -99,7 +99,7 @@ class ModelVersion:
             ranked = await self.ranking.rank.remote(req, rid, ts, got)
         items = slate(req, got, ranked, self.cfg, self.rng)
         resp = response(req, rid, ts, variant, self.version, items, timings(got, ranked))
-        return Served(resp, ranked.bins)
+        return Served(resp, ranked.bins, ranked.inputs)
 
     async def ping(self) -> str:
         """Ready means every stage answers: the first handle call sets up its routing, which

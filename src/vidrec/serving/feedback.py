@@ -5,7 +5,9 @@ so `POST /v1/feedback` outcomes join to the variant, model version and
 position that produced them. Every shown video goes to the impression log and
 every click to the watch log, as parquet parts in the documented `impressions`
 and `watches` schemas (plus variant and version columns): later training reads
-them like any other log. An outcome that cannot be joined is rejected with its
+them like any other log. Every ranked request's own model inputs (its user and
+context, `REQUEST_INPUTS`) go to the `requests` table, which the drift
+monitor's sample-based mode reads. An outcome that cannot be joined is rejected with its
 reason and counted, never dropped silently.
 """
 
@@ -26,6 +28,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from vidrec.config import Strict
+from vidrec.features.definitions import REQUEST_INPUTS
 from vidrec.serving.api import RecommendRequest, RecommendResponse
 
 MAX_OUTCOMES = 1000
@@ -37,6 +40,12 @@ SCHEMAS = {
         + [("propensity", pa.float64()), ("device", pa.string()), ("session_position", pa.int64())]
         + _TAGS
         + [("source", pa.string()), ("score", pa.float64())]
+    ),
+    "requests": pa.schema(
+        [(c, pa.int64()) for c in ("request_id", "ts")]
+        + [("served_at", pa.float64()), ("user_id", pa.int64())]  # served_at: wall clock
+        + _TAGS
+        + [(n, pa.float64()) for n in REQUEST_INPUTS]
     ),
     "watches": pa.schema(
         [(c, pa.int64()) for c in ("request_id", "user_id", "video_id", "position", "start_ts")]
@@ -108,11 +117,14 @@ class ImpressionLog:
     ) -> None:
         self.out, self.remember, self.flush_rows, self.clock = out, remember, flush_rows, clock
         self._served: OrderedDict[str, _Served] = OrderedDict()
-        self._rows: dict[str, list[dict[str, Any]]] = {"impressions": [], "watches": []}
+        self._rows: dict[str, list[dict[str, Any]]] = {t: [] for t in SCHEMAS}
         self._part = itertools.count()
         self.forgotten = 0
 
-    def served(self, req: RecommendRequest, resp: RecommendResponse) -> None:
+    def served(
+        self, req: RecommendRequest, resp: RecommendResponse, inputs: list[float] | None = None
+    ) -> None:
+        """`inputs`: the request's REQUEST_INPUTS as ranked (none when degraded)."""
         positions = {item.video_id: p for p, item in enumerate(resp.items)}
         self._served[resp.request_id] = _Served(req, resp, positions)
         while len(self._served) > self.remember:
@@ -135,6 +147,11 @@ class ImpressionLog:
                     "score": item.score,
                 }
             )
+        if inputs:
+            values = dict(zip(REQUEST_INPUTS, inputs, strict=True))
+            self._rows["requests"].append({"request_id": rid, "ts": resp.ts,
+                                           "served_at": self.clock(), "user_id": resp.user_id,
+                                           **_tags(resp), **values})  # fmt: skip
         self._maybe_flush()
 
     def feedback(self, outcomes: list[Outcome]) -> tuple[list[Joined], list[Rejected]]:

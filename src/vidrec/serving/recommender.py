@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from vidrec.config import DAY, ServingConfig
 from vidrec.features.bins import SCORE_FEATURE, BinCounts, score_bins
-from vidrec.features.definitions import FEATURES, as_float_matrix
+from vidrec.features.definitions import FEATURES, REQUEST_INPUT_COLUMNS, as_float_matrix
 from vidrec.features.online import OnlineFeatures
 from vidrec.serving.api import Item, RecommendRequest, RecommendResponse
 from vidrec.serving.model import ServingModel, popular_in
@@ -43,6 +43,7 @@ class Ranked:
     features_s: float
     ranking_s: float
     bins: dict[str, BinCounts]  # the scored feature matrix in the reference's bins
+    inputs: list[float]  # the request's own model inputs (REQUEST_INPUTS order)
 
 
 @dataclass
@@ -90,7 +91,8 @@ class Stages:
         n = len(got.ids)
         ranked = sorted(cands[:n], key=lambda c: (-c.score, c.video_id))
         bins = {**self.model.bins.count(x), SCORE_FEATURE: score_bins(scores)}
-        return Ranked(ranked, cands[n:], t1 - t0, t2 - t1, bins)
+        inputs = x[0, REQUEST_INPUT_COLUMNS].tolist() if len(x) else []
+        return Ranked(ranked, cands[n:], t1 - t0, t2 - t1, bins, inputs)
 
 
 def rows(req: RecommendRequest, rid: str, ts: int, ids: list[int]) -> dict[str, npt.NDArray[Any]]:
@@ -167,6 +169,7 @@ class Served:
 
     response: RecommendResponse
     bins: dict[str, BinCounts]  # empty when degraded (no features were computed)
+    inputs: list[float] = field(default_factory=list)  # REQUEST_INPUTS; empty when degraded
 
 
 @dataclass

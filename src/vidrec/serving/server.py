@@ -159,7 +159,7 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             raise NotReady(f"recommender unavailable: {type(exc).__name__}") from None
         for req, s in zip(reqs, out, strict=True):
             self.metrics.observe(s.response, loop.time() - t0, s.bins)
-            self.log.served(req, s.response)
+            self.log.served(req, s.response, s.inputs)
         return payload, [s.response for s in out]
 
     async def postprocess(
@@ -221,7 +221,7 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             with open(self.app.log_dir / "shadow.jsonl", "a") as f:
                 f.writelines(lines)
         self._model_gauges()
-        if time.monotonic() - self.last_flush > 10 * TICK_S:
+        if time.monotonic() - self.last_flush > self.app.cfg.log_flush_s:
             self.log.flush()
             self.last_flush = time.monotonic()
 

@@ -24,8 +24,14 @@ import numpy.typing as npt
 import pandas as pd
 
 from vidrec.config import DAY, Settings
+from vidrec.errors import SchemaError
 from vidrec.features.bins import SCORE_EDGES, FeatureBins, score_bins
-from vidrec.features.definitions import FEATURES, as_float_matrix
+from vidrec.features.definitions import (
+    FEATURES,
+    REQUEST_INPUT_COLUMNS,
+    REQUEST_INPUTS,
+    as_float_matrix,
+)
 from vidrec.features.training_set import features_for
 from vidrec.models.ann import AnnIndex
 from vidrec.models.two_tower import Towers
@@ -109,6 +115,23 @@ def sample_requests(log: pd.DataFrame, start: int, end: int, n: int, seed: int) 
     return pool.sample(min(n, len(pool)), random_state=seed).sort_values("request_id")
 
 
+def request_inputs(rows: ServedRows, frame: pd.DataFrame, seed: int) -> Array:
+    """The REQUEST_INPUTS of one request per distinct user of `frame` (picked at random:
+    a user's requests share these values), for the monitor's sample-based tests. Raises if
+    one of them differs between a request's candidates (it would not be the request's)."""
+    x = pd.DataFrame(rows.x[:, REQUEST_INPUT_COLUMNS], columns=list(REQUEST_INPUTS))
+    x["request_id"] = rows.request_id
+    per_request = x.groupby("request_id", sort=False)
+    varying = [n for n in REQUEST_INPUTS if (per_request[n].nunique(dropna=False) > 1).any()]
+    if varying:
+        raise SchemaError(f"REQUEST_INPUTS vary between one request's candidates: {varying}",
+                          field="REQUEST_INPUTS")  # fmt: skip
+    first = per_request.nth(0).set_index("request_id")
+    users = frame.set_index("request_id").user_id.reindex(first.index)
+    picked = first.assign(user_id=users.to_numpy()).sample(frac=1.0, random_state=seed)
+    return picked.drop_duplicates("user_id")[list(REQUEST_INPUTS)].to_numpy(np.float64)
+
+
 # window lengths the reference measures requests per user at (the monitor interpolates)
 WINDOW_LENGTHS_S = (60, 300, 900, 3600, 4 * 3600, 86_400)
 
@@ -140,6 +163,8 @@ def serving_reference(
     bins = FeatureBins.load(edges, FEATURES.model_inputs)
     cfg = path.settings.serving
     start = int(log.ts.min()) if len(log) else as_of
+    inputs = request_inputs(rows, frame, path.settings.train.seed)
     return {**counts(rows, bins, len(frame)), "samples": int(frame.user_id.nunique()),
+            "request_inputs": {"names": list(REQUEST_INPUTS), "values": inputs.tolist()},
             "requests_per_user": requests_per_user(log, start, as_of),
             "candidates": cfg.candidates, "fresh_candidates": cfg.fresh_candidates}  # fmt: skip

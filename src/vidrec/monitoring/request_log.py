@@ -1,0 +1,61 @@
+"""Samples mode's window: the request features serving logged (its `requests/` table).
+
+Serving writes one row per ranked request: the request's own model inputs (its
+user and context, `REQUEST_INPUTS`) and the wall-clock time it was served. A
+window keeps one request per user, because a user's requests share these values
+and would otherwise count as independent evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+
+from vidrec.errors import SchemaError
+from vidrec.features.definitions import REQUEST_INPUTS
+from vidrec.monitoring.detector import Array
+
+
+@dataclass(frozen=True)
+class LoggedInputs:
+    requests: int  # rows logged in the window
+    users: Array  # one row per user: REQUEST_INPUTS columns
+    served_at: Array  # when each of `users` was served (s), ascending
+    names: tuple[str, ...] = REQUEST_INPUTS
+
+    def column(self, name: str) -> Array:
+        return self.users[:, self.names.index(name)]
+
+
+def read_inputs(
+    log_dir: Path, variant: str, version: str, start: float, end: float, seed: int = 0
+) -> LoggedInputs:
+    """Rows of `variant`/`version` served in [start, end), deduplicated per user (a random
+    request of each, seeded), in serving order."""
+    frame = _rows(log_dir, variant, version, start, end)
+    picked = frame.sample(frac=1.0, random_state=seed).drop_duplicates("user_id")
+    picked = picked.sort_values("served_at", kind="stable")
+    return LoggedInputs(
+        requests=len(frame),
+        users=picked[list(REQUEST_INPUTS)].to_numpy(np.float64),
+        served_at=picked.served_at.to_numpy(np.float64),
+    )
+
+
+def _rows(log_dir: Path, variant: str, version: str, start: float, end: float) -> pd.DataFrame:
+    folder = log_dir / "requests"
+    columns = ["served_at", "user_id", *REQUEST_INPUTS]
+    if not folder.exists():
+        return pd.DataFrame({c: np.zeros(0) for c in columns})
+    table = ds.dataset(folder, format="parquet")
+    missing = [c for c in [*columns, "variant", "model_version"] if c not in table.schema.names]
+    if missing:
+        raise SchemaError(f"{folder}: the request log lacks {missing}", path=str(folder))
+    f = ds.field
+    cond = ((f("variant") == variant) & (f("model_version") == version)
+            & (f("served_at") >= start) & (f("served_at") < end))  # fmt: skip
+    return table.to_table(columns=columns, filter=cond).to_pandas()
