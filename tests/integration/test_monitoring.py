@@ -106,9 +106,9 @@ def windows(
         args=(s["server"]["url"], users, RATE, duration),
         kwargs={"seed": seed, "drift": drift, "tick": lambda _n: flowing.set()},
     )
+    s[monitor].warm()  # before the traffic: calibrating an online detector takes seconds
     traffic.start()
     runs = []
-    s[monitor].warm()
     try:
         assert flowing.wait(30), "no traffic answered in 30 s"
         t0 = time.monotonic()

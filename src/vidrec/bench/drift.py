@@ -18,6 +18,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,11 @@ import pyarrow.parquet as pq
 from vidrec.config import DAY, T0, MonitoringConfig, Settings, sim_config
 from vidrec.data.simulate import simulate
 from vidrec.features.bins import FeatureBins, score_bins
-from vidrec.features.definitions import FEATURES
+from vidrec.features.definitions import FEATURES, REQUEST_INPUTS
 from vidrec.models.faiss_ivf import IvfIndex
 from vidrec.models.two_tower import Towers
 from vidrec.monitoring.assess import Assessment, Window, assess
-from vidrec.monitoring.detector import BinnedDetector
+from vidrec.monitoring.detector import BinnedDetector, SampleDetector
 from vidrec.monitoring.reference import Reference
 from vidrec.training.data import read_videos
 from vidrec.training.evaluate import load_rankers
@@ -42,6 +43,7 @@ from vidrec.training.serving_reference import (
     ServedRows,
     as_snapshot,
     logged_requests,
+    request_inputs,
     sample_requests,
 )
 
@@ -66,6 +68,7 @@ def run(
     tick: Callable[[str], None] = lambda _s: None,
 ) -> dict[str, Any]:
     from vidrec.monitoring.alibi_detector import ChiSquareDetector
+    from vidrec.monitoring.alibi_ks import KSDetector
 
     t0 = time.perf_counter()
     # a short log per scenario: one day each for validation and test, a quick model
@@ -75,7 +78,8 @@ def run(
     results = {}
     for scenario in SCENARIOS:
         tick(scenario)
-        results[scenario] = _scenario(settings, cfg, ChiSquareDetector(), out / scenario, scale,
+        results[scenario] = _scenario(settings, cfg, ChiSquareDetector(), KSDetector(),
+                                      out / scenario, scale,
                                       days, onset_day, window_hours, window_requests, seed,
                                       scenario)  # fmt: skip
     report = {
@@ -88,16 +92,23 @@ def run(
         "p_value": cfg.p_value,
         "correction": cfg.correction,
         "targets": {"false_alarm_rate_max": 0.01, "detection_delay_windows_max": 2},
-        "scenarios": {
-            s: {k: v for k, v in r.items() if k != "windows"} for s, r in results.items()
-        },
+        "scenarios": {s: _brief(r) for s, r in results.items()},
         "seconds": round(time.perf_counter() - t0, 1),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "drift.json").write_text(json.dumps({**report, "windows": {
-        s: r["windows"] for s, r in results.items()}}, indent=1))  # fmt: skip
+        s: r["windows"] for s, r in results.items()}, "samples_mode_windows": {
+        s: r["samples_mode"]["windows"] for s, r in results.items()}}, indent=1))  # fmt: skip
     _plot(results, report, out / "drift.png")
     return {**report, "report": str(out / "drift.json"), "plot": str(out / "drift.png")}
+
+
+def _brief(r: dict[str, Any]) -> dict[str, Any]:
+    """A scenario's summary without its windows (those go to the report file only)."""
+    out = _without(r, "windows")
+    if "samples_mode" in out:
+        out["samples_mode"] = _without(out["samples_mode"], "windows")
+    return out
 
 
 def _without(d: dict[str, Any], key: str) -> dict[str, Any]:
@@ -108,6 +119,7 @@ def _scenario(
     settings: Settings,
     cfg: MonitoringConfig,
     detector: BinnedDetector,
+    sample_detector: SampleDetector,
     out: Path,
     scale: str,
     days: int,
@@ -129,12 +141,26 @@ def _scenario(
                           trained["ranker"])  # fmt: skip
     rows = path.serve(as_snapshot(frame, ends))
     bins = FeatureBins.load(trained["edges"], FEATURES.model_inputs)
-    windows = []
+    ref, names = trained["reference"], list(cfg.sample_features)
+    windows, samples = [], []
     for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
-        ids = frame.request_id[frame.window == i].to_numpy()
-        a = assess(trained["reference"], _window(rows, ids, bins, hi - lo), cfg, detector)
-        windows.append(_row(i, lo, hi, onset, a))
-    return _summary(scenario, windows, onset)
+        part = frame[frame.window == i]
+        w = _window(rows, part.request_id.to_numpy(), bins, hi - lo)
+        windows.append(_row(i, lo, hi, onset, assess(ref, w, cfg, detector)))
+        # samples mode: the same window, its users' own inputs tested on values
+        values = dict(zip(names, _inputs(rows, part, names, seed + i).T, strict=True))
+        a = assess(ref, replace(w, samples=values), cfg, detector, sample_detector)
+        samples.append(_row(i, lo, hi, onset, a))
+    return {**_summary(scenario, windows, onset),
+            "samples_mode": _summary(scenario, samples, onset)}  # fmt: skip
+
+
+def _inputs(rows: ServedRows, part: pd.DataFrame, names: list[str], seed: int) -> Any:
+    """`names` of REQUEST_INPUTS for one request per user of `part`, as serving logs them."""
+    mask = np.isin(rows.request_id, part.request_id.to_numpy())
+    picked = ServedRows(rows.request_id[mask], rows.x[mask], rows.scores[mask])
+    x = request_inputs(picked, part, seed)
+    return x[:, [REQUEST_INPUTS.index(n) for n in names]]
 
 
 def _train(settings: Settings, sim: Path, cut: int, out: Path) -> dict[str, Any]:

@@ -99,9 +99,17 @@ class DriftMonitor:
         return event
 
     def warm(self) -> None:
-        """Import the detector's library now (Alibi Detect takes seconds on first use), so a
-        first run that must happen on time does."""
+        """Import the detectors' library now (Alibi Detect takes seconds on first use) and
+        calibrate the online detectors of the versions serving now, so a first run that
+        must happen on time does."""
         self.detector.test([np.ones(2, dtype=np.int64)], [np.ones(2, dtype=np.int64)])
+        if self.sample_detector is not None:
+            self.sample_detector.test([np.arange(3.0)], [np.arange(3.0)])
+        if self.cfg.mode == "samples" and self.online is not None:
+            for key in serving_versions(self.provider):
+                ref = self.references.get(key[1])
+                if ref.input_names:
+                    self._online_detector(key, ref)
 
     def await_retraining(self, timeout_s: float) -> dict[str, Any] | None:
         """Block until the running retraining ends (logged and counted like in a run); its
@@ -150,13 +158,19 @@ class DriftMonitor:
         if self.online is None:
             return window, None
         key = (variant, version)
-        if key not in self.online_detectors:
-            self.online_detectors[key] = self.online(_columns(ref.inputs, ref.input_names, names))
+        detector = self._online_detector(key, ref)
         fresh = logged.served_at > self.online_fed.get(key, -math.inf)
         if fresh.any():
             self.online_fed[key] = float(logged.served_at[fresh].max())
-        rows = _columns(logged.users[fresh], logged.names, names)
-        return window, self.online_detectors[key].update(rows)
+        return window, detector.update(_columns(logged.users[fresh], logged.names, names))
+
+    def _online_detector(self, key: tuple[str, str], ref: Reference) -> OnlineDetector:
+        """Calibrated on the reference at first use (seconds): one per variant and version."""
+        assert self.online is not None
+        if key not in self.online_detectors:
+            names = list(self.cfg.sample_features)
+            self.online_detectors[key] = self.online(_columns(ref.inputs, ref.input_names, names))
+        return self.online_detectors[key]
 
     def _maybe_retrain(self, now: float) -> dict[str, Any]:
         champion = [s for (variant, _), s in self.streaks.items() if variant == "champion"]
