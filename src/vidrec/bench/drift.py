@@ -145,21 +145,22 @@ def _scenario(
     windows, samples = [], []
     for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
         part = frame[frame.window == i]
-        w = _window(rows, part.request_id.to_numpy(), bins, hi - lo)
+        mask = np.isin(rows.request_id, part.request_id.to_numpy())
+        served = ServedRows(rows.request_id[mask], rows.x[mask], rows.scores[mask])
+        w = _window(served, len(part), bins, hi - lo)
         windows.append(_row(i, lo, hi, onset, assess(ref, w, cfg, detector)))
         # samples mode: the same window, its users' own inputs tested on values
-        values = dict(zip(names, _inputs(rows, part, names, seed + i).T, strict=True))
+        values = dict(zip(names, _inputs(served, part, names, seed + i).T, strict=True))
         a = assess(ref, replace(w, samples=values), cfg, detector, sample_detector)
         samples.append(_row(i, lo, hi, onset, a))
     return {**_summary(scenario, windows, onset),
             "samples_mode": _summary(scenario, samples, onset)}  # fmt: skip
 
 
-def _inputs(rows: ServedRows, part: pd.DataFrame, names: list[str], seed: int) -> Any:
-    """`names` of REQUEST_INPUTS for one request per user of `part`, as serving logs them."""
-    mask = np.isin(rows.request_id, part.request_id.to_numpy())
-    picked = ServedRows(rows.request_id[mask], rows.x[mask], rows.scores[mask])
-    x = request_inputs(picked, part, seed)
+def _inputs(served: ServedRows, part: pd.DataFrame, names: list[str], seed: int) -> Any:
+    """`names` of REQUEST_INPUTS for one request per user of `part` (served as `served`),
+    as serving logs them."""
+    x = request_inputs(served, part, seed)
     return x[:, [REQUEST_INPUTS.index(n) for n in names]]
 
 
@@ -205,14 +206,14 @@ def _requests(
     return pd.concat(frames, ignore_index=True).sort_values("request_id"), [cut, *ends]
 
 
-def _window(rows: ServedRows, ids: Any, bins: FeatureBins, seconds: int) -> Window:
-    mask = np.isin(rows.request_id, ids)
-    binned = bins.count(rows.x[mask])
+def _window(served: ServedRows, requests: int, bins: FeatureBins, seconds: int) -> Window:
+    """One window's histograms from the rows of its `requests` requests."""
+    binned = bins.count(served.x)
     return Window(
-        requests=float(len(ids)),
+        requests=float(requests),
         features={n: np.asarray(b.counts) for n, b in binned.items()},
         missing={n: float(b.missing) for n, b in binned.items()},
-        score=np.asarray(score_bins(rows.scores[mask]).counts),
+        score=np.asarray(score_bins(served.scores).counts),
         seconds=seconds,
     )
 

@@ -294,6 +294,14 @@ REQUEST_INPUTS = (
 )
 REQUEST_INPUT_COLUMNS = [MODEL_INPUTS.index(n) for n in REQUEST_INPUTS]
 
+
+def one_per_user(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """A random request of each user in `frame` (seeded): a user's requests share their
+    REQUEST_INPUTS, so the drift reference and the monitor's window both count each user
+    once, picked the same way."""
+    return frame.sample(frac=1.0, random_state=seed).drop_duplicates("user_id")
+
+
 FEATURES = FeatureSet(
     name="ranking_v1",
     batch=BATCH,

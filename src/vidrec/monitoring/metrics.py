@@ -22,7 +22,7 @@ class MonitorMetrics:
         r = self.registry = registry or CollectorRegistry()
         self.p_value = Gauge("vidrec_drift_p_value", "Drift test p-value", FEATURE, registry=r)
         self.distance = Gauge(
-            "vidrec_drift_distance", "Drift test statistic (chi-square)", FEATURE, registry=r
+            "vidrec_drift_distance", "Drift test statistic (chi-square or KS)", FEATURE, registry=r
         )
         self.detected = Gauge(
             "vidrec_drift_detected", "1 if the feature drifted (corrected)", FEATURE, registry=r
@@ -78,15 +78,15 @@ class MonitorMetrics:
         self.online_drift = Gauge(
             "vidrec_online_drift_detected",
             "Samples mode: the online detector (CVM) crossed its threshold since calibration",
-            ["variant", "version"], registry=r)  # fmt: skip
+            MODEL, registry=r)  # fmt: skip
         self.online_ratio = Gauge(
             "vidrec_online_drift_threshold_ratio",
             "Samples mode: largest online test statistic over its threshold (>= 1: drift)",
-            ["variant", "version"], registry=r)  # fmt: skip
+            MODEL, registry=r)  # fmt: skip
         self.online_seen = Gauge(
             "vidrec_online_drift_samples",
             "Samples mode: requests fed to the online detector since calibration",
-            ["variant", "version"], registry=r)  # fmt: skip
+            MODEL, registry=r)  # fmt: skip
 
     def record_online(self, variant: str, version: str, o: OnlineResult) -> None:
         self.online_drift.labels(variant, version).set(float(o.drift))

@@ -30,7 +30,9 @@ class Reference:
     missing: dict[str, int]  # NaN values per feature
     edges: dict[str, list[float]]
     score: Array  # top-k scores per SCORE_EDGES bin
-    samples: int = 0  # distinct users behind the counts: the effective sample size
+    # distinct users behind the counts, the effective sample size (0: unknown, as in bundles
+    # from before it was measured; every request then counts as one)
+    samples: int = 0
     requests_per_user: dict[int, float] = field(default_factory=dict)  # by window length (s)
     # one request per distinct user: its own inputs (samples mode), columns named below
     inputs: Array = field(default_factory=lambda: np.zeros((0, 0)))
@@ -70,8 +72,7 @@ class Reference:
             missing={n: int(f["missing"]) for n, f in serving["features"].items()},
             edges={n: list(e["edges"]) for n, e in edges.items()},
             score=np.asarray(serving["score"]["counts"]),
-            # bundles from before the effective sample size: every request counts as one
-            samples=int(serving.get("samples", serving["requests"])),
+            samples=int(serving.get("samples", 0)),
             requests_per_user={int(w): float(r)
                                for w, r in serving.get("requests_per_user", {}).items()},
             **_inputs(serving.get("request_inputs")),

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 
 from vidrec.errors import SchemaError
-from vidrec.features.definitions import REQUEST_INPUTS
+from vidrec.features.definitions import REQUEST_INPUTS, one_per_user
 from vidrec.monitoring.detector import Array
 
 
@@ -37,8 +37,7 @@ def read_inputs(
     """Rows of `variant`/`version` served in [start, end), deduplicated per user (a random
     request of each, seeded), in serving order."""
     frame = _rows(log_dir, variant, version, start, end)
-    picked = frame.sample(frac=1.0, random_state=seed).drop_duplicates("user_id")
-    picked = picked.sort_values("served_at", kind="stable")
+    picked = one_per_user(frame, seed).sort_values("served_at", kind="stable")
     return LoggedInputs(
         requests=len(frame),
         users=picked[list(REQUEST_INPUTS)].to_numpy(np.float64),

@@ -31,6 +31,7 @@ from vidrec.features.definitions import (
     REQUEST_INPUT_COLUMNS,
     REQUEST_INPUTS,
     as_float_matrix,
+    one_per_user,
 )
 from vidrec.features.training_set import features_for
 from vidrec.models.ann import AnnIndex
@@ -128,8 +129,8 @@ def request_inputs(rows: ServedRows, frame: pd.DataFrame, seed: int) -> Array:
                           field="REQUEST_INPUTS")  # fmt: skip
     first = per_request.nth(0).set_index("request_id")
     users = frame.set_index("request_id").user_id.reindex(first.index)
-    picked = first.assign(user_id=users.to_numpy()).sample(frac=1.0, random_state=seed)
-    return picked.drop_duplicates("user_id")[list(REQUEST_INPUTS)].to_numpy(np.float64)
+    picked = one_per_user(first.assign(user_id=users.to_numpy()), seed)
+    return picked[list(REQUEST_INPUTS)].to_numpy(np.float64)
 
 
 # window lengths the reference measures requests per user at (the monitor interpolates)
