@@ -34,6 +34,8 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(registry_app, name="registry")
 monitor_app = typer.Typer(no_args_is_help=True, help="Drift monitor and Prometheus rules.")
 app.add_typer(monitor_app, name="monitor")
+rollout_app = typer.Typer(no_args_is_help=True, help="Safe rollout: shadow, canary, promote.")
+app.add_typer(rollout_app, name="rollout")
 
 JSON = typer.Option(False, "--json", help="Print one JSON summary line instead of text.")
 CONFIG = typer.Option(None, "--config", help="Settings file (TOML or JSON); unknown keys fail.")
@@ -584,6 +586,133 @@ def monitor_rules(
 
     files = write_prometheus_files(_settings(config).monitoring, out)
     emit({k: str(v) for k, v in files.items()}, json_out, "prometheus files")
+
+
+@rollout_app.command("start")
+def rollout_start(
+    version: str = typer.Argument(..., help="registry version to release as the challenger"),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
+    """Start releasing VERSION: shadow, then canary steps, then promotion (by the controller)."""
+    from vidrec.registry.registry import open_registry
+    from vidrec.rollout.local import open_router, open_store, start_rollout, summary
+
+    settings = _settings(config)
+    reg = open_registry(settings.registry)
+    policy = settings.rollout.policy
+    ro = start_rollout(open_store(settings), open_router(settings), reg, version, policy)
+    emit(summary(ro), json_out, f"rollout of v{version}")
+
+
+@rollout_app.command("status")
+def rollout_status(
+    history: int = typer.Option(20, min=0, help="last history entries shown"),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
+    """Phase, weight, each check's last value vs threshold, and the history."""
+    from vidrec.errors import NotFound
+    from vidrec.rollout.local import open_store, summary
+
+    ro = open_store(_settings(config)).get()
+    if ro is None:
+        raise NotFound("no rollout has been started (vidrec rollout start VERSION)")
+    emit(summary(ro, history), json_out, f"rollout of v{ro.spec.version}")
+
+
+WAIT = typer.Option(10.0, min=0, help="seconds to wait for the controller to act on it")
+
+
+def _request(action: Any, config: Path | None, wait: float, json_out: bool) -> None:
+    from vidrec.rollout.local import await_request, open_store, request, summary
+
+    store = open_store(_settings(config))
+    req = request(store, action)
+    done = await_request(store, req, wait)
+    if done is None:
+        out = {"request": req.model_dump(), "handled": False,
+               "note": "not handled yet: is `vidrec rollout run` running?"}  # fmt: skip
+    else:
+        out = {"request": req.model_dump(), "handled": True, **summary(done, history=1)}
+    emit(out, json_out, action)
+    if done is not None and done.status.history and done.status.history[-1].action == "refuse":
+        raise typer.Exit(1)
+
+
+@rollout_app.command("promote")
+def rollout_promote(
+    force: bool = typer.Option(False, "--force", help="promote even if the analysis failed"),
+    wait: float = WAIT,
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
+    """Promote now (skipping the remaining steps) if the last analysis passed."""
+    _request("force_promote" if force else "promote", config, wait, json_out)
+
+
+@rollout_app.command("abort")
+def rollout_abort(wait: float = WAIT, config: Path = CONFIG, json_out: bool = JSON) -> None:
+    """Stop the rollout: all traffic back to the champion; the version is not marked bad."""
+    _request("abort", config, wait, json_out)
+
+
+@rollout_app.command("rollback")
+def rollout_rollback(wait: float = WAIT, config: Path = CONFIG, json_out: bool = JSON) -> None:
+    """Roll back now: all traffic to the champion, the version marked rolled back."""
+    _request("rollback", config, wait, json_out)
+
+
+@rollout_app.command("pause")
+def rollout_pause(wait: float = WAIT, config: Path = CONFIG, json_out: bool = JSON) -> None:
+    """Hold the current weight; no analysis until resumed."""
+    _request("pause", config, wait, json_out)
+
+
+@rollout_app.command("resume")
+def rollout_resume(wait: float = WAIT, config: Path = CONFIG, json_out: bool = JSON) -> None:
+    """Carry on after a pause (the failure and inconclusive counts start again)."""
+    _request("resume", config, wait, json_out)
+
+
+@rollout_app.command("run")
+def rollout_run(
+    until_done: bool = typer.Option(False, help="exit once the rollout has ended"),
+    timeout: float = typer.Option(None, min=0, help="exit after this many seconds"),
+    host: str = typer.Option("127.0.0.1", help="address of the controller's /metrics"),
+    port: int = typer.Option(None, help="port of /metrics (default: rollout.metrics_port)"),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
+    """The rollout controller: analyse every interval, step, promote or roll back."""
+    import signal
+    import threading
+    import time
+
+    from prometheus_client import start_http_server
+
+    from vidrec.rollout.local import open_controller, summary
+    from vidrec.rollout.metrics import RolloutMetrics
+
+    settings = _settings(config)
+    metrics = RolloutMetrics()
+    start_http_server(port or settings.rollout.metrics_port, addr=host, registry=metrics.registry)
+    controller = open_controller(settings, metrics)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    deadline = None if timeout is None else time.monotonic() + timeout
+    actions: list[str] = []
+    while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+        action = controller.tick()
+        if action:
+            actions.append(action)
+        ro = controller.store.get()
+        if until_done and ro is not None and not ro.status.active and ro.status.finalized:
+            break
+        stop.wait(0.5)
+    ro = controller.store.get()
+    emit({"actions": actions, **(summary(ro, history=5) if ro else {"phase": None})},
+         json_out, "rollout controller")  # fmt: skip
 
 
 @app.command()

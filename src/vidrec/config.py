@@ -346,6 +346,106 @@ class MonitoringConfig(Strict):
         return self
 
 
+class ShadowPolicy(Strict):
+    """The shadow phase: the challenger ranks a share of requests unseen before any user sees it."""
+
+    duration_s: float = Field(
+        60.0, ge=0, description="held at least this long (0: no shadow phase, canary at once)"
+    )
+    fraction: float = Field(1.0, gt=0, le=1, description="share of requests shadowed")
+    min_requests: int = Field(100, ge=1, description="fewer shadow calls: inconclusive")
+    min_overlap: float = Field(
+        0.05, ge=0, le=1, description="mean overlap@k with the served slate must reach this"
+    )
+    max_overlap: float = Field(
+        1.0, ge=0, le=1, description="and stay under this (1.0: an identical ranker passes)"
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ShadowPolicy:
+        if self.min_overlap > self.max_overlap:
+            raise ValueError("min_overlap must be <= max_overlap")
+        return self
+
+
+class AnalysisPolicy(Strict):
+    """What every analysis checks, and how much data it needs to say anything."""
+
+    window_s: float = Field(
+        30.0, gt=0, description="rate window of the latency and error queries (seconds)"
+    )
+    latency_slo_s: float = Field(0.1, gt=0, description="the challenger's p99 must stay under this")
+    latency_max_regression: float = Field(
+        0.2, ge=0, description="and be at most this much (relative) above the champion's p99"
+    )
+    error_ratio_max: float = Field(
+        0.01, ge=0, lt=1, description="share of failed or degraded (fallback) responses allowed"
+    )
+    min_requests: int = Field(
+        100, ge=1, description="per variant and window: fewer makes latency/error inconclusive"
+    )
+    min_impressions: int = Field(
+        2_000,
+        ge=1,
+        description="per variant since the canary began: fewer makes engagement inconclusive",
+    )
+    alpha: float = Field(
+        0.01, gt=0, lt=0.5, description="one-sided level of the 'challenger is worse' tests"
+    )
+    engagement_margin: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="relative engagement loss tolerated: the tests ask whether the challenger "
+        "is worse than champion * (1 - margin)",
+    )
+
+
+class RolloutPolicy(Strict):
+    """How a challenger is released: shadow, canary steps, analysis, limits. The same in local
+    mode (`[rollout.policy]`) and in the chart's ModelRollout."""
+
+    interval_s: float = Field(30.0, gt=0, description="analysis runs this often")
+    shadow: ShadowPolicy = ShadowPolicy()
+    steps: tuple[float, ...] = Field(
+        (5.0, 25.0, 50.0),
+        min_length=1,
+        description="canary weights (% of users, sticky buckets), rising; promotion follows "
+        "the last",
+    )
+    step_s: float = Field(60.0, gt=0, description="each canary weight is held at least this long")
+    failure_limit: int = Field(
+        2, ge=1, description="consecutive failed analyses that roll back automatically"
+    )
+    inconclusive_limit: int = Field(
+        10, ge=1, description="consecutive inconclusive analyses that pause for a human"
+    )
+    analysis: AnalysisPolicy = AnalysisPolicy()
+
+    @model_validator(mode="after")
+    def _steps_rise(self) -> RolloutPolicy:
+        for i, w in enumerate(self.steps):
+            if not 0 < w < 100:
+                raise ValueError(
+                    f"steps[{i}]: weight {w} must be > 0 and < 100 (at 100 no champion traffic "
+                    "is left to compare with; promotion moves the rest)"
+                )
+            if i and w <= self.steps[i - 1]:
+                raise ValueError(f"steps[{i}]: weight {w} must be above the previous step")
+        if self.step_s < self.interval_s:
+            raise ValueError("step_s must be >= interval_s (a step needs an analysis)")
+        return self
+
+
+class RolloutConfig(Strict):
+    """Where the local rollout controller keeps its state and what it drives."""
+
+    policy: RolloutPolicy = RolloutPolicy()
+    state: Path = Field(Path("out/rollout/rollout.json"), description="rollout object (JSON)")
+    routes: Path = Field(Path("out/serve/routes.json"), description="serving's live route table")
+    metrics_port: int = Field(9202, ge=1, le=65535, description="the controller's /metrics port")
+
+
 class Settings(Strict):
     """The whole settings tree (`--config FILE`, TOML or JSON): one section per stage."""
 
@@ -355,3 +455,4 @@ class Settings(Strict):
     registry: RegistryConfig = RegistryConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    rollout: RolloutConfig = RolloutConfig()

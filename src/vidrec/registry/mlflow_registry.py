@@ -73,6 +73,12 @@ class MlflowRegistry:
         with self._translated():
             self.client.set_registered_model_alias(self.name, alias, str(version))
 
+    def delete_alias(self, alias: str) -> None:
+        check_alias(alias)
+        if alias in self._aliases():
+            with self._translated():
+                self.client.delete_registered_model_alias(self.name, alias)
+
     def get(self, ref: str) -> VersionInfo:
         return self._info(self._resolve(ref), self._aliases())
 

@@ -36,6 +36,9 @@ class Registry(Protocol):
     def set_alias(self, alias: str, version: int) -> None:
         """Point `alias` at `version`, moving it from whichever version had it."""
 
+    def delete_alias(self, alias: str) -> None:
+        """No version has `alias` afterwards (nothing happens if none had it)."""
+
     def get(self, ref: str) -> VersionInfo:
         """By alias or version number ("champion", "2"); NotFound (404) if none."""
 

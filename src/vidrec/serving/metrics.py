@@ -105,6 +105,13 @@ class ServingMetrics:
             ["variant", "version"],
             registry=r,
         )
+        self.watch_sq = Counter(
+            "vidrec_watch_seconds_squared",
+            "Sum of squared watch seconds per impression (with the sum: its variance, which "
+            "the rollout's watch-time test needs)",
+            ["variant", "version"],
+            registry=r,
+        )
         self.feedback = Counter(
             "vidrec_feedback_outcomes",
             "Feedback outcomes by result (joined, or why rejected)",

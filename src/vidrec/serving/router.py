@@ -61,6 +61,8 @@ class Router:
     async def recommend(self, req: RecommendRequest) -> Served:
         table = self.routes.get()
         variant: Variant = assign(table, req.user_id)
+        if variant == "challenger" and table.challenger not in self.handles:
+            variant = "champion"  # still loading: its users wait on the champion, unharmed
         version = table.challenger if variant == "challenger" else table.champion
         assert version is not None
         if version not in self.handles:  # the table names a model this server did not load

@@ -182,6 +182,7 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             if j.outcome.clicked:
                 self.metrics.clicks.labels(j.variant, j.version).inc()
                 self.metrics.watch.labels(j.variant, j.version).inc(j.outcome.watch_seconds)
+                self.metrics.watch_sq.labels(j.variant, j.version).inc(j.outcome.watch_seconds**2)
         for r in rejected:
             self.metrics.feedback.labels(r.reason).inc()
         return FeedbackResult(accepted=len(joined), rejected=rejected)

@@ -1,0 +1,94 @@
+"""The analysis' numbers, read from Prometheus through `MetricsProvider`.
+
+Latency and errors are per variant over the policy's window; engagement is per model
+version since the canary began (the sticky cohort's evidence accumulates across steps);
+shadow numbers cover the window. An unreachable Prometheus makes the whole analysis
+inconclusive. A series that does not exist is no data (zero counts), never a pass: the
+checks demand minimum counts.
+"""
+
+from __future__ import annotations
+
+from vidrec.errors import NotReady
+from vidrec.monitoring.prometheus import MetricsProvider
+from vidrec.rollout.analysis import Measurements, ShadowStats, VariantStats
+from vidrec.rollout.state import Rollout
+
+DRIFT_ALERTS = "VidrecFeatureDrift|VidrecPredictionDrift"
+
+
+class PrometheusMeasurer:
+    def __init__(self, provider: MetricsProvider) -> None:
+        self.provider = provider
+
+    def measure(self, rollout: Rollout, now: float) -> Measurements:
+        try:
+            return self._measure(rollout, now)
+        except NotReady as exc:
+            return Measurements(unavailable=exc.message)
+
+    def _measure(self, ro: Rollout, now: float) -> Measurements:
+        version, a = ro.spec.version, ro.spec.policy.analysis
+        loaded = self._sum(f'vidrec_model_info{{variant="challenger", version="{version}"}}')
+        drift = self._drift(version)
+        if not loaded:
+            return Measurements(loaded=False, drift_alerts=drift)
+        w = _dur(a.window_s)
+        if ro.status.phase == "shadow":
+            return Measurements(shadow=self._shadow(version, w), drift_alerts=drift)
+        since = _dur(max(a.window_s, now - (ro.status.canary_started_at or now)))
+        return Measurements(
+            champion=self._variant("champion", ro.spec.champion, w, since),
+            challenger=self._variant("challenger", version, w, since),
+            drift_alerts=drift,
+        )
+
+    def _variant(self, variant: str, version: str, w: str, since: str) -> VariantStats:
+        v, ver = f'variant="{variant}"', f'version="{version}"'
+        requests = self._sum(f"increase(vidrec_requests_total{{{v}}}[{w}])")
+        failed = self._sum(f'increase(vidrec_requests_total{{{v}, code!="200"}}[{w}])')
+        degraded = self._sum(f"increase(vidrec_degraded_responses_total{{{v}}}[{w}])")
+        p99 = self.provider.query(
+            "histogram_quantile(0.99, sum by (le) (rate(vidrec_request_duration_seconds_bucket"
+            f'{{{v}, stage="total"}}[{w}])))'
+        )
+        p99_s = p99[0].value if p99 and p99[0].value == p99[0].value else None  # NaN: no data
+
+        def since_start(metric: str) -> float:
+            return self._sum(f"increase({metric}{{{v}, {ver}}}[{since}])")
+
+        return VariantStats(
+            requests=requests, failed=failed + degraded, p99_s=p99_s,
+            impressions=since_start("vidrec_impressions_total"),
+            clicks=since_start("vidrec_clicks_total"),
+            watch_s=since_start("vidrec_watch_seconds_total"),
+            watch_sq=since_start("vidrec_watch_seconds_squared_total"),
+        )  # fmt: skip
+
+    def _shadow(self, version: str, w: str) -> ShadowStats:
+        by = {
+            s.labels.get("outcome", ""): s.value
+            for s in self.provider.query(
+                f"sum by (outcome) (increase(vidrec_shadow_requests_total[{w}]))"
+            )
+        }
+        calls = by.get("compared", 0.0) + by.get("degraded", 0.0) + by.get("failed", 0.0)
+        ver = f'{{version="{version}"}}'
+        total = self._sum(f"increase(vidrec_shadow_overlap_ratio_sum{ver}[{w}])")
+        count = self._sum(f"increase(vidrec_shadow_overlap_ratio_count{ver}[{w}])")
+        failed = by.get("degraded", 0.0) + by.get("failed", 0.0)
+        return ShadowStats(calls, failed, total / count if count > 0 else None)
+
+    def _drift(self, version: str) -> tuple[str, ...]:
+        found = self.provider.query(
+            f'ALERTS{{alertstate="firing", alertname=~"{DRIFT_ALERTS}", version="{version}"}}'
+        )
+        names = {f"{s.labels['alertname']}({s.labels.get('feature', 'score')})" for s in found}
+        return tuple(sorted(names))
+
+    def _sum(self, promql: str) -> float:
+        return sum(s.value for s in self.provider.query(f"sum({promql})") if s.value == s.value)
+
+
+def _dur(seconds: float) -> str:
+    return f"{max(1, round(seconds))}s"
