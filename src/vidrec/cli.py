@@ -376,6 +376,14 @@ def serve(
         return run_apps({v: str(b) for v, b in bundles.items()}, features, settings.serving,
                         fault_file)  # fmt: skip
 
+    def load_version(version: str) -> tuple[Path, Any]:
+        from vidrec.registry.registry import open_registry
+        from vidrec.serving.deployments import run_apps
+
+        bundle = open_registry(settings.registry).download(version, routes.parent / "bundles")
+        handles = run_apps({version: str(bundle)}, features, settings.serving, fault_file)
+        return bundle, handles[version]
+
     emit(
         {"url": f"http://127.0.0.1:{port}", "versions": list(bundles), "routes": str(routes),
          "log_dir": str(app_.log_dir)},
@@ -383,7 +391,7 @@ def serve(
         "serving",
     )  # fmt: skip
     sys.stdout.flush()
-    serve_forever(load, app_, port)
+    serve_forever(load, app_, port, load_version=load_version)
 
 
 @app.command()

@@ -51,13 +51,14 @@ def run(out: Path, scale: str = "demo", seed: int = 0) -> dict[str, Any]:
     steps["leakage_guard"] = _leakage_demo(out, cfg)
     steps["train"] = _train(out, cfg)
     steps["online_store"] = _materialize(out)
-    steps["monitoring"] = m = _monitoring(out)
+    steps["monitoring"], steps["rollout"] = m, r = _lifecycle(out)
     ok = skew["passed"] and steps["leakage_guard"]["rejected"] and steps["train"]["registered"]
     ok = (
         ok
         and m["normal_quiet"]
         and m["drift_detected"]
         and "VidrecFeatureDrift" in m["alerts_firing"]
+        and r.get("ok", False)
     )
     return {
         "ok": ok,
@@ -125,10 +126,12 @@ def _leakage_demo(out: Path, cfg: FeatureConfig) -> dict[str, Any]:
     return {"rejected": False}
 
 
-def _monitoring(out: Path, rate: float = 25.0, window_s: int = 10) -> dict[str, Any]:
-    """Serve the champion, scrape it and the drift monitor with a real Prometheus, drive
-    simulated users for two windows, then inject the new-market drift for three: the
-    monitor flags it, `VidrecFeatureDrift` fires, and a retraining runs through the gates."""
+def _lifecycle(out: Path, rate: float = 25.0, window_s: int = 10) -> tuple[Any, Any]:
+    """Serve the champion, scrape it, the drift monitor and the rollout controller with a
+    real Prometheus; drive simulated users for two windows, then inject the new-market drift
+    for three: the monitor flags it, `VidrecFeatureDrift` fires, and a retraining runs
+    through the gates. Then release the retrained challenger (promoted) and a bad one
+    (rolled back) through the rollout controller."""
     from vidrec.config import AlertConfig, MonitoringConfig, load_settings
     from vidrec.monitoring.prometheus_server import PrometheusProcess, free_port
     from vidrec.monitoring.rules import write_prometheus_files
@@ -136,9 +139,11 @@ def _monitoring(out: Path, rate: float = 25.0, window_s: int = 10) -> dict[str, 
     settings_file = (out / "vidrec.toml").resolve()
     mon = out / "monitor"
     shutil.rmtree(mon, ignore_errors=True)
+    shutil.rmtree(out / "rollout", ignore_errors=True)
     port = free_port()
     cfg = MonitoringConfig(
         serving_target=f"127.0.0.1:{port}", monitor_port=free_port(), scrape_interval_s=1,
+        rollout_target=f"127.0.0.1:{free_port()}",
         window_s=window_s, interval_s=window_s, min_requests=int(rate * window_s / 3),
         sustained_windows=2, retrain_data=(out / "sim").resolve(),
         alerts=AlertConfig(rule_window_s=window_s, alert_for_s=0),
@@ -147,7 +152,14 @@ def _monitoring(out: Path, rate: float = 25.0, window_s: int = 10) -> dict[str, 
     with _served(out, settings_file, port) as url, \
             PrometheusProcess(files["prometheus.yml"], mon / "tsdb") as prom:  # fmt: skip
         cfg = cfg.model_copy(update={"prometheus_url": prom.url})
-        return _drift_demo(out, load_settings(settings_file), cfg, settings_file, url, rate)
+        settings = load_settings(settings_file)
+        m = _drift_demo(out, settings, cfg, settings_file, url, rate)
+        retrained = m["retraining"]
+        if retrained.get("result") != "registered":
+            return m, {"ok": False, "skipped": "the retraining registered no challenger"}
+        from vidrec import demo_rollout
+
+        return m, demo_rollout.run(out, settings, cfg, url, rate, str(retrained["version"]))
 
 
 @contextlib.contextmanager
@@ -157,7 +169,8 @@ def _served(out: Path, settings_file: Path, port: int) -> Iterator[str]:
 
     mon, url = out / "monitor", f"http://127.0.0.1:{port}"
     args = ["--port", str(port), "--config", str(settings_file),
-            "--routes", str((mon / "routes.json").resolve())]  # fmt: skip
+            "--routes", str((mon / "routes.json").resolve()),
+            "--faults", str((mon / "faults.json").resolve())]  # fmt: skip
     with serve_process(args, (mon / "home").resolve(), mon / "serve.log") as proc:
         deadline = time.monotonic() + 300
         while not _ready(url):

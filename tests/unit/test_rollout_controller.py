@@ -117,6 +117,8 @@ def test_a_good_challenger_goes_shadow_canary_promoted(world: dict[str, Any]) ->
     # passing holds are not history (one per interval would bury the steps)
     assert [e.action for e in ro.status.history] == ["start", "advance", "advance", "promote"]
     assert run(w, 30) == []  # ended: nothing more
+    w["routes"].set(RouteTable(champion="1"))  # a human routes by hand after the rollout
+    assert run(w, 5) == [] and table(w) == ("1", None, 0.0, 0.0)  # hands-off
 
 
 def test_a_slow_challenger_rolls_back_after_the_failure_limit(world: dict[str, Any]) -> None:

@@ -331,7 +331,7 @@ def rules_yaml(cfg: MonitoringConfig) -> str:
 def prometheus_config(
     cfg: MonitoringConfig, rule_files: list[str], monitor_target: str | None = None
 ) -> dict[str, Any]:
-    """prometheus.yml scraping the model server and the drift monitor."""
+    """prometheus.yml scraping the model server, the drift monitor and the rollout controller."""
     interval = _dur(cfg.scrape_interval_s)
     monitor = monitor_target or f"127.0.0.1:{cfg.monitor_port}"
     return {
@@ -340,6 +340,7 @@ def prometheus_config(
         "scrape_configs": [
             _scrape_job("vidrec-serving", cfg.serving_target),
             _scrape_job("vidrec-monitor", monitor),
+            _scrape_job("vidrec-rollout", cfg.rollout_target),
         ],
     }
 

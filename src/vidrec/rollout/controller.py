@@ -88,15 +88,18 @@ class Controller:
         return decide(st, checks, policy, now)
 
     def _apply(self, ro: Rollout) -> Rollout:
-        """Make routes and registry match the stored status (cheap when they already do)."""
+        """Make routes and registry match the stored status (cheap when they already do).
+        A finished, finalized rollout is hands-off: people may route by hand after it."""
+        if self.metrics:
+            self.metrics.update(ro)
+        if not ro.status.active and ro.status.finalized:
+            return ro
         want, have = routes_for(ro), self.router.get_routes()
         if want.salt is None:
             have = dataclasses.replace(have, salt=None)
         if have != want:
             self.router.set_routes(want)
-        if self.metrics:
-            self.metrics.update(ro)
-        if ro.status.active or ro.status.finalized:
+        if ro.status.active:
             return ro
         self._finalize(ro)
         done = ro.model_copy(update={"status": ro.status.model_copy(update={"finalized": True})})

@@ -13,6 +13,8 @@ replicas stay pending forever.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -54,10 +56,20 @@ class VersionStages:
 
     def rank(self, req: RecommendRequest, rid: str, ts: int, got: Retrieved) -> Ranked:
         self.faults.apply("ranking", self.version)
-        return self.stages.rank(req, rid, ts, got)
+        ranked = self.stages.rank(req, rid, ts, got)
+        return shuffled(ranked, rid) if self.faults.shuffles(self.version) else ranked
 
     def ping(self) -> str:
         return "ok"
+
+
+def shuffled(ranked: Ranked, rid: str) -> Ranked:
+    """The same candidates in a random order (scores re-dealt to match): a bad model."""
+    rng = np.random.default_rng(int(hashlib.blake2b(rid.encode(), digest_size=8).hexdigest(), 16))
+    order = rng.permutation(len(ranked.ranked))
+    scores = [c.score for c in ranked.ranked]  # best first
+    dealt = [replace(ranked.ranked[j], score=s) for j, s in zip(order, scores, strict=True)]
+    return replace(ranked, ranked=dealt)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": CPU})

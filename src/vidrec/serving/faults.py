@@ -4,7 +4,7 @@ Off unless `vidrec serve --faults FILE` names a file; then the Retrieval and
 Ranking replicas read it (re-read when replaced) before each call. This is how
 the tests and the rollout demo prove that a slow ranker or a crashed replica
 degrades to the fallback instead of failing requests, and how a deliberately
-slow challenger is made. A crash happens once per file change: the replica
+slow or bad (randomly ranking) challenger is made. A crash happens once per file change: the replica
 that takes it leaves a marker so its restarted successor carries on serving.
 """
 
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vidrec.config import Strict
 from vidrec.serving.watched import WatchedJson
@@ -28,6 +28,15 @@ class Fault(Strict):
     version: str | None = Field(None, description="model version affected (None: every one)")
     delay_s: float = Field(0.0, ge=0, le=60, description="added before the stage runs")
     crash: bool = Field(False, description="the replica process exits (once per file change)")
+    shuffle: bool = Field(
+        False, description="ranking only: rank the candidates at random (a bad model)"
+    )
+
+    @model_validator(mode="after")
+    def _shuffle_ranks(self) -> Fault:
+        if self.shuffle and self.stage != "ranking":
+            raise ValueError("shuffle applies to the ranking stage only")
+        return self
 
 
 class Faults(Strict):
@@ -51,6 +60,13 @@ class FaultFile:
                 time.sleep(f.delay_s)
             if f.crash and self._first_crash(stage, version):
                 os._exit(17)  # a real process death, as an OOM kill would be
+
+    def shuffles(self, version: str) -> bool:
+        """Whether this version's ranking is to be replaced by a random order."""
+        faults = self._file.get() if self._file else None
+        return faults is not None and any(
+            f.shuffle and f.version in (None, version) for f in faults.faults
+        )
 
     def _first_crash(self, stage: str, version: str) -> bool:
         assert self.path is not None

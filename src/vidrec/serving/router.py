@@ -58,6 +58,11 @@ class Router:
     def attach(self, handles: dict[str, Any]) -> None:
         self.handles = dict(handles)
 
+    def add(self, version: str, bundle: Path, handle: Any) -> None:
+        """A version loaded while serving (a new challenger): routable from now on."""
+        self.popular[version] = ServingModel.popularity_of(bundle)
+        self.handles = {**self.handles, version: handle}  # one swap: readers see old or new
+
     async def recommend(self, req: RecommendRequest) -> Served:
         table = self.routes.get()
         variant: Variant = assign(table, req.user_id)

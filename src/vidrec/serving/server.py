@@ -130,6 +130,14 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         self.attached = self.ready = True
         self._model_gauges()  # scraped from the start, not from the first request's tick
 
+    def add_version(self, version: str, bundle: Path, handle: Any) -> None:
+        """Serve a version loaded after start (the route table named it: a new challenger)."""
+        ref = FeatureBins.load(bundle / "reference" / "features.json", FEATURES.model_inputs)
+        self.metrics.features.set_reference(version, ref)
+        self.created[version] = read_manifest(bundle).created_at
+        self.router.add(version, bundle, handle)
+        self._model_gauges()
+
     def load(self) -> bool:
         if not self.attached:  # KServe calls this for a request that comes too early
             raise NotReady("the model is loading (Ray Serve app not up yet); retry shortly")
@@ -303,12 +311,41 @@ def install_routes(metrics: ServingMetrics, model: VidrecModel) -> None:
     app.max_body_size = MAX_BODY_BYTES
 
 
+LoadVersion = Callable[[str], tuple[Path, Any]]  # version -> its bundle and app handle
+
+
+def watch_routes(model: VidrecModel, load_version: LoadVersion, poll_s: float = 1.0) -> None:
+    """Load every version the route table names that is not loaded yet (a challenger
+    registered after start), forever. A version that fails to load is retried later; its
+    users stay on the champion meanwhile (the router's rule), so nothing fails."""
+    retry_at: dict[str, float] = {}
+    while True:
+        try:
+            table = model.router.routes.get()
+            wanted = [v for v in (table.champion, table.challenger) if v is not None]
+        except VidrecError:
+            wanted = []
+        for version in wanted:
+            if version in model.router.handles or retry_at.get(version, 0) > time.monotonic():
+                continue
+            try:
+                bundle, handle = load_version(version)
+                handle.ping.remote().result(timeout_s=300)
+                model.add_version(version, bundle, handle)
+                log.warning("loaded model version %s (named by the route table)", version)
+            except Exception:
+                log.exception("cannot load model version %s; retrying in 30 s", version)
+                retry_at[version] = time.monotonic() + 30
+        time.sleep(poll_s)
+
+
 def serve_forever(
     load: Callable[[], Any], app: Deployment, port: int, name: str = "vidrec",
-    host: str = "127.0.0.1",
+    host: str = "127.0.0.1", load_version: LoadVersion | None = None,
 ) -> None:  # fmt: skip
     """Answer at once (503 until `load()` returns each model version's app handle), serve
-    until a signal; the impression log is flushed on the way out."""
+    until a signal; the impression log is flushed on the way out. With `load_version`,
+    versions the route table names later are loaded as it names them."""
     metrics = ServingMetrics(REGISTRY)
     model = VidrecModel(name, app, metrics)
     install_routes(metrics, model)
@@ -325,6 +362,8 @@ def serve_forever(
         model.attach(handles)
         # Ray's GCS and raylet are started with PR_SET_PDEATHSIG, which fires when the
         # *thread* that started them exits: this thread must live as long as the process
+        if load_version is not None:
+            watch_routes(model, load_version)
         threading.Event().wait()
 
     threading.Thread(target=load_in_background, name="load-app", daemon=True).start()

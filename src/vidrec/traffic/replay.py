@@ -10,6 +10,7 @@ per impression) and the slates' true expected engagement from the oracle.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -69,6 +70,7 @@ class Replay:
         self.variants: dict[str, VariantStats] = {}
         self.feedback: Counter[str] = Counter()
         self.newcomers = 0  # requests from injected new-market users
+        self.seen: dict[str, set[Any]] = {}  # model version -> users it answered
 
     async def run(
         self, rate: float, duration_s: float, tick: Callable[[int], None] = lambda _n: None
@@ -113,6 +115,7 @@ class Replay:
     ) -> None:
         videos = [item["video_id"] for item in p["items"]]
         outcomes, engagement = self.users.react(body["user_id"], videos, ts, rng)
+        self.seen.setdefault(p["model_version"], set()).add(body["user_id"])
         s = self.variants.setdefault(p["variant"], VariantStats())
         s.requests += 1
         s.degraded += int(p["degraded"])
@@ -152,6 +155,8 @@ class Replay:
             "latency": {k: load[k] for k in ("p50_ms", "p95_ms", "p99_ms")},
             "feedback": dict(self.feedback),
             "newcomer_requests": self.newcomers,
+            "users": len(set().union(*self.seen.values())),
+            "users_by_version": {v: len(u) for v, u in sorted(self.seen.items())},
             "variants": {v: s.summary() for v, s in sorted(self.variants.items())},
         }
 
@@ -169,3 +174,59 @@ def replay(
     t0 = time.perf_counter()
     out = asyncio.run(Replay(url, users, k, seed, drift=drift).run(rate, duration_s, tick))
     return {**out, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+class Continuous:
+    """Simulated users in back-to-back rounds until stopped (while `on` is set), for runs
+    of unknown length such as a rollout; remembers which users each model version answered."""
+
+    def __init__(self, url: str, users: SimulatedUsers, rate: float, round_s: float = 3.0,
+                 seed: int = 0) -> None:  # fmt: skip
+        self.url, self.users, self.rate, self.round_s, self.seed = url, users, rate, round_s, seed
+        self.on, self.stopped = threading.Event(), threading.Event()
+        self.rounds: list[dict[str, Any]] = []
+        self.seen_in: list[dict[str, set[Any]]] = []  # per round: version -> users answered
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+
+    def start(self) -> Continuous:
+        self.on.set()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self._thread.join(timeout=60)
+
+    def failed(self) -> int:
+        """Requests that got no 2xx answer, over every round so far."""
+        return sum(r["planned"] - r["ok"] for r in self.rounds)
+
+    def mark(self) -> int:
+        """A point to measure from (`since`): rounds finished so far."""
+        return len(self.rounds)
+
+    def since(self, mark: int) -> dict[str, Any]:
+        """Requests, failed requests and the users each model version answered in the rounds
+        after `mark` (a user counts once per version, however often it came back)."""
+        rounds, seen = self.rounds[mark:], self.seen_in[mark:]
+        by_version: dict[str, set[Any]] = {}
+        for r in seen:
+            for v, u in r.items():
+                by_version.setdefault(v, set()).update(u)
+        return {
+            "requests": sum(r["planned"] for r in rounds),
+            "failed": sum(r["planned"] - r["ok"] for r in rounds),
+            "users": len(set().union(*by_version.values())),
+            "users_by_version": {v: len(u) for v, u in sorted(by_version.items())},
+        }
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stopped.is_set():
+            if not self.on.wait(0.2):
+                continue
+            n += 1
+            r = Replay(self.url, self.users, seed=self.seed * 100_003 + n)
+            out = asyncio.run(r.run(self.rate, self.round_s))
+            self.seen_in.append(r.seen)
+            self.rounds.append(out)

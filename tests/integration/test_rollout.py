@@ -1,0 +1,273 @@
+"""Rollouts on the real stack: `vidrec serve` (Ray Serve behind KServe) with champion v1 and
+challenger v2 loaded, a real Prometheus scraping it, the MLflow registry, simulated traffic
+with feedback flowing all along, and the controller (in-process, or `vidrec rollout run`
+as a process for the restart test). Faults make the bad challengers: a slow ranker, a
+ranker that orders at random. Not one request may fail through any of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serving_server import start_server
+from vidrec.config import AlertConfig, MonitoringConfig, load_settings
+from vidrec.monitoring.prometheus import PrometheusProvider
+from vidrec.monitoring.prometheus_server import PrometheusProcess, free_port
+from vidrec.monitoring.rules import write_prometheus_files
+from vidrec.registry.registry import open_registry
+from vidrec.rollout.local import open_controller, start_rollout
+from vidrec.rollout.state import Rollout
+from vidrec.serving.file_routes import FileRouteSource
+from vidrec.serving.routing import RouteTable
+from vidrec.traffic.replay import Continuous
+from vidrec.traffic.users import SimulatedUsers
+
+pytestmark = pytest.mark.integration
+
+RATE = 40.0
+POLICY = """
+[rollout.policy]
+interval_s = 3
+step_s = 6
+steps = [10, 50]
+failure_limit = 2
+inconclusive_limit = 6
+[rollout.policy.shadow]
+duration_s = 4
+# low enough that a 0.12 s ranker is not swamped by shadow calls: its latency must be
+# caught in the canary, by the latency check
+fraction = 0.1
+min_requests = 10
+min_overlap = 0.0  # a random ranker must be caught by engagement, not overlap
+[rollout.policy.analysis]
+window_s = 6
+min_requests = 15
+min_impressions = 300
+latency_slo_s = 0.1
+latency_max_regression = 1.0
+error_ratio_max = 0.02
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(
+    served_models: dict[str, Any], small_sim: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("rollout")
+    with start_server(served_models, "fused", name="rollout") as server:
+        cfg = MonitoringConfig(serving_target=f"127.0.0.1:{server['port']}", scrape_interval_s=1,
+                               alerts=AlertConfig(rule_window_s=5, alert_for_s=0))  # fmt: skip
+        files = write_prometheus_files(cfg, tmp / "prometheus")
+        with PrometheusProcess(files["prometheus.yml"], tmp / "tsdb") as prom:
+            traffic = Continuous(server["url"], SimulatedUsers.load(small_sim), RATE).start()
+            try:
+                yield {"server": server, "prom": prom.url, "traffic": traffic, "tmp": tmp,
+                       "models": served_models}  # fmt: skip
+            finally:
+                traffic.stop()
+                reg = open_registry(load_settings(served_models["tmp"] / "cfg.toml").registry)
+                reg.set_alias("champion", 1)  # the serving tests expect v1 and v2 there
+                reg.set_alias("challenger", 2)
+
+
+@pytest.fixture
+def rollout(stack: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """A fresh rollout setting per test: champion v1 serving, no faults, traffic on."""
+    tmp = stack["tmp"] / request.node.name
+    tmp.mkdir()
+    cfg_file = tmp / "cfg.toml"
+    base = stack["models"]["config"]
+    cfg_file.write_text(
+        base + f'[monitoring]\nprometheus_url = "{stack["prom"]}"\n'
+        f'[rollout]\nstate = "{tmp / "rollout.json"}"\nroutes = "{stack["server"]["routes"]}"\n'
+        f"metrics_port = {free_port()}\n" + POLICY
+    )
+    settings = load_settings(cfg_file)
+    reg = open_registry(settings.registry)
+    reg.set_alias("champion", 1)
+    reg.set_alias("challenger", 2)
+    FileRouteSource(stack["server"]["routes"]).set(RouteTable(champion="1"))
+    stack["server"]["faults"].write_text('{"faults": []}')
+    stack["traffic"].on.set()
+    failed_before = stack["traffic"].failed()
+    yield {"settings": settings, "cfg": cfg_file, "registry": reg, "tmp": tmp, **stack}
+    stack["traffic"].on.set()
+    assert stack["traffic"].failed() == failed_before, "requests failed during the rollout"
+
+
+def drive(r: dict[str, Any], timeout_s: float = 120, until: Any = None) -> Rollout:
+    """Run the controller in this process until the rollout ends (or `until(rollout)`)."""
+    ctl = open_controller(r["settings"])
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ctl.tick()
+        ro = ctl.store.get()
+        assert ro is not None
+        if (until and until(ro)) or (not ro.status.active and ro.status.finalized):
+            return ro
+        time.sleep(0.5)
+    pytest.fail(f"rollout did not finish in {timeout_s} s: {ctl.store.get()}")
+
+
+def begin(r: dict[str, Any]) -> None:
+    s = r["settings"]
+    from vidrec.rollout.local import open_router, open_store
+
+    start_rollout(open_store(s), open_router(s), r["registry"], "2", s.rollout.policy)
+
+
+def steps(ro: Rollout) -> list[tuple[str, float]]:
+    return [(e.action, e.weight) for e in ro.status.history if e.action != "hold"]
+
+
+def test_a_good_challenger_is_promoted(rollout: dict[str, Any]) -> None:
+    r = rollout
+    begin(r)
+    ro = drive(r)
+    assert ro.status.phase == "promoted", ro.status.reason
+    assert steps(ro) == [("start", 0), ("advance", 10), ("advance", 50), ("promote", 100)]
+    last = {c.name: c for c in ro.status.history[-1].checks}
+    assert {"latency_p99", "error_ratio", "ctr", "watch_time", "drift_alerts"} <= set(last)
+    assert all(c.result == "pass" for c in last.values())
+    table = FileRouteSource(r["server"]["routes"]).get()
+    assert (table.champion, table.challenger) == ("2", None)
+    assert r["registry"].get("champion").version == 2
+    assert r["registry"].get("2").tags["rollout"] == "promoted"
+    assert "challenger" not in r["registry"].get("2").aliases
+    # the shadow phase really shadowed: Prometheus saw the comparisons
+    prom = PrometheusProvider(r["prom"])
+    assert prom.query('sum(vidrec_shadow_requests_total{outcome="compared"})')[0].value > 0
+
+
+def test_a_slow_challenger_is_rolled_back(rollout: dict[str, Any]) -> None:
+    r = rollout
+    slow = {"faults": [{"stage": "ranking", "version": "2", "delay_s": 0.12}]}
+    r["server"]["faults"].write_text(json.dumps(slow))
+    begin(r)
+    ro = drive(r)
+    assert ro.status.phase == "rolled_back"
+    assert "latency_p99" in ro.status.reason
+    assert max(e.weight for e in ro.status.history) == 10  # never past the first step
+    table = FileRouteSource(r["server"]["routes"]).get()
+    assert (table.champion, table.challenger, table.canary_percent) == ("1", None, 0)
+    info = r["registry"].get("2")
+    assert info.tags["rollout"] == "rolled_back" and "latency_p99" in info.tags["rollout_reason"]
+    assert r["registry"].get("champion").version == 1
+
+
+def test_a_random_ranker_is_rolled_back_on_engagement(rollout: dict[str, Any]) -> None:
+    r = rollout
+    bad = {"faults": [{"stage": "ranking", "version": "2", "shuffle": True}]}
+    r["server"]["faults"].write_text(json.dumps(bad))
+    begin(r)
+    ro = drive(r, timeout_s=180)
+    assert ro.status.phase == "rolled_back", ro.status.reason
+    assert "ctr" in ro.status.reason or "watch_time" in ro.status.reason
+    failed = [c for c in ro.status.history[-1].checks if c.result == "fail"]
+    assert failed and all(c.name in ("ctr", "watch_time", "shadow_overlap") for c in failed)
+
+
+def test_no_traffic_stays_inconclusive_and_pauses(rollout: dict[str, Any]) -> None:
+    r = rollout
+    r["traffic"].on.clear()
+    time.sleep(8)  # the analysis window empties
+    begin(r)
+    ro = drive(r, until=lambda ro: ro.status.paused)
+    r["traffic"].on.set()
+    assert ro.status.phase == "shadow" and ro.status.paused
+    assert ro.status.failures == 0 and ro.status.inconclusive == 6
+    assert all(c.result != "pass" for c in ro.status.checks if c.name.startswith("shadow"))
+    # still paused later: a pause waits for a human
+    ctl = open_controller(r["settings"])
+    time.sleep(4)
+    ctl.tick()
+    assert ctl.store.get().status.paused
+
+
+def cli(r: dict[str, Any], *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "vidrec", "rollout", *args, "--config", str(r["cfg"]), "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.stdout, out.stderr
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_manual_promote_and_abort(rollout: dict[str, Any]) -> None:
+    r = rollout
+    begin(r)
+    passed = drive(r, until=lambda ro: ro.status.phase == "canary" and ro.status.checks
+                   and all(c.result == "pass" for c in ro.status.checks))  # fmt: skip
+    stop = threading.Event()
+    ctl = threading.Thread(target=open_controller(r["settings"]).run, args=(stop, 0.3))
+    ctl.start()
+    try:
+        out = cli(r, "promote", "--wait", "20")
+        assert out["handled"] and out["phase"] == "promoted", out
+        assert passed.status.phase == "canary"
+        assert out["history"][-1]["reason"] == "promote requested by cli"
+        time.sleep(1)
+        assert FileRouteSource(r["server"]["routes"]).get().champion == "2"
+        # a second rollout, aborted by hand: traffic back to the champion, nothing marked bad
+        r["registry"].set_alias("champion", 1)
+        FileRouteSource(r["server"]["routes"]).set(RouteTable(champion="1"))
+        out = cli(r, "start", "2")
+        assert out["phase"] == "shadow"
+        out = cli(r, "abort", "--wait", "20")
+        assert out["handled"] and out["phase"] == "aborted", out
+        status = cli(r, "status")
+        assert status["phase"] == "aborted" and status["history"][-1]["action"] == "abort"
+        time.sleep(1)
+        table = FileRouteSource(r["server"]["routes"]).get()
+        assert (table.champion, table.challenger) == ("1", None)
+        assert r["registry"].get("2").tags["rollout"] == "aborted"
+        refused = subprocess.run(
+            [sys.executable, "-m", "vidrec", "rollout", "promote", "--config", str(r["cfg"]),
+             "--json"], capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert refused.returncode == 1 and "already aborted" in refused.stdout
+    finally:
+        stop.set()
+        ctl.join()
+
+
+def test_controller_restart_mid_rollout_resumes_without_double_steps(
+    rollout: dict[str, Any],
+) -> None:
+    r = rollout
+    begin(r)
+    args = [sys.executable, "-m", "vidrec", "rollout", "run", "--until-done", "--timeout", "150",
+            "--config", str(r["cfg"]), "--json"]  # fmt: skip
+    log = r["tmp"] / "controller.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)  # fmt: skip
+        store_path = r["settings"].rollout.state
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            ro = Rollout.model_validate_json(store_path.read_text())
+            if ro.status.phase == "canary":
+                break
+            time.sleep(0.2)
+        os.killpg(first.pid, signal.SIGKILL)  # no clean-up: as an OOM kill would
+        first.wait()
+    before = Rollout.model_validate_json(store_path.read_text())
+    assert before.status.phase == "canary" and before.status.weight == 10
+    done = subprocess.run(args, capture_output=True, text=True, timeout=200)
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["phase"] == "promoted", summary
+    ro = Rollout.model_validate_json(store_path.read_text())
+    assert steps(ro) == [("start", 0), ("advance", 10), ("advance", 50), ("promote", 100)]
+    # the step the killed controller began was held for its full time, not restarted
+    advances = [e for e in ro.status.history if e.action in ("advance", "promote")]
+    assert advances[1].at - advances[0].at >= r["settings"].rollout.policy.step_s
