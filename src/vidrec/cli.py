@@ -659,28 +659,23 @@ def rollout_promote(
     _request("force_promote" if force else "promote", config, wait, json_out)
 
 
-@rollout_app.command("abort")
-def rollout_abort(wait: float = WAIT, config: Path = CONFIG, json_out: bool = JSON) -> None:
-    """Stop the rollout: all traffic back to the champion; the version is not marked bad."""
-    _request("abort", config, wait, json_out)
+def _request_command(action: str, doc: str) -> None:
+    """`vidrec rollout ACTION`: a request the running controller handles."""
+
+    def command(wait: float = WAIT, config: Path = CONFIG, json_out: bool = JSON) -> None:
+        _request(action, config, wait, json_out)
+
+    command.__doc__ = doc
+    rollout_app.command(action)(command)
 
 
-@rollout_app.command("rollback")
-def rollout_rollback(wait: float = WAIT, config: Path = CONFIG, json_out: bool = JSON) -> None:
-    """Roll back now: all traffic to the champion, the version marked rolled back."""
-    _request("rollback", config, wait, json_out)
-
-
-@rollout_app.command("pause")
-def rollout_pause(wait: float = WAIT, config: Path = CONFIG, json_out: bool = JSON) -> None:
-    """Hold the current weight; no analysis until resumed."""
-    _request("pause", config, wait, json_out)
-
-
-@rollout_app.command("resume")
-def rollout_resume(wait: float = WAIT, config: Path = CONFIG, json_out: bool = JSON) -> None:
-    """Carry on after a pause (the failure and inconclusive counts start again)."""
-    _request("resume", config, wait, json_out)
+for _action, _doc in (
+    ("abort", "Stop the rollout: all traffic back to the champion; the version is not marked bad."),
+    ("rollback", "Roll back now: all traffic to the champion, the version marked rolled back."),
+    ("pause", "Hold the current weight; no analysis until resumed."),
+    ("resume", "Carry on after a pause (the failure and inconclusive counts start again)."),
+):
+    _request_command(_action, _doc)
 
 
 @rollout_app.command("run")
