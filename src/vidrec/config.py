@@ -395,6 +395,13 @@ class AnalysisPolicy(Strict):
         ge=1,
         description="per variant since the canary began: fewer makes engagement inconclusive",
     )
+    min_cohorts: int = Field(
+        8,
+        ge=2,
+        le=32,
+        description="user cohorts with impressions, per variant, the "
+        "engagement tests need (their variance comes from how cohorts differ)",
+    )
     alpha: float = Field(
         0.01, gt=0, lt=0.5, description="one-sided level of the 'challenger is worse' tests"
     )

@@ -331,10 +331,15 @@ def _recovers(s: dict[str, Any], within_s: float = 90) -> bool:
 
 
 def _metric(s: dict[str, Any], series: str) -> float:
+    """Sum of the samples of `name{labels}` whose labels include the given ones."""
+    name, _, rest = series.partition("{")
+    want = [x for x in rest.rstrip("}").split(",") if x]
+    total = 0.0
     for line in httpx.get(f"{s['url']}/metrics", timeout=5).text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.split()[-1])
-    return 0.0
+        head, _, value = line.rpartition(" ")
+        if head.partition("{")[0] == name and all(w in head for w in want):
+            total += float(value)
+    return total
 
 
 def _logged(s: dict[str, Any], table: str, request_id: str, within_s: float = 30) -> Any:

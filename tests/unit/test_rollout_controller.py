@@ -3,6 +3,7 @@ measurements and a fake clock: stepping, rollback, requests, restart without dou
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from vidrec.config import AnalysisPolicy, RolloutPolicy, ShadowPolicy
 from vidrec.errors import Conflict
-from vidrec.rollout.analysis import Measurements, ShadowStats, VariantStats
+from vidrec.rollout.analysis import Cohort, Measurements, ShadowStats, VariantStats
 from vidrec.rollout.app_router import AppRouter
 from vidrec.rollout.controller import Controller
 from vidrec.rollout.file_store import FileRolloutStore
@@ -24,8 +25,10 @@ POLICY = RolloutPolicy(
     shadow=ShadowPolicy(duration_s=10, fraction=0.5, min_requests=10),
     analysis=AnalysisPolicy(min_requests=10, min_impressions=100),
 )  # fmt: skip
-GOOD = VariantStats(200, 0, 0.02, 2000, 200, 2000.0, 40_000.0)
-SLOW = VariantStats(200, 0, 0.5, 2000, 200, 2000.0, 40_000.0)
+COHORTS = tuple(Cohort(100, 10 + i % 3, 100.0 + i % 5) for i in range(20))
+FAST = ((0.05, 200.0), (math.inf, 200.0))
+GOOD = VariantStats(200, 0, 0.02, FAST, COHORTS)
+SLOW = VariantStats(200, 0, 0.5, ((0.05, 0.0), (math.inf, 200.0)), COHORTS)
 
 
 class Script:

@@ -8,6 +8,7 @@ from prometheus_client import generate_latest
 from vidrec.features.bins import FeatureBins
 from vidrec.serving.api import Item, RecommendResponse
 from vidrec.serving.metrics import ServingMetrics
+from vidrec.serving.routing import cohort
 
 
 def response(degraded: bool = False) -> RecommendResponse:
@@ -39,7 +40,9 @@ def test_a_response_is_recorded_by_stage_variant_and_score() -> None:
         assert value(m, "vidrec_request_duration_seconds_count", variant="challenger", stage=stage)
     assert value(m, "vidrec_score_count", variant="challenger") == 3  # explore items excluded
     assert value(m, "vidrec_items_returned_sum", variant="challenger") == 4
-    assert value(m, "vidrec_impressions_total", variant="challenger", version="2") == 4
+    group = cohort(response().user_id)
+    assert value(m, "vidrec_impressions_total", variant="challenger", version="2",
+                 cohort=group) == 4  # fmt: skip
     text = generate_latest(m.registry).decode()
     assert all(line.startswith(("#", "vidrec_")) for line in text.splitlines() if line)
 

@@ -7,11 +7,12 @@ never a pass (Flagger and Argo Rollouts learned this the hard way).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 from vidrec.config import AnalysisPolicy, RolloutPolicy, ShadowPolicy, Strict
-from vidrec.rollout.stats import mean_worse, proportion_worse
+from vidrec.rollout.stats import proportion_worse, ratio_worse
 
 Result = Literal["pass", "fail", "inconclusive"]
 
@@ -25,17 +26,32 @@ class Check(Strict):
 
 
 @dataclass(frozen=True)
+class Cohort:
+    """One user cohort's engagement (serving's `cohort` label) since the canary began."""
+
+    impressions: float
+    clicks: float
+    watch_s: float
+
+
+@dataclass(frozen=True)
 class VariantStats:
-    """One variant's numbers: the first three over the analysis window, the rest (engagement)
-    since the canary began, so the sticky cohort's evidence accumulates."""
+    """One variant's numbers: requests, failures and latency over the analysis window;
+    engagement per cohort since the canary began, so the sticky cohort's evidence builds up."""
 
     requests: float
     failed: float  # non-200 answers plus degraded (fallback) responses
     p99_s: float | None  # None: no latency samples
-    impressions: float = 0.0
-    clicks: float = 0.0
-    watch_s: float = 0.0
-    watch_sq: float = 0.0  # sum of squared watch seconds per impression
+    latency_le: tuple[tuple[float, float], ...] = ()  # (bucket edge, requests at or under it)
+    cohorts: tuple[Cohort, ...] = ()
+
+    @property
+    def impressions(self) -> float:
+        return sum(c.impressions for c in self.cohorts)
+
+    def under(self, edge: float) -> float | None:
+        """Requests at or under `edge` (a bucket edge), None if the buckets do not say."""
+        return next((n for le, n in self.latency_le if math.isclose(le, edge)), None)
 
 
 @dataclass(frozen=True)
@@ -104,14 +120,38 @@ def _service_checks(
         checks.append(_few("latency_p99", None, a.latency_slo_s, "no latency samples"))
         return checks
     checks.append(_at_most("latency_p99", ch.p99_s, a.latency_slo_s))
+    checks.append(_latency_vs_champion(ch, c0, a))
+    return checks
+
+
+def _latency_vs_champion(ch: VariantStats, c0: VariantStats | None, a: AnalysisPolicy) -> Check:
+    """Is the challenger slow more often than the champion, at the champion's p99 * (1 + x)?
+
+    Comparing two p99s of a hundred requests compares two single slowest requests (noise
+    of 2x between equal replicas); comparing the share of requests over one common edge
+    is a test with a known level."""
     if c0 is None or c0.requests < a.min_requests or c0.p99_s is None:
         n = c0.requests if c0 else 0.0
         detail = f"champion answered {n:.0f} requests in the window, need {a.min_requests}"
-        checks.append(_few("latency_vs_champion", ch.p99_s, None, detail))
-    else:
-        limit = c0.p99_s * (1 + a.latency_max_regression)
-        checks.append(_at_most("latency_vs_champion", ch.p99_s, limit))
-    return checks
+        return _few("latency_vs_champion", None, None, detail)
+    limit = c0.p99_s * (1 + a.latency_max_regression)
+    edge = next((le for le, _ in ch.latency_le if le >= limit and math.isfinite(le)), None)
+    fast_c, fast_0 = (None, None) if edge is None else (ch.under(edge), c0.under(edge))
+    n_c, n_0 = ch.under(math.inf), c0.under(math.inf)
+    if edge is None or None in (fast_c, fast_0) or not n_c or not n_0:
+        detail = f"no latency bucket at or above {limit:.4g} s to compare on"
+        return _few("latency_vs_champion", None, limit, detail)
+    assert fast_c is not None and fast_0 is not None
+    test = proportion_worse(fast_c, n_c, fast_0, n_0)
+    slow_c, slow_0 = 1 - fast_c / n_c, 1 - fast_0 / n_0
+    worse = test.p < a.alpha
+    return Check(
+        name="latency_vs_champion", result="fail" if worse else "pass", value=slow_c,
+        threshold=slow_0,
+        detail=f"over {edge:g} s (champion p99 {c0.p99_s:.4g} s + {a.latency_max_regression:.0%}):"
+        f" challenger {slow_c:.1%} of requests, champion {slow_0:.1%}; one-sided p = "
+        f"{test.p:.3g}",
+    )  # fmt: skip
 
 
 def _engagement_checks(
@@ -124,14 +164,29 @@ def _engagement_checks(
             f"need {a.min_impressions} each"
         )
         return [_few(n, min(n_c, n_0), a.min_impressions, detail) for n in ("ctr", "watch_time")]
-    ctr = proportion_worse(ch.clicks, n_c, c0.clicks, n_0, a.engagement_margin)
-    watch = mean_worse(
-        ch.watch_s, ch.watch_sq, n_c, c0.watch_s, c0.watch_sq, n_0, a.engagement_margin
-    )
+    c_c, c_0 = _nonempty(ch.cohorts), _nonempty(c0.cohorts)
+    if min(len(c_c), len(c_0)) < a.min_cohorts:
+        detail = (f"cohorts with impressions: challenger {len(c_c)}, champion {len(c_0)}; "
+                  f"need {a.min_cohorts} each")  # fmt: skip
+        return [_few(n, float(min(len(c_c), len(c_0))), a.min_cohorts, detail)
+                for n in ("ctr", "watch_time")]  # fmt: skip
+    imp_c, imp_0 = [c.impressions for c in c_c], [c.impressions for c in c_0]
+    ctr = ratio_worse([c.clicks for c in c_c], imp_c, [c.clicks for c in c_0], imp_0,
+                      a.engagement_margin)  # fmt: skip
+    watch = ratio_worse([c.watch_s for c in c_c], imp_c, [c.watch_s for c in c_0], imp_0,
+                        a.engagement_margin)  # fmt: skip
     return [
-        _not_worse("ctr", ch.clicks / n_c, c0.clicks / n_0, ctr.p, a),
-        _not_worse("watch_time", ch.watch_s / n_c, c0.watch_s / n_0, watch.p, a),
+        _not_worse("ctr", _rate(c_c, "clicks"), _rate(c_0, "clicks"), ctr.p, a),
+        _not_worse("watch_time", _rate(c_c, "watch_s"), _rate(c_0, "watch_s"), watch.p, a),
     ]
+
+
+def _nonempty(cohorts: tuple[Cohort, ...]) -> list[Cohort]:
+    return [c for c in cohorts if c.impressions > 0]
+
+
+def _rate(cohorts: list[Cohort], what: str) -> float:
+    return sum(getattr(c, what) for c in cohorts) / sum(c.impressions for c in cohorts)
 
 
 def drift_check(m: Measurements) -> Check:

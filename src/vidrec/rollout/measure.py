@@ -1,7 +1,7 @@
 """The analysis' numbers, read from Prometheus through `MetricsProvider`.
 
 Latency and errors are per variant over the policy's window; engagement is per model
-version since the canary began (the sticky cohort's evidence accumulates across steps);
+version and user cohort since the canary began (evidence accumulates across steps);
 shadow numbers cover the window. An unreachable Prometheus makes the whole analysis
 inconclusive. A series that does not exist is no data (zero counts), never a pass: the
 checks demand minimum counts.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from vidrec.errors import NotReady
 from vidrec.monitoring.prometheus import MetricsProvider
-from vidrec.rollout.analysis import Measurements, ShadowStats, VariantStats
+from vidrec.rollout.analysis import Cohort, Measurements, ShadowStats, VariantStats
 from vidrec.rollout.state import Rollout
 
 DRIFT_ALERTS = "VidrecFeatureDrift|VidrecPredictionDrift"
@@ -48,30 +48,35 @@ class PrometheusMeasurer:
         requests = self._sum(f"increase(vidrec_requests_total{{{v}}}[{w}])")
         failed = self._sum(f'increase(vidrec_requests_total{{{v}, code!="200"}}[{w}])')
         degraded = self._sum(f"increase(vidrec_degraded_responses_total{{{v}}}[{w}])")
+        total = f'{{{v}, stage="total"}}'
         p99 = self.provider.query(
             "histogram_quantile(0.99, sum by (le) (rate(vidrec_request_duration_seconds_bucket"
-            f'{{{v}, stage="total"}}[{w}])))'
+            f"{total}[{w}])))"
         )
         p99_s = p99[0].value if p99 and p99[0].value == p99[0].value else None  # NaN: no data
-
-        def since_start(metric: str) -> float:
-            return self._sum(f"increase({metric}{{{v}, {ver}}}[{since}])")
-
+        le = self._by("le", f"increase(vidrec_request_duration_seconds_bucket{total}[{w}])")
         return VariantStats(
             requests=requests, failed=failed + degraded, p99_s=p99_s,
-            impressions=since_start("vidrec_impressions_total"),
-            clicks=since_start("vidrec_clicks_total"),
-            watch_s=since_start("vidrec_watch_seconds_total"),
-            watch_sq=since_start("vidrec_watch_seconds_squared_total"),
+            latency_le=tuple(sorted((float(k), n) for k, n in le.items())),
+            cohorts=self._cohorts(f"{{{v}, {ver}}}", since),
         )  # fmt: skip
 
+    def _cohorts(self, selector: str, since: str) -> tuple[Cohort, ...]:
+        def per_cohort(metric: str) -> dict[str, float]:
+            return self._by("cohort", f"increase({metric}{selector}[{since}])")
+
+        imp = per_cohort("vidrec_impressions_total")
+        clicks, watch = per_cohort("vidrec_clicks_total"), per_cohort("vidrec_watch_seconds_total")
+        return tuple(
+            Cohort(imp[k], clicks.get(k, 0.0), watch.get(k, 0.0)) for k in sorted(imp, key=int)
+        )
+
+    def _by(self, label: str, promql: str) -> dict[str, float]:
+        found = self.provider.query(f"sum by ({label}) ({promql})")
+        return {s.labels.get(label, ""): s.value for s in found if s.value == s.value}
+
     def _shadow(self, version: str, w: str) -> ShadowStats:
-        by = {
-            s.labels.get("outcome", ""): s.value
-            for s in self.provider.query(
-                f"sum by (outcome) (increase(vidrec_shadow_requests_total[{w}]))"
-            )
-        }
+        by = self._by("outcome", f"increase(vidrec_shadow_requests_total[{w}])")
         calls = by.get("compared", 0.0) + by.get("degraded", 0.0) + by.get("failed", 0.0)
         ver = f'{{version="{version}"}}'
         total = self._sum(f"increase(vidrec_shadow_overlap_ratio_sum{ver}[{w}])")

@@ -91,6 +91,7 @@ class Joined:
     variant: str
     version: str
     outcome: Outcome
+    user_id: int
 
 
 @dataclass
@@ -164,7 +165,7 @@ class ImpressionLog:
                 continue
             s = self._served[o.request_id]
             s.answered.add(o.video_id)
-            joined.append(Joined(s.resp.variant, s.resp.model_version, o))
+            joined.append(Joined(s.resp.variant, s.resp.model_version, o, s.resp.user_id))
             if o.clicked:
                 self._rows["watches"].append(self._watch(s, o))
         self._maybe_flush()

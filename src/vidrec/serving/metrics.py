@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from vidrec.features.bins import SCORE_EDGES, SCORE_FEATURE, BinCounts, FeatureBins
 from vidrec.serving.api import RecommendResponse
+from vidrec.serving.routing import cohort
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1.0)
 RATIO_BUCKETS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -93,24 +94,11 @@ class ServingMetrics:
         )
 
     def _feedback(self, r: CollectorRegistry) -> None:
-        self.impressions = Counter(
-            "vidrec_impressions", "Videos shown", ["variant", "version"], registry=r
-        )
-        self.clicks = Counter(
-            "vidrec_clicks", "Clicks reported by feedback", ["variant", "version"], registry=r
-        )
+        labels = ["variant", "version", "cohort"]  # cohort: routing.cohort(user)
+        self.impressions = Counter("vidrec_impressions", "Videos shown", labels, registry=r)
+        self.clicks = Counter("vidrec_clicks", "Clicks reported by feedback", labels, registry=r)
         self.watch = Counter(
-            "vidrec_watch_seconds",
-            "Watch time reported by feedback",
-            ["variant", "version"],
-            registry=r,
-        )
-        self.watch_sq = Counter(
-            "vidrec_watch_seconds_squared",
-            "Sum of squared watch seconds per impression (with the sum: its variance, which "
-            "the rollout's watch-time test needs)",
-            ["variant", "version"],
-            registry=r,
+            "vidrec_watch_seconds", "Watch time reported by feedback", labels, registry=r
         )
         self.feedback = Counter(
             "vidrec_feedback_outcomes",
@@ -124,7 +112,8 @@ class ServingMetrics:
         self.requests.labels(v, "200").inc()
         self.latency.labels(v, "total").observe(total_s)
         self.observe_model(resp, bins)
-        self.impressions.labels(v, resp.model_version).inc(len(resp.items))
+        group = cohort(resp.user_id)
+        self.impressions.labels(v, resp.model_version, group).inc(len(resp.items))
 
     def observe_model(self, resp: RecommendResponse, bins: dict[str, BinCounts]) -> None:
         """What a model call produced (served or shadow): stage times, scores, features."""

@@ -54,6 +54,16 @@ class RouteTable(Strict):
         return round(self.canary_percent * BUCKETS / 100)
 
 
+COHORTS = 32
+
+
+def cohort(user_id: int | str) -> str:
+    """The user's engagement cohort: a fixed hash group, independent of routing. Engagement
+    counters carry it so the rollout can test per-cohort rates: users, not impressions, are
+    the randomised units, and one user's impressions are far from independent."""
+    return str(bucket(user_id, "cohort") % COHORTS)
+
+
 def assign(table: RouteTable, user_id: int | str) -> Variant:
     """The variant that serves this user under this table."""
     if table.challenger is not None and bucket(user_id, table.salt) < table.canary_buckets:

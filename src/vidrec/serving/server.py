@@ -59,6 +59,7 @@ from vidrec.serving.file_routes import FileRouteSource  # noqa: E402
 from vidrec.serving.metrics import ServingMetrics  # noqa: E402
 from vidrec.serving.recommender import Served  # noqa: E402
 from vidrec.serving.router import Router  # noqa: E402
+from vidrec.serving.routing import cohort  # noqa: E402
 
 log = logging.getLogger("vidrec.serving")
 
@@ -188,9 +189,9 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         for j in joined:
             self.metrics.feedback.labels("joined").inc()
             if j.outcome.clicked:
-                self.metrics.clicks.labels(j.variant, j.version).inc()
-                self.metrics.watch.labels(j.variant, j.version).inc(j.outcome.watch_seconds)
-                self.metrics.watch_sq.labels(j.variant, j.version).inc(j.outcome.watch_seconds**2)
+                labels = (j.variant, j.version, cohort(j.user_id))
+                self.metrics.clicks.labels(*labels).inc()
+                self.metrics.watch.labels(*labels).inc(j.outcome.watch_seconds)
         for r in rejected:
             self.metrics.feedback.labels(r.reason).inc()
         return FeedbackResult(accepted=len(joined), rejected=rejected)
