@@ -156,12 +156,16 @@ def test_a_slow_challenger_is_rolled_back(rollout: dict[str, Any]) -> None:
     begin(r)
     ro = drive(r)
     assert ro.status.phase == "rolled_back"
-    assert "latency_p99" in ro.status.reason
-    assert max(e.weight for e in ro.status.history) == 10  # never past the first step
+    # caught in the canary by latency, or already in shadow, where its calls miss the
+    # deadline (which depends on this machine's load): either way by its slowness
+    failed = {c.name for c in ro.status.history[-1].checks if c.result == "fail"}
+    assert failed and failed <= {"latency_p99", "latency_vs_champion", "shadow_error_ratio"}
+    assert max(e.weight for e in ro.status.history) <= 10  # never past the first step
     table = FileRouteSource(r["server"]["routes"]).get()
     assert (table.champion, table.challenger, table.canary_percent) == ("1", None, 0)
     info = r["registry"].get("2")
-    assert info.tags["rollout"] == "rolled_back" and "latency_p99" in info.tags["rollout_reason"]
+    assert info.tags["rollout"] == "rolled_back"
+    assert info.tags["rollout_reason"] == ro.status.reason
     assert r["registry"].get("champion").version == 1
 
 
