@@ -79,3 +79,21 @@ def test_feature_histograms_use_the_reference_edges_per_version() -> None:
     labels = {"variant": "challenger", "version": "2", "feature": "b"}
     assert value(m, "vidrec_feature_missing_total", **labels) == 2
     assert value(m, "vidrec_feature_value_sum", **labels) == 52
+
+
+def test_a_loaded_version_exports_its_engagement_series_at_zero() -> None:
+    """So `increase()` counts a new challenger's first clicks (a series born above 0 loses
+    its first value)."""
+    m = ServingMetrics()
+    text = generate_latest(m.registry).decode()
+    assert 'vidrec_clicks_total{cohort="0",variant="challenger",version="7"}' not in text
+    m.declare("7")
+    text = generate_latest(m.registry).decode()
+    for group in ("0", "31"):
+        for name in (
+            "vidrec_impressions_total",
+            "vidrec_clicks_total",
+            "vidrec_watch_seconds_total",
+        ):
+            assert value(m, name, variant="challenger", version="7", cohort=group) == 0
+            assert f'{name}{{cohort="{group}",variant="challenger",version="7"}} 0.0' in text

@@ -16,12 +16,13 @@ from prometheus_client.registry import Collector
 
 from vidrec.features.bins import SCORE_EDGES, SCORE_FEATURE, BinCounts, FeatureBins
 from vidrec.serving.api import RecommendResponse
-from vidrec.serving.routing import cohort
+from vidrec.serving.routing import COHORTS, cohort
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1.0)
 RATIO_BUCKETS = tuple(round(0.1 * i, 1) for i in range(11))
 CORRELATION_BUCKETS = tuple(round(-1 + 0.2 * i, 1) for i in range(11))
 STAGES = ("retrieval", "features", "ranking")
+VARIANTS = ("champion", "challenger")  # of served requests (shadow calls are not served)
 
 
 class ServingMetrics:
@@ -106,6 +107,20 @@ class ServingMetrics:
             ["result"],
             registry=r,
         )
+
+    def declare(self, version: str) -> None:
+        """Export a loaded version's per-variant series at 0 before its first request.
+
+        A counter series that appears mid-window with its first value already above 0 loses
+        that value to `increase()`: a challenger's sparse per-cohort engagement series would
+        be undercounted against the champion's old ones (a first demo run rolled back an
+        equal model on it)."""
+        for variant in VARIANTS:
+            self.requests.labels(variant, "200")
+            self.latency.labels(variant, "total")
+            for group in map(str, range(COHORTS)):
+                for counter in (self.impressions, self.clicks, self.watch):
+                    counter.labels(variant, version, group)
 
     def observe(self, resp: RecommendResponse, total_s: float, bins: dict[str, BinCounts]) -> None:
         v = resp.variant

@@ -124,6 +124,7 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         for version, bundle in app.bundles.items():
             ref = FeatureBins.load(bundle / "reference" / "features.json", FEATURES.model_inputs)
             metrics.features.set_reference(version, ref)
+            metrics.declare(version)
 
     def attach(self, handles: dict[str, Any]) -> None:
         """The version apps are up (model version -> handle): from now on requests are served."""
@@ -135,6 +136,7 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         """Serve a version loaded after start (the route table named it: a new challenger)."""
         ref = FeatureBins.load(bundle / "reference" / "features.json", FEATURES.model_inputs)
         self.metrics.features.set_reference(version, ref)
+        self.metrics.declare(version)
         self.created[version] = read_manifest(bundle).created_at
         self.router.add(version, bundle, handle)
         self._model_gauges()
