@@ -710,7 +710,7 @@ def rollout_run(
         if action:
             actions.append(action)
         ro = controller.store.get()
-        if until_done and ro is not None and not ro.status.active and ro.status.finalized:
+        if until_done and ro is not None and ro.status.finished:
             break
         stop.wait(0.5)
     ro = controller.store.get()

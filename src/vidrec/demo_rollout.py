@@ -86,7 +86,7 @@ def _release(settings: Settings, reg: Any, traffic: Any, version: str) -> dict[s
     while True:
         ro = store.get()
         assert ro is not None
-        if not ro.status.active and ro.status.finalized:
+        if ro.status.finished:
             break
         if time.monotonic() > deadline:
             return {"version": version, "phase": ro.status.phase, "timed_out": True,

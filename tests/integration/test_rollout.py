@@ -25,7 +25,7 @@ from vidrec.monitoring.prometheus import PrometheusProvider
 from vidrec.monitoring.prometheus_server import PrometheusProcess, free_port
 from vidrec.monitoring.rules import write_prometheus_files
 from vidrec.registry.registry import open_registry
-from vidrec.rollout.local import open_controller, start_rollout
+from vidrec.rollout.local import open_controller, open_router, open_store, start_rollout
 from vidrec.rollout.state import Rollout
 from vidrec.serving.file_routes import FileRouteSource
 from vidrec.serving.routing import RouteTable
@@ -113,7 +113,7 @@ def drive(r: dict[str, Any], timeout_s: float = 120, until: Any = None) -> Rollo
         ctl.tick()
         ro = ctl.store.get()
         assert ro is not None
-        if (until and until(ro)) or (not ro.status.active and ro.status.finalized):
+        if (until and until(ro)) or ro.status.finished:
             return ro
         time.sleep(0.5)
     pytest.fail(f"rollout did not finish in {timeout_s} s: {ctl.store.get()}")
@@ -121,8 +121,6 @@ def drive(r: dict[str, Any], timeout_s: float = 120, until: Any = None) -> Rollo
 
 def begin(r: dict[str, Any]) -> None:
     s = r["settings"]
-    from vidrec.rollout.local import open_router, open_store
-
     start_rollout(open_store(s), open_router(s), r["registry"], "2", s.rollout.policy)
 
 

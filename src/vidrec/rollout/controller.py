@@ -92,7 +92,7 @@ class Controller:
         A finished, finalized rollout is hands-off: people may route by hand after it."""
         if self.metrics:
             self.metrics.update(ro)
-        if not ro.status.active and ro.status.finalized:
+        if ro.status.finished:
             return ro
         want, have = routes_for(ro), self.router.get_routes()
         if want.salt is None:

@@ -70,6 +70,11 @@ class Status(Strict):
     def active(self) -> bool:
         return self.phase not in TERMINAL
 
+    @property
+    def finished(self) -> bool:
+        """Ended and the registry told: nothing is left for the controller to do."""
+        return not self.active and self.finalized
+
 
 class Rollout(Strict):
     generation: int = Field(0, ge=0, description="increases with every write (optimistic lock)")

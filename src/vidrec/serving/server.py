@@ -120,11 +120,9 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         self.log = ImpressionLog(app.log_dir, app.cfg.remember_requests, app.cfg.log_flush_rows)
         self.ticker: asyncio.Task[None] | None = None
         self.last_flush = time.monotonic()
-        self.created = {v: read_manifest(b).created_at for v, b in app.bundles.items()}
+        self.created: dict[str, int] = {}
         for version, bundle in app.bundles.items():
-            ref = FeatureBins.load(bundle / "reference" / "features.json", FEATURES.model_inputs)
-            metrics.features.set_reference(version, ref)
-            metrics.declare(version)
+            self._know(version, bundle)
 
     def attach(self, handles: dict[str, Any]) -> None:
         """The version apps are up (model version -> handle): from now on requests are served."""
@@ -134,12 +132,16 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
 
     def add_version(self, version: str, bundle: Path, handle: Any) -> None:
         """Serve a version loaded after start (the route table named it: a new challenger)."""
+        self._know(version, bundle)
+        self.router.add(version, bundle, handle)
+        self._model_gauges()
+
+    def _know(self, version: str, bundle: Path) -> None:
+        """What metrics need of a version: its reference bins, its series, its age."""
         ref = FeatureBins.load(bundle / "reference" / "features.json", FEATURES.model_inputs)
         self.metrics.features.set_reference(version, ref)
         self.metrics.declare(version)
         self.created[version] = read_manifest(bundle).created_at
-        self.router.add(version, bundle, handle)
-        self._model_gauges()
 
     def load(self) -> bool:
         if not self.attached:  # KServe calls this for a request that comes too early
