@@ -171,6 +171,18 @@ def test_a_random_ranker_is_rolled_back_on_engagement(rollout: dict[str, Any]) -
     r = rollout
     bad = {"faults": [{"stage": "ranking", "version": "2", "shuffle": True}]}
     r["server"]["faults"].write_text(json.dumps(bad))
+    # on the small test platform a random ranker is only ~15 % worse: the per-cohort test
+    # needs one long step at half the users to see it before promotion
+    rollout = r["settings"].rollout
+    policy = rollout.policy.model_copy(
+        update={
+            "steps": (50.0,),
+            "step_s": 40.0,
+            "analysis": rollout.policy.analysis.model_copy(update={"min_impressions": 4000}),
+        }
+    )
+    r["settings"] = r["settings"].model_copy(
+        update={"rollout": rollout.model_copy(update={"policy": policy})})  # fmt: skip
     begin(r)
     ro = drive(r, timeout_s=180)
     assert ro.status.phase == "rolled_back", ro.status.reason
