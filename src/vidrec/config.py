@@ -18,6 +18,7 @@ from vidrec.errors import ConfigError, VidrecError
 Scenario = Literal["none", "interest-shift", "new-market", "catalog-surge"]
 
 DAY = 86_400
+COHORTS = 100  # user engagement cohorts (serving.routing): the canary's unit, 1 % each
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z: simulated time starts here (epoch seconds)
 
 
@@ -396,14 +397,24 @@ class AnalysisPolicy(Strict):
         description="per variant since the canary began: fewer makes engagement inconclusive",
     )
     min_cohorts: int = Field(
-        8,
+        5,
         ge=2,
-        le=32,
-        description="user cohorts with impressions, per variant, the "
+        le=COHORTS,
+        description="user cohorts (1 % of users each) with impressions, per variant, the "
         "engagement tests need (their variance comes from how cohorts differ)",
     )
+    baseline_s: float = Field(
+        3600.0,
+        ge=0,
+        description="each cohort's engagement over this long before the canary began (any "
+        "version) adjusts its engagement since (CUPED); 0: no adjustment",
+    )
     alpha: float = Field(
-        0.01, gt=0, lt=0.5, description="one-sided level of the 'challenger is worse' tests"
+        0.01,
+        gt=0,
+        lt=0.5,
+        description="one-sided level of the 'challenger is worse' tests; engagement is tested "
+        "once per canary step, at alpha / (number of steps)",
     )
     engagement_margin: float = Field(
         0.0,
@@ -445,6 +456,11 @@ class RolloutPolicy(Strict):
                 )
             if i and w <= self.steps[i - 1]:
                 raise ValueError(f"steps[{i}]: weight {w} must be above the previous step")
+        if self.steps[0] * COHORTS / 100 < self.analysis.min_cohorts:
+            raise ValueError(
+                f"steps[0]: a {self.steps[0]} % canary holds {self.steps[0] * COHORTS / 100:g} "
+                f"user cohorts, fewer than analysis.min_cohorts ({self.analysis.min_cohorts})"
+            )
         if self.step_s < self.interval_s:
             raise ValueError("step_s must be >= interval_s (a step needs an analysis)")
         return self

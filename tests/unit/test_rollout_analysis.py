@@ -10,7 +10,7 @@ import pytest
 
 from vidrec.config import AnalysisPolicy, RolloutPolicy, ShadowPolicy
 from vidrec.rollout.analysis import Cohort, Measurements, ShadowStats, VariantStats, analyse
-from vidrec.rollout.stats import proportion_worse, ratio_worse
+from vidrec.rollout.stats import Clusters, adjusted_worse, proportion_worse, ratio_worse
 
 POLICY = RolloutPolicy(
     analysis=AnalysisPolicy(min_requests=100, min_impressions=1000, latency_slo_s=0.1,
@@ -43,8 +43,8 @@ def stats(requests: float = 500, failed: float = 0, p99: float | None = 0.02,
                         cohorts(ctr, watch, imp, seed))  # fmt: skip
 
 
-def results(m: Measurements, phase: str = "canary") -> dict[str, str]:
-    return {c.name: c.result for c in analyse(phase, m, POLICY)}
+def results(m: Measurements, phase: str = "canary", due: bool = True) -> dict[str, str]:
+    return {c.name: c.result for c in analyse(phase, m, POLICY, due)}
 
 
 def test_equal_variants_pass_every_check() -> None:
@@ -70,12 +70,75 @@ def test_a_worse_challenger_fails_the_right_check(
     assert {k for k, v in got.items() if v == "fail"} == failing
 
 
+def test_engagement_is_pending_until_the_step_is_due_then_tested() -> None:
+    """Engagement is tested once per step (at alpha / steps), not at every look."""
+    m = Measurements(champion=stats(), challenger=stats(ctr=0.08, seed=1))
+    early = {c.name: c for c in analyse("canary", m, POLICY, due=False)}
+    assert early["ctr"].result == early["watch_time"].result == "pending"
+    assert "alpha 0.00333" in early["ctr"].detail
+    assert early["latency_p99"].result == "pass"  # service checks run at every look
+    assert results(m, due=True)["ctr"] == "fail"
+
+
+def test_each_cohort_is_compared_with_its_own_past() -> None:
+    """An equal challenger whose cohorts happen to be low-engagement users: the raw test
+    cries wolf, the test adjusted for each cohort's engagement before the canary does not;
+    a truly worse challenger still fails it."""
+    rng = np.random.default_rng(3)
+    users = rng.lognormal(np.log(0.1), 0.3, 100)  # the cohorts' propensity to click
+    low = np.argsort(users)[:10]  # the canary drew the 10 least engaged cohorts
+    high = np.argsort(users)[10:]
+
+    def variant(idx: np.ndarray, factor: float) -> tuple[Cohort, ...]:
+        out = []
+        for u in users[idx]:
+            n, before = float(rng.poisson(400)), float(rng.poisson(1000))
+            past = Cohort(before, rng.binomial(int(before), u), before)
+            out.append(Cohort(n, float(rng.binomial(int(n), u * factor)), n, past))
+        return tuple(out)
+
+    def ctr(ch: tuple[Cohort, ...], c0: tuple[Cohort, ...]) -> str:
+        got = VariantStats(500, 0, 0.02, latency(500, 0), ch)
+        base = VariantStats(500, 0, 0.02, latency(500, 0), c0)
+        return results(Measurements(champion=base, challenger=got))["ctr"]
+
+    equal, champion = variant(low, 1.0), variant(high, 1.0)
+    assert ctr(equal, champion) == "pass"
+    no_past = tuple(Cohort(c.impressions, c.clicks, c.watch_s) for c in equal)
+    assert ctr(no_past, champion) == "fail"  # what the unadjusted test said
+    assert ctr(variant(low, 0.7), champion) == "fail"
+
+
+def test_adjusted_test_keeps_its_level_and_gains_power() -> None:
+    rng = np.random.default_rng(1)
+
+    def trial(effect: float, adjust: bool) -> float:
+        base = rng.lognormal(np.log(0.1), 0.4, 100)
+        n_pre, n = rng.poisson(400, 100), rng.poisson(100, 100)
+        before = rng.binomial(n_pre, base) / n_pre
+        canary = rng.permutation(100) < 10
+        y = rng.binomial(n, base * np.where(canary, 1 - effect, 1)).astype(float)
+        past = before if adjust else [None] * 100
+
+        def group(m: np.ndarray) -> Clusters:
+            kept = [p for p, k in zip(past, m, strict=True) if k]
+            return Clusters(y[m], n[m].astype(float), kept)
+
+        return adjusted_worse(group(canary), group(~canary)).p
+
+    for adjust in (False, True):
+        assert np.mean([trial(0.0, adjust) < 0.05 for _ in range(400)]) < 0.08
+    raw = np.mean([trial(0.2, False) < 0.01 for _ in range(300)])
+    adjusted = np.mean([trial(0.2, True) < 0.01 for _ in range(300)])
+    assert adjusted > raw + 0.05, (raw, adjusted)
+
+
 def test_too_little_data_is_inconclusive_never_a_pass() -> None:
     few_requests = results(Measurements(champion=stats(), challenger=stats(requests=99, p99=9.0)))
     assert few_requests["latency_p99"] == few_requests["error_ratio"] == "inconclusive"
     few_impressions = results(Measurements(champion=stats(imp=999), challenger=stats()))
     assert few_impressions["ctr"] == few_impressions["watch_time"] == "inconclusive"
-    few_cohorts = VariantStats(500, 0, 0.02, latency(500, 0), cohorts()[:7])
+    few_cohorts = VariantStats(500, 0, 0.02, latency(500, 0), cohorts()[:4])
     assert results(Measurements(champion=stats(), challenger=few_cohorts))["ctr"] == (
         "inconclusive"
     )

@@ -21,6 +21,7 @@ T = 1_000.0
 OK = [Check(name="latency_p99", result="pass"), Check(name="ctr", result="pass")]
 FAIL = [Check(name="latency_p99", result="fail"), Check(name="ctr", result="pass")]
 UNSURE = [Check(name="latency_p99", result="pass"), Check(name="ctr", result="inconclusive")]
+PENDING = [Check(name="latency_p99", result="pass"), Check(name="ctr", result="pending")]
 BOTH = [Check(name="latency_p99", result="fail"), Check(name="ctr", result="inconclusive")]
 
 
@@ -52,6 +53,8 @@ CASES = [
     ("inconclusive limit pauses", canary(1, inconclusive=2), UNSURE, 30, "pause", "canary", 25,
      0, 3),
     ("no checks is inconclusive", canary(1), [], 30, "hold", "canary", 25, 0, 1),
+    ("pending is no inconclusive", canary(1, inconclusive=2), PENDING, 5, "hold", "canary", 25,
+     0, 0),
     ("a pass resets the counters", canary(1, failures=1, inconclusive=2), OK, 5, "hold",
      "canary", 25, 0, 0),
     ("paused: nothing happens", canary(1, paused=True), FAIL, 30, "hold", "canary", 25, 0, 0),
@@ -106,6 +109,10 @@ REQUESTS = [
     ("resume unpaused", canary(1), "resume", "refuse", "canary", 25, False),
     ("promote after a pass", canary(0, checks=tuple(OK)), "promote", "promote", "promoted",
      100, False),
+    ("promote before engagement is due", canary(0, checks=tuple(PENDING)), "promote",
+     "promote", "promoted", 100, False),
+    ("promote while unsure", canary(0, checks=tuple(UNSURE)), "promote", "refuse", "canary", 5,
+     False),
     ("promote after a failure", canary(0, checks=tuple(FAIL)), "promote", "refuse", "canary",
      5, False),
     ("promote before any analysis", canary(0), "promote", "refuse", "canary", 5, False),
@@ -142,6 +149,8 @@ def test_policy_rejects_bad_steps_naming_them() -> None:
                          ((0,), "steps[0]")]:  # fmt: skip
         with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):
             parse(RolloutPolicy, {"steps": list(steps)}, "rollout.policy")
+    with pytest.raises(ConfigError, match=r"steps\[0\]: a 2.0 % canary holds 2 user cohorts"):
+        parse(RolloutPolicy, {"steps": [2, 50]}, "rollout.policy")
     with pytest.raises(ConfigError, match="step_s must be >= interval_s"):
         parse(RolloutPolicy, {"interval_s": 60, "step_s": 30}, "rollout.policy")
     with pytest.raises(ConfigError, match="wieght"):

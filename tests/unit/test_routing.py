@@ -7,7 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from vidrec.serving.routing import BUCKETS, RouteTable, assign, bucket, shadowed
+from vidrec.serving.routing import (
+    BUCKETS,
+    COHORTS,
+    RouteTable,
+    assign,
+    bucket,
+    cohort,
+    route_bucket,
+    shadowed,
+)
 
 USERS = range(20_000)
 
@@ -45,6 +54,26 @@ def test_a_user_always_gets_the_same_bucket_and_variant() -> None:
     # a new salt is a new cohort
     other = t.model_copy(update={"salt": "cohort-2"})
     assert [assign(t, u) for u in range(500)] != [assign(other, u) for u in range(500)]
+
+
+def test_a_whole_percent_canary_is_a_set_of_whole_cohorts() -> None:
+    def challenger_cohorts(t: RouteTable) -> dict[str, set[str]]:
+        seen: dict[str, set[str]] = {}
+        for u in USERS:
+            seen.setdefault(cohort(u), set()).add(assign(t, u))
+        return seen
+
+    for percent in (5, 10, 25):
+        seen = challenger_cohorts(table(percent))
+        assert len(seen) == COHORTS and all(len(v) == 1 for v in seen.values()), percent
+        assert sum(v == {"challenger"} for v in seen.values()) == percent
+    # a fractional weight splits one cohort; another salt picks other cohorts
+    assert sum(len(v) == 2 for v in challenger_cohorts(table(5.5)).values()) == 1
+    mine = {c for c, v in challenger_cohorts(table(10)).items() if v == {"challenger"}}
+    other = table(10).model_copy(update={"salt": "v3"})
+    theirs = {c for c, v in challenger_cohorts(other).items() if v == {"challenger"}}
+    assert len(theirs) == 10 and mine != theirs
+    assert all(0 <= route_bucket(u, "v3") < BUCKETS for u in range(1000))
 
 
 def test_shadow_is_a_request_fraction_and_never_doubles_the_challenger() -> None:

@@ -3,6 +3,12 @@
 A check passes only on enough data: too few requests, impressions or shadow calls, an
 unreachable Prometheus or a challenger serving has not loaded yet are *inconclusive*,
 never a pass (Flagger and Argo Rollouts learned this the hard way).
+
+Service checks (latency, errors) run at every analysis. The engagement tests run once per
+canary step, when its time is up, each at alpha / (number of steps): testing the same
+growing evidence every few seconds would spend alpha at each look (the demo's equal
+challenger was rolled back that way). Until then they are *pending*, which neither
+holds nor passes a step.
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vidrec.config import AnalysisPolicy, RolloutPolicy, ShadowPolicy, Strict
-from vidrec.rollout.stats import proportion_worse, ratio_worse
+from vidrec.rollout.stats import Clusters, adjusted_worse, proportion_worse
 
-Result = Literal["pass", "fail", "inconclusive"]
+Result = Literal["pass", "fail", "inconclusive", "pending"]
 
 
 class Check(Strict):
@@ -27,11 +33,17 @@ class Check(Strict):
 
 @dataclass(frozen=True)
 class Cohort:
-    """One user cohort's engagement (serving's `cohort` label) since the canary began."""
+    """One user cohort's engagement (serving's `cohort` label) since the canary began, and
+    the same cohort's engagement over a baseline before it (all versions)."""
 
     impressions: float
     clicks: float
     watch_s: float
+    before: Cohort | None = None
+
+    def rate_before(self, what: str) -> float | None:
+        b = self.before
+        return getattr(b, what) / b.impressions if b is not None and b.impressions > 0 else None
 
 
 @dataclass(frozen=True)
@@ -71,7 +83,8 @@ class Measurements:
     unavailable: str | None = None  # why no measurement could be made (Prometheus down)
 
 
-def analyse(phase: str, m: Measurements, policy: RolloutPolicy) -> list[Check]:
+def analyse(phase: str, m: Measurements, policy: RolloutPolicy, due: bool) -> list[Check]:
+    """`due`: the step's time is up (engagement is tested now, not just reported)."""
     if m.unavailable is not None:
         return [Check(name="metrics", result="inconclusive", detail=m.unavailable)]
     if not m.loaded:
@@ -79,7 +92,7 @@ def analyse(phase: str, m: Measurements, policy: RolloutPolicy) -> list[Check]:
         return [Check(name="challenger_loaded", result="inconclusive", detail=detail)]
     checks = shadow_checks(m, policy.shadow, policy.analysis) if phase == "shadow" else []
     if phase == "canary":
-        checks = canary_checks(m, policy.analysis)
+        checks = canary_checks(m, policy.analysis, due, len(policy.steps))
     return [*checks, drift_check(m)]
 
 
@@ -103,9 +116,9 @@ def shadow_checks(m: Measurements, s: ShadowPolicy, a: AnalysisPolicy) -> list[C
     return checks
 
 
-def canary_checks(m: Measurements, a: AnalysisPolicy) -> list[Check]:
+def canary_checks(m: Measurements, a: AnalysisPolicy, due: bool, steps: int) -> list[Check]:
     ch, c0 = m.challenger, m.champion
-    return [*_service_checks(ch, c0, a), *_engagement_checks(ch, c0, a)]
+    return [*_service_checks(ch, c0, a), *_engagement_checks(ch, c0, a, due, a.alpha / steps)]
 
 
 def _service_checks(
@@ -155,30 +168,35 @@ def _latency_vs_champion(ch: VariantStats, c0: VariantStats | None, a: AnalysisP
 
 
 def _engagement_checks(
-    ch: VariantStats | None, c0: VariantStats | None, a: AnalysisPolicy
+    ch: VariantStats | None, c0: VariantStats | None, a: AnalysisPolicy, due: bool, alpha: float
 ) -> list[Check]:
     n_c, n_0 = (ch.impressions if ch else 0.0), (c0.impressions if c0 else 0.0)
+    names = ("ctr", "watch_time")
+    if not due:
+        detail = (f"tested when the step's time is up, at alpha {alpha:.3g}; impressions so "
+                  f"far: challenger {n_c:.0f}, champion {n_0:.0f}")  # fmt: skip
+        return [Check(name=n, result="pending", value=min(n_c, n_0), threshold=a.min_impressions,
+                      detail=detail) for n in names]  # fmt: skip
     if ch is None or c0 is None or min(n_c, n_0) < a.min_impressions:
         detail = (
             f"impressions since the canary began: challenger {n_c:.0f}, champion {n_0:.0f}; "
             f"need {a.min_impressions} each"
         )
-        return [_few(n, min(n_c, n_0), a.min_impressions, detail) for n in ("ctr", "watch_time")]
+        return [_few(n, min(n_c, n_0), a.min_impressions, detail) for n in names]
     c_c, c_0 = _nonempty(ch.cohorts), _nonempty(c0.cohorts)
     if min(len(c_c), len(c_0)) < a.min_cohorts:
         detail = (f"cohorts with impressions: challenger {len(c_c)}, champion {len(c_0)}; "
                   f"need {a.min_cohorts} each")  # fmt: skip
-        return [_few(n, float(min(len(c_c), len(c_0))), a.min_cohorts, detail)
-                for n in ("ctr", "watch_time")]  # fmt: skip
-    imp_c, imp_0 = [c.impressions for c in c_c], [c.impressions for c in c_0]
-    ctr = ratio_worse([c.clicks for c in c_c], imp_c, [c.clicks for c in c_0], imp_0,
-                      a.engagement_margin)  # fmt: skip
-    watch = ratio_worse([c.watch_s for c in c_c], imp_c, [c.watch_s for c in c_0], imp_0,
-                        a.engagement_margin)  # fmt: skip
+        return [_few(n, float(min(len(c_c), len(c_0))), a.min_cohorts, detail) for n in names]
     return [
-        _not_worse("ctr", _rate(c_c, "clicks"), _rate(c_0, "clicks"), ctr.p, a),
-        _not_worse("watch_time", _rate(c_c, "watch_s"), _rate(c_0, "watch_s"), watch.p, a),
+        _not_worse("ctr", c_c, c_0, "clicks", a.engagement_margin, alpha),
+        _not_worse("watch_time", c_c, c_0, "watch_s", a.engagement_margin, alpha),
     ]
+
+
+def _clusters(cohorts: list[Cohort], what: str) -> Clusters:
+    return Clusters(y=[getattr(c, what) for c in cohorts], n=[c.impressions for c in cohorts],
+                    before=[c.rate_before(what) for c in cohorts])  # fmt: skip
 
 
 def _nonempty(cohorts: tuple[Cohort, ...]) -> list[Cohort]:
@@ -200,12 +218,17 @@ def drift_check(m: Measurements) -> Check:
     )
 
 
-def _not_worse(name: str, chal: float, champ: float, p: float, a: AnalysisPolicy) -> Check:
-    worse = p < a.alpha
+def _not_worse(
+    name: str, c_c: list[Cohort], c_0: list[Cohort], what: str, margin: float, alpha: float
+) -> Check:
+    test = adjusted_worse(_clusters(c_c, what), _clusters(c_0, what), margin)
+    raw_c, raw_0 = _rate(c_c, what), _rate(c_0, what)
+    worse = test.p < alpha
     return Check(
-        name=name, result="fail" if worse else "pass", value=chal, threshold=champ,
-        detail=f"challenger {chal:.4g} vs champion {champ:.4g}: one-sided p = {p:.3g} "
-        f"({'worse' if worse else 'not significantly worse'} at alpha {a.alpha})",
+        name=name, result="fail" if worse else "pass", value=raw_c, threshold=raw_0,
+        detail=f"challenger {raw_c:.4g} vs champion {raw_0:.4g} ({test.challenger:.4g} vs "
+        f"{test.champion:.4g} adjusted for each cohort's past): one-sided p = {test.p:.3g} "
+        f"({'worse' if worse else 'not significantly worse'} at alpha {alpha:.3g})",
     )  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from typing import Protocol
 from vidrec.errors import Conflict
 from vidrec.registry.registry import Registry
 from vidrec.rollout.analysis import Measurements, analyse
-from vidrec.rollout.decision import Decision, decide, on_request
+from vidrec.rollout.decision import Decision, decide, on_request, step_due
 from vidrec.rollout.metrics import RolloutMetrics
 from vidrec.rollout.state import Rollout
 from vidrec.rollout.store import RolloutStore
@@ -84,7 +84,8 @@ class Controller:
             return None
         if now - (st.last_analysis_at or st.step_started_at) < policy.interval_s:
             return None
-        checks = analyse(st.phase, self.measurer.measure(ro, now), policy)
+        due = step_due(st, policy, now)
+        checks = analyse(st.phase, self.measurer.measure(ro, now), policy, due)
         return decide(st, checks, policy, now)
 
     def _apply(self, ro: Rollout) -> Rollout:

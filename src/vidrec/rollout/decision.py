@@ -2,8 +2,9 @@
 
 `decide` runs after each analysis: any failed check counts towards `failure_limit`
 (then roll back), any inconclusive one towards `inconclusive_limit` (then pause for a
-human); all passing for as long as the step must be held advances it (shadow -> first
-canary weight -> ... -> promotion). `on_request` applies a human's command. Neither
+human); all passing once the step is `due` (held as long as it must be) advances it
+(shadow -> first canary weight -> ... -> promotion). Pending checks (engagement before
+the step is due) neither hold nor pass. `on_request` applies a human's command. Neither
 touches routes or the registry: the controller applies the status they return.
 """
 
@@ -45,11 +46,16 @@ def decide(status: Status, checks: list[Check], policy: RolloutPolicy, now: floa
     if unsure:
         return _unsure(analysed, unsure, policy, now)
     passed = analysed.model_copy(update={"failures": 0, "inconclusive": 0})
-    held = now - status.step_started_at
-    need = policy.shadow.duration_s if status.phase == "shadow" else policy.step_s
-    if held < need:
+    if not step_due(status, policy, now):
         return Decision("hold", passed)
+    held = now - status.step_started_at
     return _advance(passed, policy, now, f"all checks passed for {held:.0f} s")
+
+
+def step_due(status: Status, policy: RolloutPolicy, now: float) -> bool:
+    """The current step (shadow or a canary weight) has been held as long as it must."""
+    need = policy.shadow.duration_s if status.phase == "shadow" else policy.step_s
+    return now - status.step_started_at >= need
 
 
 def on_request(status: Status, req: Request, policy: RolloutPolicy, now: float) -> Decision:
@@ -70,7 +76,8 @@ def on_request(status: Status, req: Request, policy: RolloutPolicy, now: float) 
             resumed = status.model_copy(update={"paused": False, "failures": 0, "inconclusive": 0})
             return Decision("resume", _record(resumed, "resume", now, by))
         case "promote":
-            bad = [f"{c.name} {c.result}" for c in status.checks if c.result != "pass"]
+            bad = [f"{c.name} {c.result}" for c in status.checks
+                   if c.result in ("fail", "inconclusive")]  # fmt: skip
             if bad or not status.checks:
                 why = ", ".join(bad) if bad else "no analysis yet"
                 return _refuse(status, req, f"the last analysis did not pass ({why}); "

@@ -1,13 +1,16 @@
 """The analysis' numbers, read from Prometheus through `MetricsProvider`.
 
 Latency and errors are per variant over the policy's window; engagement is per model
-version and user cohort since the canary began (evidence accumulates across steps);
+version and user cohort since the canary began (evidence accumulates across steps), with
+each cohort's engagement over `baseline_s` before the canary (any version) beside it;
 shadow numbers cover the window. An unreachable Prometheus makes the whole analysis
 inconclusive. A series that does not exist is no data (zero counts), never a pass: the
 checks demand minimum counts.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from vidrec.errors import NotReady
 from vidrec.monitoring.prometheus import MetricsProvider
@@ -36,14 +39,18 @@ class PrometheusMeasurer:
         w = _dur(a.window_s)
         if ro.status.phase == "shadow":
             return Measurements(shadow=self._shadow(version, w), drift_alerts=drift)
-        since = _dur(max(a.window_s, now - (ro.status.canary_started_at or now)))
+        began = ro.status.canary_started_at or now
+        since = _dur(max(a.window_s, now - began))
+        before = self._cohorts("", _dur(a.baseline_s), began) if a.baseline_s > 0 else {}
         return Measurements(
-            champion=self._variant("champion", ro.spec.champion, w, since),
-            challenger=self._variant("challenger", version, w, since),
+            champion=self._variant("champion", ro.spec.champion, w, since, before),
+            challenger=self._variant("challenger", version, w, since, before),
             drift_alerts=drift,
         )
 
-    def _variant(self, variant: str, version: str, w: str, since: str) -> VariantStats:
+    def _variant(
+        self, variant: str, version: str, w: str, since: str, before: dict[str, Cohort]
+    ) -> VariantStats:
         v, ver = f'variant="{variant}"', f'version="{version}"'
         requests = self._sum(f"increase(vidrec_requests_total{{{v}}}[{w}])")
         failed = self._sum(f'increase(vidrec_requests_total{{{v}, code!="200"}}[{w}])')
@@ -58,21 +65,25 @@ class PrometheusMeasurer:
         return VariantStats(
             requests=requests, failed=failed + degraded, p99_s=p99_s,
             latency_le=tuple(sorted((float(k), n) for k, n in le.items())),
-            cohorts=self._cohorts(f"{{{v}, {ver}}}", since),
+            cohorts=tuple(
+                dataclasses.replace(c, before=before.get(k))
+                for k, c in sorted(self._cohorts(f"{{{v}, {ver}}}", since).items(),
+                                   key=lambda kc: int(kc[0]))
+            ),
         )  # fmt: skip
 
-    def _cohorts(self, selector: str, since: str) -> tuple[Cohort, ...]:
+    def _cohorts(self, selector: str, since: str, at: float | None = None) -> dict[str, Cohort]:
+        """Engagement per cohort over `since`, ending now or at `at`."""
+
         def per_cohort(metric: str) -> dict[str, float]:
-            return self._by("cohort", f"increase({metric}{selector}[{since}])")
+            return self._by("cohort", f"increase({metric}{selector}[{since}])", at)
 
         imp = per_cohort("vidrec_impressions_total")
         clicks, watch = per_cohort("vidrec_clicks_total"), per_cohort("vidrec_watch_seconds_total")
-        return tuple(
-            Cohort(imp[k], clicks.get(k, 0.0), watch.get(k, 0.0)) for k in sorted(imp, key=int)
-        )
+        return {k: Cohort(n, clicks.get(k, 0.0), watch.get(k, 0.0)) for k, n in imp.items()}
 
-    def _by(self, label: str, promql: str) -> dict[str, float]:
-        found = self.provider.query(f"sum by ({label}) ({promql})")
+    def _by(self, label: str, promql: str, at: float | None = None) -> dict[str, float]:
+        found = self.provider.query(f"sum by ({label}) ({promql})", at)
         return {s.labels.get(label, ""): s.value for s in found if s.value == s.value}
 
     def _shadow(self, version: str, w: str) -> ShadowStats:

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from vidrec.rollout.state import Rollout
 
 PHASES = ("shadow", "canary", "promoted", "rolled_back", "aborted")
-RESULTS = ("pass", "fail", "inconclusive")
+RESULTS = ("pass", "fail", "inconclusive", "pending")
 
 
 class RolloutMetrics:

@@ -14,9 +14,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from vidrec.config import COHORTS
 from vidrec.features.bins import SCORE_EDGES, SCORE_FEATURE, BinCounts, FeatureBins
 from vidrec.serving.api import RecommendResponse
-from vidrec.serving.routing import COHORTS, cohort
+from vidrec.serving.routing import cohort
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1.0)
 RATIO_BUCKETS = tuple(round(0.1 * i, 1) for i in range(11))

@@ -1,21 +1,25 @@
 """Champion / challenger routing: sticky canary buckets and the shadow fraction.
 
-A user's bucket is a stable hash of their id into 10,000 buckets; a canary of
-w% serves the challenger to buckets below w * 100. So raising the weight only
-adds users (nobody flips back), a user sees the same variant at a given
-weight, and the challenger's users form a fixed, analysable cohort - what a
-recommender's A/B analysis needs and what KServe, Seldon, Flagger and Argo
-Rollouts (random per request) do not offer. Pure functions: no I/O, no clock.
+Users fall into 100 fixed engagement cohorts (a stable hash of their id). A route
+table's salt orders the cohorts afresh, and a canary of w% serves the challenger to
+the first w of them (a fractional weight takes part of the next one). So raising the
+weight only adds users (nobody flips back), a user sees the same variant at a given
+weight, the challenger's users form a fixed, analysable group - what a recommender's
+A/B analysis needs and what KServe, Seldon, Flagger and Argo Rollouts (random per
+request) do not offer - and at whole percentages that group is a set of whole cohorts,
+whose engagement before the rollout Prometheus already holds (the rollout analysis
+adjusts for it). Pure functions: no I/O, no clock.
 """
 
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from vidrec.config import Strict
+from vidrec.config import COHORTS, Strict
 
 BUCKETS = 10_000
 Variant = Literal["champion", "challenger"]
@@ -54,19 +58,34 @@ class RouteTable(Strict):
         return round(self.canary_percent * BUCKETS / 100)
 
 
-COHORTS = 32
-
-
 def cohort(user_id: int | str) -> str:
-    """The user's engagement cohort: a fixed hash group, independent of routing. Engagement
-    counters carry it so the rollout can test per-cohort rates: users, not impressions, are
-    the randomised units, and one user's impressions are far from independent."""
+    """The user's engagement cohort, the same under every route table. Engagement counters
+    carry it so the rollout can test per-cohort rates against each cohort's own past:
+    users, not impressions, are the randomised units, and users differ a lot."""
     return str(bucket(user_id, "cohort") % COHORTS)
+
+
+def route_bucket(user_id: int | str, salt: str) -> int:
+    """The user's canary bucket under `salt`: their cohort's place in the salt's order of
+    cohorts, then their place inside the cohort."""
+    u = bucket(user_id, "cohort")
+    return _slots(salt)[u % COHORTS] * (BUCKETS // COHORTS) + u // COHORTS
+
+
+@lru_cache(maxsize=64)
+def _slots(salt: str) -> tuple[int, ...]:
+    """Each cohort's slot in this salt's order: a fresh random order per salt, so the same
+    users are not the guinea pigs of every release."""
+    order = sorted(range(COHORTS), key=lambda c: bucket(f"cohort-{c}", salt))
+    slots = [0] * COHORTS
+    for rank, c in enumerate(order):
+        slots[c] = rank
+    return tuple(slots)
 
 
 def assign(table: RouteTable, user_id: int | str) -> Variant:
     """The variant that serves this user under this table."""
-    if table.challenger is not None and bucket(user_id, table.salt) < table.canary_buckets:
+    if table.challenger is not None and route_bucket(user_id, table.salt) < table.canary_buckets:
         return "challenger"
     return "champion"
 
