@@ -124,6 +124,13 @@ def begin(r: dict[str, Any]) -> None:
     start_rollout(open_store(s), open_router(s), r["registry"], "2", s.rollout.policy)
 
 
+def why(ro: Rollout) -> str:
+    """The reason and every analysed check that did not pass, for assertion messages."""
+    bad = [f"{e.action} {c.name}: {c.detail}" for e in ro.status.history for c in e.checks
+           if c.result in ("fail", "inconclusive")]  # fmt: skip
+    return f"{ro.status.reason}; " + " | ".join(bad[-6:])
+
+
 def steps(ro: Rollout) -> list[tuple[str, float]]:
     return [(e.action, e.weight) for e in ro.status.history if e.action != "hold"]
 
@@ -132,7 +139,7 @@ def test_a_good_challenger_is_promoted(rollout: dict[str, Any]) -> None:
     r = rollout
     begin(r)
     ro = drive(r)
-    assert ro.status.phase == "promoted", ro.status.reason
+    assert ro.status.phase == "promoted", why(ro)
     assert steps(ro) == [("start", 0), ("advance", 10), ("advance", 50), ("promote", 100)]
     last = {c.name: c for c in ro.status.history[-1].checks}
     assert {"latency_p99", "error_ratio", "ctr", "watch_time", "drift_alerts"} <= set(last)
@@ -178,14 +185,17 @@ def test_a_random_ranker_is_rolled_back_on_engagement(rollout: dict[str, Any]) -
         update={
             "steps": (50.0,),
             "step_s": 40.0,
-            "analysis": rollout.policy.analysis.model_copy(update={"min_impressions": 4000}),
+            # latency is not under test here (a loaded CI machine's p99 once rolled it back)
+            "analysis": rollout.policy.analysis.model_copy(
+                update={"min_impressions": 4000, "latency_slo_s": 1.0}
+            ),
         }
     )
     r["settings"] = r["settings"].model_copy(
         update={"rollout": rollout.model_copy(update={"policy": policy})})  # fmt: skip
     begin(r)
     ro = drive(r, timeout_s=180)
-    assert ro.status.phase == "rolled_back", ro.status.reason
+    assert ro.status.phase == "rolled_back", why(ro)
     assert "ctr" in ro.status.reason or "watch_time" in ro.status.reason
     failed = [c for c in ro.status.history[-1].checks if c.result == "fail"]
     assert failed and all(c.name in ("ctr", "watch_time", "shadow_overlap") for c in failed)
