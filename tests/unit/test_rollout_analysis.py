@@ -57,7 +57,8 @@ def test_equal_variants_pass_every_check() -> None:
     "challenger, failing",
     [
         (stats(p99=0.2, slow=0.5), {"latency_p99", "latency_vs_champion"}),
-        (stats(p99=0.05, slow=0.05), {"latency_vs_champion"}),  # SLO met, 5 % slow vs 0 %
+        # SLO met (0.8 % over it), but slow more often than the champion (0 %)
+        (stats(requests=5000, p99=0.05, slow=0.008), {"latency_vs_champion"}),
         (stats(failed=10), {"error_ratio"}),
         (stats(ctr=0.08, seed=1), {"ctr"}),
         (stats(watch=0.8, seed=1), {"watch_time"}),
@@ -68,6 +69,21 @@ def test_a_worse_challenger_fails_the_right_check(
 ) -> None:
     got = results(Measurements(champion=stats(), challenger=challenger))
     assert {k for k, v in got.items() if v == "fail"} == failing
+
+
+def test_latency_slo_is_the_share_of_slow_requests_not_one_slowest_request() -> None:
+    """p99 <= SLO means at most 1 % of requests over it: one slow request of 120 is a p99
+    of 0.2 s but no evidence against the SLO; 10 % slow requests are."""
+
+    def slo(requests: float, slow: float) -> dict[str, str]:
+        ch = stats(requests=requests, slow=slow, p99=0.2)
+        return results(Measurements(champion=stats(slow=slow), challenger=ch))
+
+    assert slo(120, 1 / 120)["latency_p99"] == "pass"
+    assert slo(200, 0.1)["latency_p99"] == "fail"
+    no_edge = VariantStats(500, 0, 0.02, ((0.25, 500.0), (math.inf, 500.0)), cohorts())
+    got = results(Measurements(champion=stats(), challenger=no_edge))
+    assert got["latency_p99"] == "inconclusive"
 
 
 def test_engagement_is_pending_until_the_step_is_due_then_tested() -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import stats
 
 Arr = npt.NDArray[np.float64]
 
@@ -55,6 +56,12 @@ def proportion_worse(
     scale = 1 - margin
     var = p_c * (1 - p_c) / n_c + scale**2 * p_0 * (1 - p_0) / n_0
     return _worse(p_c - scale * p_0, var)
+
+
+def exceeds(hits: int, n: int, budget: float) -> float:
+    """One-sided p that `hits` of `n` independent trials happen at a rate within `budget`
+    (exact binomial: P(X >= hits))."""
+    return float(stats.binom.sf(hits - 1, n, budget))
 
 
 @dataclass(frozen=True)
