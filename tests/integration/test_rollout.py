@@ -218,13 +218,23 @@ def test_no_traffic_stays_inconclusive_and_pauses(rollout: dict[str, Any]) -> No
     assert ctl.store.get().status.paused
 
 
+def requested(store: Any) -> bool:
+    ro = store.get()
+    return ro is not None and ro.spec.request is not None
+
+
+def cli_args(r: dict[str, Any], *args: str) -> list[str]:
+    return [sys.executable, "-m", "vidrec", "rollout", *args, "--config", str(r["cfg"]), "--json"]
+
+
 def cli(r: dict[str, Any], *args: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "vidrec", "rollout", *args, "--config", str(r["cfg"]), "--json"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert out.stdout, out.stderr
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    out = subprocess.run(cli_args(r, *args), capture_output=True, text=True, timeout=120)
+    return parsed(out.stdout, out.stderr)
+
+
+def parsed(stdout: str, stderr: str) -> dict[str, Any]:
+    assert stdout, stderr
+    return dict(json.loads(stdout.strip().splitlines()[-1]))
 
 
 def test_manual_promote_and_abort(rollout: dict[str, Any]) -> None:
@@ -234,9 +244,16 @@ def test_manual_promote_and_abort(rollout: dict[str, Any]) -> None:
                    and all(c.result == "pass" for c in ro.status.checks))  # fmt: skip
     stop = threading.Event()
     ctl = threading.Thread(target=open_controller(r["settings"]).run, args=(stop, 0.3))
+    # the controller starts once the CLI's request is stored, so the request meets the
+    # analysis that passed, not a later one (a fresh canary step can be inconclusive)
+    promote = subprocess.Popen(cli_args(r, "promote", "--wait", "60"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    store, deadline = open_store(r["settings"]), time.monotonic() + 60
+    while not requested(store) and time.monotonic() < deadline:
+        time.sleep(0.1)
     ctl.start()
     try:
-        out = cli(r, "promote", "--wait", "20")
+        out = parsed(*promote.communicate(timeout=120))
         assert out["handled"] and out["phase"] == "promoted", out
         assert passed.status.phase == "canary"
         assert out["history"][-1]["reason"] == "promote requested by cli"
