@@ -20,7 +20,7 @@ export UV_CACHE_DIR := $(CACHE)/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := hardlink
 
-.PHONY: help install sysdeps demo test test-unit lint bench serve traffic lock clean
+.PHONY: help install sysdeps demo test test-unit lint bench serve traffic lock k8s-tools clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ traffic: install ## Replay simulated users with feedback against make serve
 
 lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml
 	$(UV) lock --python $(PYTHON)
+
+k8s-tools: ## Build the test control plane (kube-apiserver, etcd) from the Go module proxy (cached)
+	tools/k8s/build.sh
 
 clean: ## Remove build outputs (keeps the cache)
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache
