@@ -50,12 +50,7 @@ class FaultFile:
 
     def apply(self, stage: Stage, version: str) -> None:
         """Sleep or exit as the file says for this stage and version; nothing without a file."""
-        faults = self._file.get() if self._file else None
-        if faults is None:
-            return
-        for f in faults.faults:
-            if f.stage != stage or f.version not in (None, version):
-                continue
+        for f in self._matching(stage, version):
             if f.delay_s:
                 time.sleep(f.delay_s)
             if f.crash and self._first_crash(stage, version):
@@ -63,10 +58,14 @@ class FaultFile:
 
     def shuffles(self, version: str) -> bool:
         """Whether this version's ranking is to be replaced by a random order."""
+        return any(f.shuffle for f in self._matching("ranking", version))
+
+    def _matching(self, stage: Stage, version: str) -> list[Fault]:
+        """The file's faults for this stage and version (none without a file)."""
         faults = self._file.get() if self._file else None
-        return faults is not None and any(
-            f.shuffle and f.version in (None, version) for f in faults.faults
-        )
+        if faults is None:
+            return []
+        return [f for f in faults.faults if f.stage == stage and f.version in (None, version)]
 
     def _first_crash(self, stage: str, version: str) -> bool:
         assert self.path is not None

@@ -155,8 +155,7 @@ class Replay:
             "latency": {k: load[k] for k in ("p50_ms", "p95_ms", "p99_ms")},
             "feedback": dict(self.feedback),
             "newcomer_requests": self.newcomers,
-            "users": len(set().union(*self.seen.values())),
-            "users_by_version": {v: len(u) for v, u in sorted(self.seen.items())},
+            **_users_seen(self.seen),
             "variants": {v: s.summary() for v, s in sorted(self.variants.items())},
         }
 
@@ -174,6 +173,19 @@ def replay(
     t0 = time.perf_counter()
     out = asyncio.run(Replay(url, users, k, seed, drift=drift).run(rate, duration_s, tick))
     return {**out, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _users_seen(seen: dict[str, set[Any]]) -> dict[str, Any]:
+    """Distinct users in all, and per model version that answered them."""
+    return {
+        "users": len(set().union(*seen.values())),
+        "users_by_version": {v: len(u) for v, u in sorted(seen.items())},
+    }
+
+
+def _failed(rounds: list[dict[str, Any]]) -> int:
+    """Requests that got no 2xx answer in these rounds."""
+    return sum(r["planned"] - r["ok"] for r in rounds)
 
 
 class Continuous:
@@ -199,7 +211,7 @@ class Continuous:
 
     def failed(self) -> int:
         """Requests that got no 2xx answer, over every round so far."""
-        return sum(r["planned"] - r["ok"] for r in self.rounds)
+        return _failed(self.rounds)
 
     def mark(self) -> int:
         """A point to measure from (`since`): rounds finished so far."""
@@ -215,9 +227,8 @@ class Continuous:
                 by_version.setdefault(v, set()).update(u)
         return {
             "requests": sum(r["planned"] for r in rounds),
-            "failed": sum(r["planned"] - r["ok"] for r in rounds),
-            "users": len(set().union(*by_version.values())),
-            "users_by_version": {v: len(u) for v, u in sorted(by_version.items())},
+            "failed": _failed(rounds),
+            **_users_seen(by_version),
         }
 
     def _run(self) -> None:
