@@ -47,7 +47,7 @@ sysdeps: ## Install the Debian packages the tests use (redis-server, prometheus 
 demo: install sysdeps ## Run the lifecycle on embedded defaults (simulate -> features -> checks -> train -> serve + monitor)
 	$(BIN)/vidrec demo --out out/demo
 
-test: install sysdeps ## Run the whole test suite (unit + integration)
+test: install sysdeps k8s-tools ## Run the whole test suite (unit + integration; builds the test control plane once)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: install sysdeps ## Run the unit tests only (no servers; promtool checks the alert rules)
@@ -73,7 +73,7 @@ traffic: install ## Replay simulated users with feedback against make serve
 lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml
 	$(UV) lock --python $(PYTHON)
 
-k8s-tools: ## Build the test control plane (kube-apiserver, etcd) from the Go module proxy (cached)
+k8s-tools: ## Build the test control plane (etcd, kube-*, kubectl, helm, kwok) from the Go module proxy (cached)
 	tools/k8s/build.sh
 
 clean: ## Remove build outputs (keeps the cache)

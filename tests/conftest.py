@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from k8s_cluster import CRDS, ControlPlane, tools_dir
 from vidrec.config import FeatureConfig, sim_config
 from vidrec.data.simulate import simulate
 from vidrec.monitoring.prometheus_server import free_port
@@ -68,3 +69,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def k8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A real etcd + kube-apiserver with KServe's CRDs installed, for the whole session."""
+    cp = ControlPlane(tmp_path_factory.mktemp("k8s"), tools_dir()).start()
+    try:
+        cp.apply_crds(sorted((CRDS / "kserve-v0.20.0").glob("*.yaml")))
+        yield cp
+    finally:
+        cp.stop()

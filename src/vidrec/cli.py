@@ -36,6 +36,8 @@ monitor_app = typer.Typer(no_args_is_help=True, help="Drift monitor and Promethe
 app.add_typer(monitor_app, name="monitor")
 rollout_app = typer.Typer(no_args_is_help=True, help="Safe rollout: shadow, canary, promote.")
 app.add_typer(rollout_app, name="rollout")
+chart_app = typer.Typer(no_args_is_help=True, help="The Helm chart's generated files.")
+app.add_typer(chart_app, name="chart")
 
 JSON = typer.Option(False, "--json", help="Print one JSON summary line instead of text.")
 CONFIG = typer.Option(None, "--config", help="Settings file (TOML or JSON); unknown keys fail.")
@@ -335,11 +337,20 @@ def evaluate(
 
 @app.command()
 def serve(
-    port: int = typer.Option(8080, help="HTTP port on 127.0.0.1"),
-    store: str = typer.Option(None, help="online store URL (see `features materialize`)"),
+    port: int = typer.Option(8080, help="HTTP port"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 in a pod)"),
+    store: str = typer.Option(
+        None, envvar="VIDREC_ONLINE_STORE", help="online store URL (see `features materialize`)"
+    ),
     routes: Path = typer.Option(Path("out/serve/routes.json"), help="live route table file"),
     log_dir: Path = typer.Option(None, help="impression/shadow log (default: beside routes)"),
     faults: Path = typer.Option(None, help="fault-injection file (delays, crashes) to watch"),
+    model_version: str = typer.Option(
+        None,
+        envvar="VIDREC_MODEL_VERSION",
+        help="serve only this registry version, whatever the aliases say (KServe Knative "
+        "mode: each revision serves one version and KServe splits the traffic)",
+    ),
     config: Path = CONFIG,
     json_out: bool = JSON,
 ) -> None:
@@ -352,7 +363,7 @@ def serve(
     settings = _settings(config)
     features = _features_cfg(config, online_store=store)
     routes = routes.resolve()  # replicas run in other working directories
-    bundles = _serving_bundles(settings, routes)
+    bundles = _serving_bundles(settings, routes, model_version)
     app_ = Deployment(
         bundles=bundles,
         routes=routes,
@@ -385,13 +396,13 @@ def serve(
         return bundle, handles[version]
 
     emit(
-        {"url": f"http://127.0.0.1:{port}", "versions": list(bundles), "routes": str(routes),
+        {"url": f"http://{host}:{port}", "versions": list(bundles), "routes": str(routes),
          "log_dir": str(app_.log_dir)},
         json_out,
         "serving",
     )  # fmt: skip
     sys.stdout.flush()
-    serve_forever(load, app_, port, load_version=load_version)
+    serve_forever(load, app_, port, host=host, load_version=load_version)
 
 
 @app.command()
@@ -463,15 +474,21 @@ def bench_drift(
     emit(report, json_out, "drift benchmark")
 
 
-def _serving_bundles(settings: Settings, routes: Path) -> dict[str, Path]:
+def _serving_bundles(settings: Settings, routes: Path, pinned: str | None) -> dict[str, Path]:
     """Champion and challenger bundles downloaded beside the route table, which is written
-    (champion only, no canary) when it does not exist yet."""
+    (champion only, no canary) when it does not exist yet. A pinned version is served
+    alone, and its route table is rewritten to say so."""
     from vidrec.errors import NotFound
     from vidrec.registry.registry import open_registry
     from vidrec.serving.file_routes import FileRouteSource
     from vidrec.serving.routing import RouteTable
 
     reg = open_registry(settings.registry)
+    if pinned:
+        version = str(reg.get(pinned).version)
+        bundle = reg.download(version, routes.parent / "bundles")
+        FileRouteSource(routes).set(RouteTable(champion=version))
+        return {version: bundle}
     champion = reg.get("champion")
     try:
         challenger: Any = reg.get("challenger")
@@ -594,6 +611,22 @@ def monitor_rules(
 
     files = write_prometheus_files(_settings(config).monitoring, out)
     emit({k: str(v) for k, v in files.items()}, json_out, "prometheus files")
+
+
+@chart_app.command("generate")
+def chart_generate(
+    chart: Path = typer.Option(Path("charts/vidrec"), help="the chart directory"),
+    check: bool = typer.Option(False, help="write nothing; exit 1 if a file is out of date"),
+    json_out: bool = JSON,
+) -> None:
+    """Write the chart's CRDs, rules, values.yaml and values.schema.json from the code."""
+    from vidrec.deploy.chart import generate
+
+    files = generate(chart, check=check)
+    stale = sorted(k for k, v in files.items() if v == "differs")
+    emit({"files": files, "stale": stale}, json_out, "chart files")
+    if stale:
+        raise typer.Exit(1)
 
 
 @rollout_app.command("start")

@@ -434,6 +434,7 @@ class RolloutPolicy(Strict):
     steps: tuple[float, ...] = Field(
         (5.0, 25.0, 50.0),
         min_length=1,
+        max_length=20,
         description="canary weights (% of users, sticky buckets), rising; promotion follows "
         "the last",
     )

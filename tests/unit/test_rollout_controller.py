@@ -3,20 +3,18 @@ measurements and a fake clock: stepping, rollback, requests, restart without dou
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rollout_fakes import SLOW, Clock, Registry, Script
 from vidrec.config import AnalysisPolicy, RolloutPolicy, ShadowPolicy
 from vidrec.errors import Conflict
-from vidrec.rollout.analysis import Cohort, Measurements, ShadowStats, VariantStats
 from vidrec.rollout.app_router import AppRouter
 from vidrec.rollout.controller import Controller
 from vidrec.rollout.file_store import FileRolloutStore
 from vidrec.rollout.local import request, start_rollout
-from vidrec.rollout.state import Rollout
 from vidrec.serving.file_routes import FileRouteSource
 from vidrec.serving.routing import RouteTable
 
@@ -25,51 +23,6 @@ POLICY = RolloutPolicy(
     shadow=ShadowPolicy(duration_s=10, fraction=0.5, min_requests=10),
     analysis=AnalysisPolicy(min_requests=10, min_impressions=100),
 )  # fmt: skip
-COHORTS = tuple(Cohort(100, 10 + i % 3, 100.0 + i % 5) for i in range(20))
-FAST = ((0.05, 200.0), (math.inf, 200.0))
-GOOD = VariantStats(200, 0, 0.02, FAST, COHORTS)
-SLOW = VariantStats(200, 0, 0.5, ((0.05, 0.0), (math.inf, 200.0)), COHORTS)
-
-
-class Script:
-    """Measurements the test chooses, per phase."""
-
-    def __init__(self) -> None:
-        self.challenger = GOOD
-        self.calls = 0
-
-    def measure(self, ro: Rollout, now: float) -> Measurements:
-        self.calls += 1
-        if ro.status.phase == "shadow":
-            return Measurements(shadow=ShadowStats(100, 0, 0.6))
-        return Measurements(champion=GOOD, challenger=self.challenger)
-
-
-class Registry:
-    def __init__(self) -> None:
-        self.aliases = {"champion": 1}
-        self.tags: dict[tuple[int, str], str] = {}
-
-    def set_alias(self, alias: str, version: int) -> None:
-        self.aliases[alias] = version
-
-    def delete_alias(self, alias: str) -> None:
-        self.aliases.pop(alias, None)
-
-    def get(self, ref: str) -> Any:
-        version = int(ref)
-        return type("V", (), {"aliases": [a for a, v in self.aliases.items() if v == version]})
-
-    def tag(self, version: int, key: str, value: str) -> None:
-        self.tags[(version, key)] = value
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ naming the step and the input.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,10 @@ from pydantic import Field, model_validator
 from vidrec.config import Strict, parse
 from vidrec.errors import ConfigError
 
-PIPELINES = Path(__file__).resolve().parents[3] / "pipelines"
+# the checkout's pipelines/; an installed package (the image) is told where they are
+PIPELINES = Path(
+    os.environ.get("VIDREC_PIPELINES") or Path(__file__).resolve().parents[3] / "pipelines"
+)
 
 
 class Step(Strict):

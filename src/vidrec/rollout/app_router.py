@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vidrec.config import RolloutPolicy
 from vidrec.errors import Conflict
 from vidrec.rollout.traffic_router import Routes
 from vidrec.serving.route_source import RouteSource
@@ -11,6 +12,9 @@ from vidrec.serving.routing import RouteTable
 class AppRouter:
     def __init__(self, source: RouteSource) -> None:
         self.source = source
+
+    def validate(self, policy: RolloutPolicy) -> None:
+        """Serving's router carries out any valid policy (sticky cohorts, shadow)."""
 
     def get_routes(self) -> Routes:
         t = self.source.get()

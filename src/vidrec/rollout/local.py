@@ -55,6 +55,7 @@ def start_rollout(
             "promote, abort or roll it back first",
             version=current.spec.version,
         )
+    router.validate(policy)
     champion = router.get_routes().champion
     if version == champion:
         raise InvalidInput(f"v{version} is already the champion", version=version)

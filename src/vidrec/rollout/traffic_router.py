@@ -1,9 +1,9 @@
 """How traffic is moved: an interface (Flagger's Router), one implementation per file.
 
 `app_router.AppRouter` writes serving's own route table (sticky user buckets, shadow);
-a KServe `canaryTrafficPercent` router follows for users of Knative mode. `routes_for`
-says what the routes must be for a rollout's status: the controller re-applies it every
-tick, so a crash between storing a decision and applying it heals itself.
+`kserve_router.KServeRouter` sets an InferenceService's `canaryTrafficPercent` (Knative
+mode). `routes_for` says what the routes must be for a rollout's status: the controller
+re-applies it every tick, so a crash between storing a decision and applying it heals itself.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from vidrec.config import RolloutPolicy
 from vidrec.rollout.state import Rollout
 
 
@@ -24,6 +25,9 @@ class Routes:
 
 
 class TrafficRouter(Protocol):
+    def validate(self, policy: RolloutPolicy) -> None:
+        """Raise InvalidInput, naming the field, if this router cannot carry `policy` out."""
+
     def get_routes(self) -> Routes: ...
 
     def set_routes(self, routes: Routes) -> None: ...
