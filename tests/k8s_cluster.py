@@ -12,7 +12,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import yaml
@@ -168,7 +168,7 @@ class ControlPlane:
         for f in files:
             for doc in yaml.safe_load_all(f.read_text()):
                 if doc and doc.get("kind") == "CustomResourceDefinition":
-                    ext.create_custom_resource_definition(doc)
+                    _create_or_replace(ext, doc)
                     names.append(doc["metadata"]["name"])
         deadline = time.monotonic() + 30
         for name in names:
@@ -271,6 +271,19 @@ class ControlPlane:
             "current-context": "test",
         }
         self.kubeconfig.write_text(yaml.safe_dump(cfg))
+
+
+def _create_or_replace(ext: client.ApiextensionsV1Api, crd: dict[str, Any]) -> None:
+    """Several test modules install the same CRD: the last one wins, nobody fails."""
+    try:
+        ext.create_custom_resource_definition(crd)
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
+        have = ext.read_custom_resource_definition(crd["metadata"]["name"])
+        crd = {**crd, "metadata": {**crd["metadata"],
+                                   "resourceVersion": have.metadata.resource_version}}  # fmt: skip
+        ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
 
 
 def _write_rsa_key(path: Path) -> None:

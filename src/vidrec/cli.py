@@ -751,6 +751,58 @@ def rollout_run(
          json_out, "rollout controller")  # fmt: skip
 
 
+@rollout_app.command("operator")
+def rollout_operator(
+    namespace: str = typer.Option(..., envvar="POD_NAMESPACE", help="the namespace it watches"),
+    peering: str = typer.Option(
+        None, help="KopfPeering object shared by the replicas: one acts at a time (none: alone)"
+    ),
+    kubeconfig: Path = typer.Option(None, help="default: in-cluster, else ~/.kube/config"),
+    interval: float = typer.Option(2.0, min=0.1, help="seconds between passes per object"),
+    host: str = typer.Option("127.0.0.1", help="address of /metrics and /healthz"),
+    port: int = typer.Option(None, help="port of /metrics (default: rollout.metrics_port)"),
+    health_port: int = typer.Option(8081, help="port of kopf's /healthz"),
+    config: Path = CONFIG,
+    json_out: bool = JSON,
+) -> None:
+    """The ModelRollout operator (in a cluster): the rollout controller for each ModelRollout
+    of NAMESPACE, with status, history and Kubernetes Events on the object."""
+    import os
+
+    from kubernetes import client
+    from kubernetes import config as kube_config
+    from prometheus_client import start_http_server
+
+    from vidrec.monitoring.prometheus import PrometheusProvider
+    from vidrec.registry.registry import open_registry
+    from vidrec.rollout.kopf_host import run
+    from vidrec.rollout.measure import PrometheusMeasurer
+    from vidrec.rollout.metrics import RolloutMetrics
+    from vidrec.rollout.operator import Operator, router_factory
+
+    settings = _settings(config)
+    if kubeconfig is not None:
+        os.environ["KUBECONFIG"] = str(kubeconfig)  # kopf's own login reads it too
+        api = kube_config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+    else:
+        try:
+            kube_config.load_incluster_config()
+        except kube_config.ConfigException:
+            kube_config.load_kube_config()
+        api = client.ApiClient()  # the configuration just loaded
+    metrics = RolloutMetrics()
+    metrics_port = port or settings.rollout.metrics_port
+    start_http_server(metrics_port, addr=host, registry=metrics.registry)
+    measurer = PrometheusMeasurer(PrometheusProvider(settings.monitoring.prometheus_url))
+    op = Operator(api, namespace, measurer, open_registry(settings.registry),
+                  router_factory(api, namespace, settings), metrics)  # fmt: skip
+    health = f"http://{host}:{health_port}/healthz"
+    emit({"namespace": namespace, "peering": peering, "metrics": f"http://{host}:{metrics_port}",
+          "health": health}, json_out, "ModelRollout operator")  # fmt: skip
+    sys.stdout.flush()
+    run(op, interval_s=interval, peering=peering, liveness=health)
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("out/demo")),

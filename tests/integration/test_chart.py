@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import yaml
 from kubernetes import client
 
 from k8s_cluster import CRDS, ROOT, ControlPlane
+from vidrec import cli
 from vidrec.config import Settings
 from vidrec.deploy.chart import generate
 
@@ -106,6 +108,46 @@ def test_values_reach_the_objects(cluster: ControlPlane) -> None:
     assert not {"Deployment", "CronJob", "PrometheusRule", "PodMonitor"} & {
         o["kind"] for o in minimal
     }
+
+
+def parse_cli(args: list[str]) -> dict[str, Any]:
+    """The options `vidrec ARGS` would run with (click parses; nothing runs)."""
+    cmd = typer.main.get_command(cli.app)
+    ctx = cmd.make_context("vidrec", list(args))
+    while hasattr(cmd, "resolve_command"):  # a group (typer vendors its own click)
+        name, sub, rest = cmd.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
+        assert sub is not None, f"no command {name!r} in {args}"
+        cmd, ctx = sub, sub.make_context(name or "", rest, parent=ctx)
+    return dict(ctx.params)
+
+
+@pytest.mark.parametrize("values", SCENARIOS, ids=lambda p: p.stem)
+def test_every_vidrec_container_runs_a_command_the_cli_has(
+    cluster: ControlPlane, values: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = render(cluster, "-f", str(values))
+    monkeypatch.setenv("POD_NAMESPACE", "vidrec")
+    ran = set()
+    for obj in objects:
+        for path, node in _containers(obj):
+            if "vidrec" not in node["image"].split("/")[-1]:
+                continue
+            params = parse_cli(node["args"])
+            assert params["config"] == Path("/etc/vidrec/vidrec.json"), path
+            ran.add(node["args"][0])
+    assert "serve" in ran
+
+
+def _containers(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "containers":
+                yield from ((f"{path}/{c['name']}", c) for c in value)
+            else:
+                yield from _containers(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for item in node:
+            yield from _containers(item, path)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,173 @@
+"""The ModelRollout operator (kopf) against a real API server: a ModelRollout applied with
+kubectl goes canary -> promoted or is rolled back, moving a real InferenceService's
+`canaryTrafficPercent`; its status, history and Kubernetes Events are read back.
+Measurements are scripted here (tests/rollout_fakes.py); the real-metrics path is
+tests/integration/test_rollout.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import kopf
+import pytest
+import yaml
+from kubernetes import client
+
+from k8s_cluster import TOKEN, ControlPlane
+from rollout_fakes import SLOW, Registry, Script
+from vidrec.config import Settings
+from vidrec.deploy.crd import crd
+from vidrec.rollout.kopf_host import run
+from vidrec.rollout.kserve_router import API_VERSION, GROUP, PLURAL
+from vidrec.rollout.operator import Operator, router_factory
+
+pytestmark = pytest.mark.integration
+
+POLICY = {"interval_s": 0.5, "step_s": 1.5, "steps": [10, 50], "shadow": {"duration_s": 0},
+          "analysis": {"min_requests": 10, "min_impressions": 100}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def crds(k8s: ControlPlane) -> ControlPlane:
+    path = k8s.dir / "modelrollout-crd.yaml"
+    path.write_text(yaml.safe_dump(crd()))
+    k8s.apply_crds([path])
+    return k8s
+
+
+@pytest.fixture
+def world(crds: ControlPlane, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    k8s = crds
+    ns = f"op{zlib.crc32(request.node.name.encode()):08x}"
+    api = k8s.api_client()
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
+    objects = client.CustomObjectsApi(api)
+    env = [{"name": "VIDREC_MODEL_VERSION", "value": "1"}]
+    isvc = {"apiVersion": f"{GROUP}/{API_VERSION}", "kind": "InferenceService",
+            "metadata": {"name": "vidrec"},
+            "spec": {"predictor": {"containers": [
+                {"name": "kserve-container", "image": "vidrec:test", "env": env}]}}}  # fmt: skip
+    objects.create_namespaced_custom_object(GROUP, API_VERSION, ns, PLURAL, isvc)
+    script, reg = Script(), Registry()
+    op = Operator(api, ns, script, reg, router_factory(api, ns, Settings()))  # type: ignore[arg-type]
+    stop, ready = threading.Event(), threading.Event()
+    login = kopf.ConnectionInfo(server=k8s.url, token=TOKEN, scheme="Bearer",
+                                ca_path=str(k8s.dir / "pki" / "apiserver.crt"))  # fmt: skip
+    thread = threading.Thread(
+        target=run, args=(op,),
+        kwargs={"interval_s": 0.25, "connection": login, "stop": stop, "ready": ready},
+        daemon=True,
+    )  # fmt: skip
+    thread.start()
+    assert ready.wait(30), "kopf did not start"
+    yield {"k8s": k8s, "ns": ns, "objects": objects, "script": script, "reg": reg}
+    stop.set()
+    thread.join(30)
+
+
+def apply_rollout(w: dict[str, Any], version: str) -> None:
+    mro = {"apiVersion": "vidrec.io/v1alpha1", "kind": "ModelRollout",
+           "metadata": {"name": "release", "namespace": w["ns"]},
+           "spec": {"version": version, "policy": POLICY,
+                    "target": {"inferenceService": "vidrec", "router": "kserve"}}}  # fmt: skip
+    w["k8s"].run("kubectl", "apply", "-f", "-", stdin=yaml.safe_dump(mro))
+
+
+def rollout(w: dict[str, Any]) -> dict[str, Any]:
+    obj: dict[str, Any] = w["objects"].get_namespaced_custom_object(
+        "vidrec.io", "v1alpha1", w["ns"], "modelrollouts", "release"
+    )
+    return obj
+
+
+def predictor(w: dict[str, Any]) -> tuple[str, int | None]:
+    obj = w["objects"].get_namespaced_custom_object(GROUP, API_VERSION, w["ns"], PLURAL, "vidrec")
+    pred = obj["spec"]["predictor"]
+    return pred["containers"][0]["env"][0]["value"], pred.get("canaryTrafficPercent")
+
+
+def watch_until(
+    w: dict[str, Any],
+    done: Callable[[dict[str, Any]], bool],
+    final: tuple[str, int | None],
+    timeout_s: float = 60,
+) -> list[tuple[str, int | None]]:
+    """Poll until `done(ModelRollout)` and the InferenceService is `final` (the status is
+    stored before the routes are applied); the InferenceService states seen on the way."""
+    seen: list[tuple[str, int | None]] = []
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if not seen or predictor(w) != seen[-1]:
+            seen.append(predictor(w))
+        obj = rollout(w)
+        if done(obj) and seen[-1] == final:
+            return seen
+        assert time.monotonic() < deadline, f"timed out; status: {obj.get('status')}"
+        time.sleep(0.05)
+
+
+def events(w: dict[str, Any]) -> list[tuple[str, str]]:
+    items = client.CoreV1Api(w["k8s"].api_client()).list_namespaced_event(w["ns"]).items
+    ours = [e for e in items if e.involved_object.kind == "ModelRollout"]
+    return [
+        (e.type, e.reason) for e in sorted(ours, key=lambda e: int(e.metadata.resource_version))
+    ]
+
+
+def phase_is(phase: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda obj: (obj.get("status") or {}).get("phase") == phase
+
+
+def test_a_model_rollout_is_stepped_to_promotion_with_status_and_events(
+    world: dict[str, Any],
+) -> None:
+    w = world
+    apply_rollout(w, "2")
+    seen = watch_until(w, phase_is("promoted"), final=("2", None))
+    assert seen[0] in (("1", None), ("2", 10))
+    assert ("2", 50) in seen  # each step reached the InferenceService
+    status = rollout(w)["status"]
+    # no shadow phase: the start is the advance to the first step
+    assert [e["action"] for e in status["history"]] == ["advance", "advance", "promote"], status
+    assert rollout(w)["spec"]["champion"] == "1"  # stored by the operator at the start
+    assert w["reg"].aliases == {"champion": 2}
+    deadline = time.monotonic() + 10
+    while events(w) != [("Normal", "Advance"), ("Normal", "Advance"), ("Normal", "Promote")]:
+        assert time.monotonic() < deadline, events(w)
+        time.sleep(0.1)
+
+
+def test_a_failing_challenger_is_rolled_back_and_a_warning_posted(world: dict[str, Any]) -> None:
+    w = world
+    w["script"].challenger = SLOW
+    apply_rollout(w, "2")
+    # all traffic back on the previous revision
+    watch_until(w, phase_is("rolled_back"), final=("2", 0))
+    status = rollout(w)["status"]
+    assert "latency_p99" in status["reason"]
+    assert w["reg"].aliases == {"champion": 1}
+    deadline = time.monotonic() + 10
+    while ("Warning", "Rollback") not in events(w):
+        assert time.monotonic() < deadline, events(w)
+        time.sleep(0.1)
+
+
+def test_a_policy_kserve_cannot_carry_out_is_refused_with_an_event(
+    world: dict[str, Any],
+) -> None:
+    w = world
+    target = {"inferenceService": "vidrec", "router": "kserve"}
+    mro = {"apiVersion": "vidrec.io/v1alpha1", "kind": "ModelRollout",
+           "metadata": {"name": "release", "namespace": w["ns"]},
+           "spec": {"version": "2", "target": target}}  # fmt: skip
+    w["k8s"].run("kubectl", "apply", "-f", "-", stdin=yaml.safe_dump(mro))
+    deadline = time.monotonic() + 20
+    while ("Warning", "Refused") not in events(w):
+        assert time.monotonic() < deadline, events(w)
+        time.sleep(0.1)
+    assert "status" not in rollout(w) or "phase" not in rollout(w)["status"]
+    assert predictor(w) == ("1", None)  # nothing moved
