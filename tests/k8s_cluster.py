@@ -163,6 +163,8 @@ class ControlPlane:
 
     def apply_crds(self, files: Sequence[Path]) -> None:
         """Create the CRDs in `files` and wait until each is Established."""
+        if not files:  # ../shared/crds lives beside the project root, not inside it
+            raise FileNotFoundError(f"no CRD files given (is {CRDS} there?)")
         ext = client.ApiextensionsV1Api(self.api_client())
         names = []
         for f in files:
