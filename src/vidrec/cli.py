@@ -629,34 +629,85 @@ def chart_generate(
         raise typer.Exit(1)
 
 
+KUBE = typer.Option(
+    None,
+    "--kube",
+    help="NAMESPACE/NAME of a ModelRollout in the cluster $KUBECONFIG points at (handled by "
+    "`vidrec rollout operator`); default: the local rollout file",
+)
+
+
+def _store(settings: Settings, kube: str | None) -> Any:
+    if kube is None:
+        from vidrec.rollout.local import open_store
+
+        return open_store(settings)
+    from vidrec.rollout.k8s_store import ModelRolloutStore, kube_api, parse_ref
+
+    return ModelRolloutStore(kube_api(), *parse_ref(kube))
+
+
 @rollout_app.command("start")
 def rollout_start(
     version: str = typer.Argument(..., help="registry version to release as the challenger"),
+    kube: str = KUBE,
+    wait: float = typer.Option(10.0, min=0, help="--kube: seconds to wait for the operator"),
     config: Path = CONFIG,
     json_out: bool = JSON,
 ) -> None:
     """Start releasing VERSION: shadow, then canary steps, then promotion (by the controller)."""
-    from vidrec.registry.registry import open_registry
-    from vidrec.rollout.local import open_router, open_store, start_rollout, summary
+    from vidrec.rollout.local import summary
 
     settings = _settings(config)
+    if kube is not None:
+        from vidrec.rollout.k8s_store import point_at
+
+        store = _store(settings, kube)
+        policy = settings.rollout.policy.model_dump(mode="json") if config else None
+        point_at(store, version, policy, {"inferenceService": store.name})
+        ro = _await_start(store, version, wait)
+        waiting = {
+            "version": version,
+            "phase": None,
+            "note": "not started yet: is the operator running?",
+        }
+        out = summary(ro) if ro else waiting
+        emit(out, json_out, f"rollout of v{version}")
+        return
+    from vidrec.registry.registry import open_registry
+    from vidrec.rollout.local import open_router, start_rollout
+
     reg = open_registry(settings.registry)
-    policy = settings.rollout.policy
-    ro = start_rollout(open_store(settings), open_router(settings), reg, version, policy)
+    ro = start_rollout(_store(settings, None), open_router(settings), reg, version,
+                       settings.rollout.policy)  # fmt: skip
     emit(summary(ro), json_out, f"rollout of v{version}")
+
+
+def _await_start(store: Any, version: str, timeout_s: float) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ro = store.get()
+        if ro is not None and ro.spec.version == version:
+            return ro
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
 
 
 @rollout_app.command("status")
 def rollout_status(
     history: int = typer.Option(20, min=0, help="last history entries shown"),
+    kube: str = KUBE,
     config: Path = CONFIG,
     json_out: bool = JSON,
 ) -> None:
     """Phase, weight, each check's last value vs threshold, and the history."""
     from vidrec.errors import NotFound
-    from vidrec.rollout.local import open_store, summary
+    from vidrec.rollout.local import summary
 
-    ro = open_store(_settings(config)).get()
+    ro = _store(_settings(config), kube).get()
     if ro is None:
         raise NotFound("no rollout has been started (vidrec rollout start VERSION)")
     emit(summary(ro, history), json_out, f"rollout of v{ro.spec.version}")
@@ -665,15 +716,17 @@ def rollout_status(
 WAIT = typer.Option(10.0, min=0, help="seconds to wait for the controller to act on it")
 
 
-def _request(action: Any, config: Path | None, wait: float, json_out: bool) -> None:
-    from vidrec.rollout.local import await_request, open_store, request, summary
+def _request(
+    action: Any, config: Path | None, wait: float, json_out: bool, kube: str | None = None
+) -> None:
+    from vidrec.rollout.local import await_request, request, summary
 
-    store = open_store(_settings(config))
+    store = _store(_settings(config), kube)
     req = request(store, action)
     done = await_request(store, req, wait)
     if done is None:
-        out = {"request": req.model_dump(), "handled": False,
-               "note": "not handled yet: is `vidrec rollout run` running?"}  # fmt: skip
+        note = "not handled yet: is `vidrec rollout run` (or the operator) running?"
+        out = {"request": req.model_dump(), "handled": False, "note": note}
     else:
         out = {"request": req.model_dump(), "handled": True, **summary(done, history=1)}
     emit(out, json_out, action)
@@ -685,18 +738,21 @@ def _request(action: Any, config: Path | None, wait: float, json_out: bool) -> N
 def rollout_promote(
     force: bool = typer.Option(False, "--force", help="promote even if the analysis failed"),
     wait: float = WAIT,
+    kube: str = KUBE,
     config: Path = CONFIG,
     json_out: bool = JSON,
 ) -> None:
     """Promote now (skipping the remaining steps) if the last analysis passed."""
-    _request("force_promote" if force else "promote", config, wait, json_out)
+    _request("force_promote" if force else "promote", config, wait, json_out, kube)
 
 
 def _request_command(action: str, doc: str) -> None:
     """`vidrec rollout ACTION`: a request the running controller handles."""
 
-    def command(wait: float = WAIT, config: Path = CONFIG, json_out: bool = JSON) -> None:
-        _request(action, config, wait, json_out)
+    def command(
+        wait: float = WAIT, kube: str = KUBE, config: Path = CONFIG, json_out: bool = JSON
+    ) -> None:
+        _request(action, config, wait, json_out, kube)
 
     command.__doc__ = doc
     rollout_app.command(action)(command)
@@ -769,12 +825,11 @@ def rollout_operator(
     of NAMESPACE, with status, history and Kubernetes Events on the object."""
     import os
 
-    from kubernetes import client
-    from kubernetes import config as kube_config
     from prometheus_client import start_http_server
 
     from vidrec.monitoring.prometheus import PrometheusProvider
     from vidrec.registry.registry import open_registry
+    from vidrec.rollout.k8s_store import kube_api
     from vidrec.rollout.kopf_host import run
     from vidrec.rollout.measure import PrometheusMeasurer
     from vidrec.rollout.metrics import RolloutMetrics
@@ -783,13 +838,7 @@ def rollout_operator(
     settings = _settings(config)
     if kubeconfig is not None:
         os.environ["KUBECONFIG"] = str(kubeconfig)  # kopf's own login reads it too
-        api = kube_config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
-    else:
-        try:
-            kube_config.load_incluster_config()
-        except kube_config.ConfigException:
-            kube_config.load_kube_config()
-        api = client.ApiClient()  # the configuration just loaded
+    api = kube_api()
     metrics = RolloutMetrics()
     metrics_port = port or settings.rollout.metrics_port
     start_http_server(metrics_port, addr=host, registry=metrics.registry)

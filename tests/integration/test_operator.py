@@ -6,10 +6,15 @@ tests/integration/test_rollout.py."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -26,6 +31,7 @@ from vidrec.rollout.kserve_router import API_VERSION, GROUP, PLURAL
 from vidrec.rollout.operator import Operator, router_factory
 
 pytestmark = pytest.mark.integration
+VIDREC = str(Path(sys.executable).with_name("vidrec"))
 
 POLICY = {"interval_s": 0.5, "step_s": 1.5, "steps": [10, 50], "shadow": {"duration_s": 0},
           "analysis": {"min_requests": 10, "min_impressions": 100}}  # fmt: skip
@@ -171,3 +177,40 @@ def test_a_policy_kserve_cannot_carry_out_is_refused_with_an_event(
         time.sleep(0.1)
     assert "status" not in rollout(w) or "phase" not in rollout(w)["status"]
     assert predictor(w) == ("1", None)  # nothing moved
+
+
+def vidrec(w: dict[str, Any], *args: str) -> dict[str, Any]:
+    """`vidrec ARGS --kube NS/release --json` against the test cluster."""
+    env = {**os.environ, "KUBECONFIG": str(w["k8s"].kubeconfig)}
+    out = subprocess.run([VIDREC, *args, "--kube", f"{w['ns']}/release", "--json"], env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_the_cli_drives_a_model_rollout_as_it_drives_a_local_one(world: dict[str, Any]) -> None:
+    w = world
+    slow = {**POLICY, "step_s": 600}  # a step the test cuts short
+    mro = {"apiVersion": "vidrec.io/v1alpha1", "kind": "ModelRollout",
+           "metadata": {"name": "release", "namespace": w["ns"]},
+           "spec": {"version": "2", "policy": slow,
+                    "target": {"inferenceService": "vidrec", "router": "kserve"}}}  # fmt: skip
+    w["k8s"].run("kubectl", "apply", "-f", "-", stdin=yaml.safe_dump(mro))
+    watch_until(w, phase_is("canary"), final=("2", 10))
+    status = vidrec(w, "rollout", "status")
+    assert (status["version"], status["phase"], status["weight"]) == ("2", "canary", 10)
+    done = vidrec(w, "rollout", "promote", "--wait", "30")
+    assert done["handled"] and done["phase"] == "promoted", done
+    watch_until(w, phase_is("promoted"), final=("2", None))
+    # the next release re-points the same object; the operator starts it from v2
+    started = vidrec(w, "rollout", "start", "3", "--wait", "30")
+    assert (started["version"], started["champion"], started["phase"]) == ("3", "2", "canary")
+    refused = subprocess.run(
+        [VIDREC, "rollout", "start", "4", "--kube", f"{w['ns']}/release", "--json"],
+        env={**os.environ, "KUBECONFIG": str(w["k8s"].kubeconfig)}, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "still canary" in refused.stdout + refused.stderr
+    back = vidrec(w, "rollout", "rollback", "--wait", "30")
+    assert back["handled"] and back["phase"] == "rolled_back", back
+    watch_until(w, phase_is("rolled_back"), final=("3", 0))

@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from vidrec.config import parse
-from vidrec.errors import Conflict, NotFound, SchemaError
+from vidrec.errors import Conflict, InvalidInput, NotFound, SchemaError
 from vidrec.rollout.state import Rollout, Spec
 
 GROUP, VERSION, PLURAL = "vidrec.io", "v1alpha1", "modelrollouts"
@@ -96,3 +96,51 @@ def _rollout(obj: dict[str, Any], ref: str) -> Rollout | None:
     body = {"generation": int(obj["metadata"]["generation"]) + writes,
             "spec": spec, "status": status}  # fmt: skip
     return parse(Rollout, body, ref, SchemaError)
+
+
+def kube_api() -> client.ApiClient:
+    """A client for the cluster `$KUBECONFIG` (or ~/.kube/config, or in-cluster) points at."""
+    from kubernetes import config
+
+    try:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def parse_ref(ref: str) -> tuple[str, str]:
+    """ "NAMESPACE/NAME" -> (namespace, name)."""
+    namespace, _, name = ref.partition("/")
+    if not namespace or not name or "/" in name:
+        raise InvalidInput(f"--kube {ref!r}: expected NAMESPACE/NAME of a ModelRollout",
+                           field="kube")  # fmt: skip
+    return namespace, name
+
+
+def point_at(store: ModelRolloutStore, version: str, policy: dict[str, Any] | None,
+             target: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Ask the operator to release `version`: create the ModelRollout, or re-point a finished
+    one (Conflict while its rollout is active). The operator starts it."""
+    try:
+        obj = store.read()
+    except NotFound:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelRollout",
+                "metadata": {"name": store.name, "namespace": store.namespace},
+                "spec": {"version": version, "target": target,
+                         **({"policy": policy} if policy is not None else {})}}  # fmt: skip
+        created = store.objects.create_namespaced_custom_object(
+            GROUP, VERSION, store.namespace, PLURAL, body
+        )
+        return cast(dict[str, Any], created)
+    current = _rollout(obj, store.ref)
+    if current is not None and current.status.active:
+        raise Conflict(f"the rollout of v{current.spec.version} is still "
+                       f"{current.status.phase}: promote, abort or roll it back first")  # fmt: skip
+    spec = {k: v for k, v in obj["spec"].items() if k not in ("champion", "request")}
+    spec["version"] = version
+    if policy is not None:
+        spec["policy"] = policy
+    return store._write(lambda: store.objects.replace_namespaced_custom_object(
+        GROUP, VERSION, store.namespace, PLURAL, store.name, {**obj, "spec": spec}
+    ))  # fmt: skip
