@@ -8,9 +8,11 @@ the end of its log.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -305,3 +307,25 @@ def _write_rsa_key(path: Path) -> None:
 def _established(crd: client.V1CustomResourceDefinition) -> bool:
     conds = (crd.status.conditions if crd.status else None) or []
     return any(c.type == "Established" and c.status == "True" for c in conds)
+
+
+@contextlib.contextmanager
+def operator_running(k8s: ControlPlane, op: Any, interval_s: float = 0.25) -> Iterator[None]:
+    """`vidrec.rollout.kopf_host.run(op)` in a thread, logged in to `k8s`, until the block ends."""
+    import kopf
+
+    from vidrec.rollout.kopf_host import run
+
+    stop, ready = threading.Event(), threading.Event()
+    login = kopf.ConnectionInfo(server=k8s.url, token=TOKEN, scheme="Bearer",
+                                ca_path=str(k8s.dir / "pki" / "apiserver.crt"))  # fmt: skip
+    kwargs = {"interval_s": interval_s, "connection": login, "stop": stop, "ready": ready}
+    thread = threading.Thread(target=run, args=(op,), kwargs=kwargs, daemon=True)
+    thread.start()
+    if not ready.wait(30):
+        raise RuntimeError("kopf did not start in 30 s")
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)

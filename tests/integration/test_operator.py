@@ -10,23 +10,20 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import kopf
 import pytest
 import yaml
 from kubernetes import client
 
-from k8s_cluster import TOKEN, ControlPlane
+from k8s_cluster import ControlPlane, operator_running
 from rollout_fakes import SLOW, Registry, Script
 from vidrec.config import Settings
 from vidrec.deploy.crd import crd
-from vidrec.rollout.kopf_host import run
 from vidrec.rollout.kserve_router import API_VERSION, GROUP, PLURAL
 from vidrec.rollout.operator import Operator, router_factory
 
@@ -60,19 +57,8 @@ def world(crds: ControlPlane, request: pytest.FixtureRequest) -> Iterator[dict[s
     objects.create_namespaced_custom_object(GROUP, API_VERSION, ns, PLURAL, isvc)
     script, reg = Script(), Registry()
     op = Operator(api, ns, script, reg, router_factory(api, ns, Settings()))  # type: ignore[arg-type]
-    stop, ready = threading.Event(), threading.Event()
-    login = kopf.ConnectionInfo(server=k8s.url, token=TOKEN, scheme="Bearer",
-                                ca_path=str(k8s.dir / "pki" / "apiserver.crt"))  # fmt: skip
-    thread = threading.Thread(
-        target=run, args=(op,),
-        kwargs={"interval_s": 0.25, "connection": login, "stop": stop, "ready": ready},
-        daemon=True,
-    )  # fmt: skip
-    thread.start()
-    assert ready.wait(30), "kopf did not start"
-    yield {"k8s": k8s, "ns": ns, "objects": objects, "script": script, "reg": reg}
-    stop.set()
-    thread.join(30)
+    with operator_running(k8s, op):
+        yield {"k8s": k8s, "ns": ns, "objects": objects, "script": script, "reg": reg}
 
 
 def apply_rollout(w: dict[str, Any], version: str) -> None:

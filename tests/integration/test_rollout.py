@@ -18,14 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from kubernetes import client
 
+from k8s_cluster import ControlPlane, operator_running
 from serving_server import start_server
 from vidrec.config import AlertConfig, MonitoringConfig, load_settings
+from vidrec.deploy.crd import crd
 from vidrec.monitoring.prometheus import PrometheusProvider
 from vidrec.monitoring.prometheus_server import PrometheusProcess, free_port
 from vidrec.monitoring.rules import write_prometheus_files
 from vidrec.registry.registry import open_registry
+from vidrec.rollout.k8s_store import ModelRolloutStore, point_at
 from vidrec.rollout.local import open_controller, open_router, open_store, start_rollout
+from vidrec.rollout.measure import PrometheusMeasurer
+from vidrec.rollout.operator import Operator, router_factory
 from vidrec.rollout.state import Rollout
 from vidrec.serving.file_routes import FileRouteSource
 from vidrec.serving.routing import RouteTable
@@ -312,3 +319,56 @@ def test_controller_restart_mid_rollout_resumes_without_double_steps(
     # the step the killed controller began was held for its full time, not restarted
     advances = [e for e in ro.status.history if e.action in ("advance", "promote")]
     assert advances[1].at - advances[0].at >= r["settings"].rollout.policy.step_s
+
+
+def test_the_operator_releases_a_model_rollout_on_real_metrics(
+    rollout: dict[str, Any], k8s: ControlPlane
+) -> None:
+    """The cluster path on the same real stack: a ModelRollout applied with kubectl, the
+    operator (kopf) measuring with real Prometheus, moving serving's route table; then a
+    slow release of the old version rolled back by itself. Status and Events checked."""
+    r, s = rollout, rollout["settings"]
+    crd_file = r["tmp"] / "crd.yaml"
+    crd_file.write_text(yaml.safe_dump(crd()))
+    k8s.apply_crds([crd_file])
+    ns = "realmetrics"
+    api = k8s.api_client()
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
+    measurer = PrometheusMeasurer(PrometheusProvider(r["prom"]))
+    op = Operator(api, ns, measurer, r["registry"], router_factory(api, ns, s))
+    store = ModelRolloutStore(api, ns, "release")
+    policy = s.rollout.policy.model_dump(mode="json")
+    target = {"inferenceService": "vidrec", "router": "app"}
+    with operator_running(k8s, op):
+        point_at(store, "2", policy, target)
+        ro = await_phase(store, "2", ("promoted",))
+        assert steps(ro) == [("start", 0), ("advance", 10), ("advance", 50), ("promote", 100)]
+        assert FileRouteSource(r["server"]["routes"]).get().champion == "2"
+        assert r["registry"].get("champion").version == 2
+        # v1 again, now slow: the challenger this time, rolled back on its latency
+        slow = {"faults": [{"stage": "ranking", "version": "1", "delay_s": 0.12}]}
+        r["server"]["faults"].write_text(json.dumps(slow))
+        point_at(store, "1", policy, target)
+        ro = await_phase(store, "1", ("rolled_back",))
+        assert max(e.weight for e in ro.status.history) <= 10, why(ro)
+        table = FileRouteSource(r["server"]["routes"]).get()
+        assert (table.champion, table.challenger) == ("2", None)
+        r["server"]["faults"].write_text('{"faults": []}')
+    events = client.CoreV1Api(api).list_namespaced_event(ns).items
+    events.sort(key=lambda e: int(e.metadata.resource_version))
+    reasons = [e.reason for e in events if e.reason != "Hold"]  # holds that failed a check
+    assert reasons[:5] == ["Start", "Advance", "Advance", "Promote", "Start"], reasons
+    # the slow one is caught in shadow or at the first canary step
+    assert reasons[5:] in (["Rollback"], ["Advance", "Rollback"]), reasons
+
+
+def await_phase(
+    store: Any, version: str, phases: tuple[str, ...], timeout_s: float = 150
+) -> Rollout:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ro = store.get()
+        if ro and ro.spec.version == version and ro.status.phase in phases and ro.status.finalized:
+            return ro
+        assert time.monotonic() < deadline, f"v{version} not {phases}: {ro and why(ro)}"
+        time.sleep(0.5)
