@@ -163,6 +163,22 @@ class ControlPlane:
             )
         return out
 
+    def namespace(self, name: str) -> str:
+        client.CoreV1Api(self.api_client()).create_namespace({"metadata": {"name": name}})
+        return name
+
+    def create_inference_service(self, namespace: str, name: str, version: str) -> None:
+        """A KServe InferenceService whose predictor serves registry `version` (no KServe
+        controller runs: nothing acts on it)."""
+        container = {"name": "kserve-container", "image": "vidrec:test",
+                     "env": [{"name": "VIDREC_MODEL_VERSION", "value": version}]}  # fmt: skip
+        body = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                "metadata": {"name": name},
+                "spec": {"predictor": {"containers": [container]}}}  # fmt: skip
+        client.CustomObjectsApi(self.api_client()).create_namespaced_custom_object(
+            "serving.kserve.io", "v1beta1", namespace, "inferenceservices", body
+        )
+
     def apply_crds(self, files: Sequence[Path]) -> None:
         """Create the CRDs in `files` and wait until each is Established."""
         if not files:  # ../shared/crds lives beside the project root, not inside it

@@ -11,13 +11,17 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
 
 from vidrec.config import FeatureConfig, Settings, load_settings, parse, sim_config
 from vidrec.errors import ConfigError, InvalidInput, VidrecError
+
+if TYPE_CHECKING:  # the CLI imports what a verb needs when it runs
+    from vidrec.rollout.k8s_store import ModelRolloutStore
+    from vidrec.rollout.store import RolloutStore
 
 app = typer.Typer(
     add_completion=False,
@@ -637,12 +641,18 @@ KUBE = typer.Option(
 )
 
 
-def _store(settings: Settings, kube: str | None) -> Any:
-    if kube is None:
-        from vidrec.rollout.local import open_store
+def _store(settings: Settings, kube: str | None) -> RolloutStore:
+    """The local rollout file, or with `--kube NS/NAME` that ModelRollout."""
+    if kube is not None:
+        return _kube_store(kube)
+    from vidrec.rollout.local import open_store
 
-        return open_store(settings)
-    from vidrec.rollout.k8s_store import ModelRolloutStore, kube_api, parse_ref
+    return open_store(settings)
+
+
+def _kube_store(kube: str) -> ModelRolloutStore:
+    from vidrec.rollout.k8s_store import ModelRolloutStore, parse_ref
+    from vidrec.rollout.kube import kube_api
 
     return ModelRolloutStore(kube_api(), *parse_ref(kube))
 
@@ -656,16 +666,16 @@ def rollout_start(
     json_out: bool = JSON,
 ) -> None:
     """Start releasing VERSION: shadow, then canary steps, then promotion (by the controller)."""
-    from vidrec.rollout.local import summary
+    from vidrec.rollout.local import await_rollout, summary
 
     settings = _settings(config)
     if kube is not None:
         from vidrec.rollout.k8s_store import point_at
 
-        store = _store(settings, kube)
+        store = _kube_store(kube)
         policy = settings.rollout.policy.model_dump(mode="json") if config else None
         point_at(store, version, policy, {"inferenceService": store.name})
-        ro = _await_start(store, version, wait)
+        ro = await_rollout(store, lambda ro: ro.spec.version == version, wait)
         waiting = {
             "version": version,
             "phase": None,
@@ -681,19 +691,6 @@ def rollout_start(
     ro = start_rollout(_store(settings, None), open_router(settings), reg, version,
                        settings.rollout.policy)  # fmt: skip
     emit(summary(ro), json_out, f"rollout of v{version}")
-
-
-def _await_start(store: Any, version: str, timeout_s: float) -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        ro = store.get()
-        if ro is not None and ro.spec.version == version:
-            return ro
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(0.2)
 
 
 @rollout_app.command("status")
@@ -829,8 +826,8 @@ def rollout_operator(
 
     from vidrec.monitoring.prometheus import PrometheusProvider
     from vidrec.registry.registry import open_registry
-    from vidrec.rollout.k8s_store import kube_api
     from vidrec.rollout.kopf_host import run
+    from vidrec.rollout.kube import kube_api
     from vidrec.rollout.measure import PrometheusMeasurer
     from vidrec.rollout.metrics import RolloutMetrics
     from vidrec.rollout.operator import Operator, router_factory

@@ -36,11 +36,6 @@ def cluster(k8s: ControlPlane) -> ControlPlane:
     return k8s
 
 
-def namespace(k8s: ControlPlane, name: str) -> str:
-    client.CoreV1Api(k8s.api_client()).create_namespace({"metadata": {"name": name}})
-    return name
-
-
 def render(k8s: ControlPlane, *args: str) -> list[dict[str, Any]]:
     out = k8s.run("helm", "template", "demo", str(CHART), "-n", "vidrec", *args).stdout
     return [d for d in yaml.safe_load_all(out) if d]
@@ -58,7 +53,7 @@ def test_each_scenario_lints_renders_and_validates_on_the_api_server(
     objects = render(cluster, "-f", str(values))
     kinds = {o["kind"] for o in objects}
     assert {"InferenceService", "ConfigMap", "PersistentVolumeClaim"} <= kinds
-    ns = namespace(cluster, f"dry-{values.stem}")
+    ns = cluster.namespace(f"dry-{values.stem}")
     # the API server checks every object against its schema; strict: unknown fields fail
     cluster.run(
         "kubectl",

@@ -33,27 +33,12 @@ POLICY = RolloutPolicy(
 )
 
 
-def isvc(name: str, version: str) -> dict[str, Any]:
-    container = {
-        "name": "kserve-container",
-        "image": "vidrec:test",
-        "env": [{"name": "VIDREC_MODEL_VERSION", "value": version}],
-    }
-    return {
-        "apiVersion": f"{GROUP}/{API_VERSION}",
-        "kind": "InferenceService",
-        "metadata": {"name": name},
-        "spec": {"predictor": {"containers": [container]}},
-    }
-
-
 @pytest.fixture
 def world(k8s: ControlPlane, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
     ns = f"t{zlib.crc32(request.node.name.encode()):08x}"
     api = k8s.api_client()
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
+    k8s.create_inference_service(k8s.namespace(ns), "vidrec", "1")
     objects = client.CustomObjectsApi(api)
-    objects.create_namespaced_custom_object(GROUP, API_VERSION, ns, PLURAL, isvc("vidrec", "1"))
     router, store, reg, clock = (
         KServeRouter(api, ns, "vidrec"),
         FileRolloutStore(tmp_path / "rollout.json"),

@@ -47,14 +47,8 @@ def world(crds: ControlPlane, request: pytest.FixtureRequest) -> Iterator[dict[s
     k8s = crds
     ns = f"op{zlib.crc32(request.node.name.encode()):08x}"
     api = k8s.api_client()
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
+    k8s.create_inference_service(k8s.namespace(ns), "vidrec", "1")
     objects = client.CustomObjectsApi(api)
-    env = [{"name": "VIDREC_MODEL_VERSION", "value": "1"}]
-    isvc = {"apiVersion": f"{GROUP}/{API_VERSION}", "kind": "InferenceService",
-            "metadata": {"name": "vidrec"},
-            "spec": {"predictor": {"containers": [
-                {"name": "kserve-container", "image": "vidrec:test", "env": env}]}}}  # fmt: skip
-    objects.create_namespaced_custom_object(GROUP, API_VERSION, ns, PLURAL, isvc)
     script, reg = Script(), Registry()
     op = Operator(api, ns, script, reg, router_factory(api, ns, Settings()))  # type: ignore[arg-type]
     with operator_running(k8s, op):

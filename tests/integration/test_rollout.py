@@ -331,9 +331,8 @@ def test_the_operator_releases_a_model_rollout_on_real_metrics(
     crd_file = r["tmp"] / "crd.yaml"
     crd_file.write_text(yaml.safe_dump(crd()))
     k8s.apply_crds([crd_file])
-    ns = "realmetrics"
+    ns = k8s.namespace("realmetrics")
     api = k8s.api_client()
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
     measurer = PrometheusMeasurer(PrometheusProvider(r["prom"]))
     op = Operator(api, ns, measurer, r["registry"], router_factory(api, ns, s))
     store = ModelRolloutStore(api, ns, "release")

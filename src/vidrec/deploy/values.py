@@ -90,7 +90,7 @@ class Storage(Strict):
 
 class Monitor(Strict):
     """The drift monitor (`vidrec monitor`): Alibi Detect (BSL 1.1) on Prometheus's
-    histograms; on sustained drift it creates a retraining Job."""
+    histograms; on sustained drift it retrains in its own pod."""
 
     enabled: bool = Field(True, description="deploy it")
     resources: Resources = Resources(requests={"cpu": "250m", "memory": "1Gi"})

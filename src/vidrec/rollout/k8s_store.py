@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from vidrec.config import parse
 from vidrec.errors import Conflict, InvalidInput, NotFound, SchemaError
+from vidrec.rollout.kube import get_object
 from vidrec.rollout.state import Rollout, Spec
 
 GROUP, VERSION, PLURAL = "vidrec.io", "v1alpha1", "modelrollouts"
@@ -36,18 +37,15 @@ class ModelRolloutStore:
         return f"ModelRollout {self.namespace}/{self.name}"
 
     def read(self) -> dict[str, Any]:
-        try:
-            obj = self.objects.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, self.name
-            )
-        except ApiException as e:
-            if e.status == 404:
-                raise NotFound(f"{self.ref} does not exist", name=self.name) from None
-            raise
-        return cast(dict[str, Any], obj)
+        return get_object(self.objects, GROUP, VERSION, PLURAL, "ModelRollout", self.namespace,
+                          self.name)  # fmt: skip
 
     def get(self) -> Rollout | None:
-        return _rollout(self.read(), self.ref)
+        return self.rollout_of(self.read())
+
+    def rollout_of(self, obj: dict[str, Any]) -> Rollout | None:
+        """The rollout an object read from the API server holds (None: not started)."""
+        return _rollout(obj, self.ref)
 
     def put(self, rollout: Rollout, expected_generation: int | None) -> Rollout:
         obj = self.read()
@@ -96,17 +94,6 @@ def _rollout(obj: dict[str, Any], ref: str) -> Rollout | None:
     body = {"generation": int(obj["metadata"]["generation"]) + writes,
             "spec": spec, "status": status}  # fmt: skip
     return parse(Rollout, body, ref, SchemaError)
-
-
-def kube_api() -> client.ApiClient:
-    """A client for the cluster `$KUBECONFIG` (or ~/.kube/config, or in-cluster) points at."""
-    from kubernetes import config
-
-    try:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
 
 
 def parse_ref(ref: str) -> tuple[str, str]:

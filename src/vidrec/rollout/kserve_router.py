@@ -15,13 +15,14 @@ cannot shadow: `validate` refuses a policy with a shadow phase.
 from __future__ import annotations
 
 import copy
-from typing import Any, cast
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from vidrec.config import RolloutPolicy
-from vidrec.errors import ConfigError, Conflict, InvalidInput, NotFound
+from vidrec.errors import ConfigError, Conflict, InvalidInput
+from vidrec.rollout.kube import get_object
 from vidrec.rollout.traffic_router import Routes
 
 GROUP, API_VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
@@ -76,19 +77,8 @@ class KServeRouter:
         raise Conflict(f"InferenceService {self.namespace}/{self.name} keeps changing")
 
     def _get(self) -> dict[str, Any]:
-        try:
-            obj = self.objects.get_namespaced_custom_object(
-                GROUP, API_VERSION, self.namespace, PLURAL, self.name
-            )
-        except ApiException as e:
-            if e.status == 404:
-                raise NotFound(
-                    f"InferenceService {self.namespace}/{self.name} does not exist",
-                    namespace=self.namespace,
-                    name=self.name,
-                ) from None
-            raise
-        return cast(dict[str, Any], obj)
+        return get_object(self.objects, GROUP, API_VERSION, PLURAL, "InferenceService",
+                          self.namespace, self.name)  # fmt: skip
 
 
 def _routes(isvc: dict[str, Any], container: str) -> Routes:

@@ -4,6 +4,7 @@ Prometheus for measurements, the MLflow registry. What the CLI verbs do."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from vidrec.config import RolloutPolicy, Settings
@@ -89,10 +90,17 @@ def request(store: RolloutStore, action: RequestAction, by: str = "cli") -> Requ
 
 def await_request(store: RolloutStore, req: Request, timeout_s: float) -> Rollout | None:
     """The rollout once the controller has handled `req`; None if it has not in time."""
+    return await_rollout(store, lambda ro: ro.status.handled_request >= req.id, timeout_s)
+
+
+def await_rollout(
+    store: RolloutStore, done: Callable[[Rollout], bool], timeout_s: float
+) -> Rollout | None:
+    """The stored rollout once `done(rollout)`; None if that does not happen in time."""
     deadline = time.monotonic() + timeout_s
     while True:
         ro = store.get()
-        if ro is not None and ro.status.handled_request >= req.id:
+        if ro is not None and done(ro):
             return ro
         if time.monotonic() >= deadline:
             return None

@@ -58,7 +58,7 @@ class Operator:
         store = ModelRolloutStore(self.api, self.namespace, name)
         obj = store.read()
         router = self.router_for(obj["spec"]["target"])
-        before = store.get()
+        before = store.rollout_of(obj)
         if before is None:
             try:
                 policy = parse(RolloutPolicy, obj["spec"].get("policy", {}), f"{store.ref} policy")

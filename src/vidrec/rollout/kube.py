@@ -1,0 +1,37 @@
+"""Small Kubernetes helpers the rollout's cluster parts share (ModelRollout store,
+KServe router, operator CLI)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from vidrec.errors import NotFound
+
+
+def kube_api() -> client.ApiClient:
+    """A client for the cluster `$KUBECONFIG` (or ~/.kube/config, or in-cluster) points at."""
+    from kubernetes import config
+
+    try:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def get_object(
+    objects: client.CustomObjectsApi, group: str, version: str, plural: str, kind: str,
+    namespace: str, name: str,
+) -> dict[str, Any]:  # fmt: skip
+    """A namespaced custom object; NotFound (404) naming it when it does not exist."""
+    try:
+        obj = objects.get_namespaced_custom_object(group, version, namespace, plural, name)
+    except ApiException as e:
+        if e.status == 404:
+            raise NotFound(f"{kind} {namespace}/{name} does not exist",
+                           namespace=namespace, name=name) from None  # fmt: skip
+        raise
+    return cast(dict[str, Any], obj)
