@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from vidrec.config import FeatureConfig, Settings, load_settings, parse, sim_con
 from vidrec.errors import ConfigError, InvalidInput, VidrecError
 
 if TYPE_CHECKING:  # the CLI imports what a verb needs when it runs
+    from vidrec.monitoring.retrain import Retrainer
     from vidrec.rollout.k8s_store import ModelRolloutStore
     from vidrec.rollout.store import RolloutStore
 
@@ -42,6 +44,8 @@ rollout_app = typer.Typer(no_args_is_help=True, help="Safe rollout: shadow, cana
 app.add_typer(rollout_app, name="rollout")
 chart_app = typer.Typer(no_args_is_help=True, help="The Helm chart's generated files.")
 app.add_typer(chart_app, name="chart")
+dashboards_app = typer.Typer(no_args_is_help=True, help="Grafana dashboards: PNG previews.")
+app.add_typer(dashboards_app, name="dashboards")
 
 JSON = typer.Option(False, "--json", help="Print one JSON summary line instead of text.")
 CONFIG = typer.Option(None, "--config", help="Settings file (TOML or JSON); unknown keys fail.")
@@ -565,6 +569,13 @@ def monitor_run(
     host: str = typer.Option("127.0.0.1", help="address of the monitor's /metrics"),
     port: int = typer.Option(None, help="port of /metrics (default: monitoring.monitor_port)"),
     out: Path = typer.Option(Path("out/monitor"), help="event log, bundles, retraining runs"),
+    retrain_job: str = typer.Option(
+        None, help="in a cluster: retrain as a Job made from this CronJob, not in this process"
+    ),
+    namespace: str = typer.Option(
+        None, envvar="POD_NAMESPACE", help="--retrain-job: the namespace of the CronJob"
+    ),
+    kubeconfig: Path = typer.Option(None, help="default: $KUBECONFIG, ~/.kube/config, in-cluster"),
     config: Path = CONFIG,
     json_out: bool = JSON,
 ) -> None:
@@ -579,29 +590,52 @@ def monitor_run(
     from vidrec.monitoring.monitor import DriftMonitor
     from vidrec.monitoring.prometheus import PrometheusProvider
     from vidrec.monitoring.reference import References
-    from vidrec.monitoring.retrain import LocalRetrainer
+    from vidrec.pipeline.metrics import PipelineCollector
     from vidrec.registry.registry import open_registry
 
     settings = _settings(config)
     cfg = settings.monitoring
+    retrainer = _retrainer(settings, config, out, retrain_job, namespace, kubeconfig)
     metrics = MonitorMetrics()
+    metrics.registry.register(PipelineCollector([*cfg.pipeline_runs, out / "runs"]))
     start_http_server(port or cfg.monitor_port, addr=host, registry=metrics.registry)
     monitor = DriftMonitor(
         cfg,
         PrometheusProvider(cfg.prometheus_url),
         References(open_registry(settings.registry), out / "bundles"),
-        retrainer=LocalRetrainer(cfg.retrain_data, config.resolve() if config else None,
-                                 out / "runs"),
+        retrainer=retrainer,
         events=out / "events.jsonl",
         metrics=metrics,
         **alibi_detectors(cfg),
-    )  # fmt: skip
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     done = monitor.run(stop, runs)
     emit({"runs": done, "events": str(out / "events.jsonl"),
           "retraining_running": monitor.retrainer.running}, json_out, "drift monitor")  # fmt: skip
+
+
+def _retrainer(
+    settings: Settings, config: Path | None, out: Path, job: str | None, namespace: str | None,
+    kubeconfig: Path | None,
+) -> Retrainer:  # fmt: skip
+    """A Job from CronJob `job` of `namespace`, else `vidrec train` beside the monitor."""
+    if job is None:
+        from vidrec.monitoring.retrain import LocalRetrainer
+
+        cfg = settings.monitoring
+        return LocalRetrainer(cfg.retrain_data, config.resolve() if config else None, out / "runs")
+    if not namespace:
+        raise ConfigError("--retrain-job needs --namespace (or $POD_NAMESPACE)", key="namespace")
+    import os
+
+    from vidrec.monitoring.job_retrainer import JobRetrainer
+    from vidrec.rollout.kube import kube_api
+
+    if kubeconfig is not None:
+        os.environ["KUBECONFIG"] = str(kubeconfig)  # as `rollout operator`: kube_api reads it
+    return JobRetrainer(kube_api(), namespace, job)
 
 
 @monitor_app.command("rules")
@@ -631,6 +665,26 @@ def chart_generate(
     emit({"files": files, "stale": stale}, json_out, "chart files")
     if stale:
         raise typer.Exit(1)
+
+
+@dashboards_app.command("render")
+def dashboards_render(
+    prometheus: str = typer.Option("http://127.0.0.1:9090", help="the Prometheus to query"),
+    since: float = typer.Option(3600.0, min=60, help="seconds of history to draw"),
+    window: str = typer.Option("1m", help="rate window standing in for $__rate_interval"),
+    out: Path = typer.Option(Path("out/dashboards"), help="where the PNGs and summary go"),
+    json_out: bool = JSON,
+) -> None:
+    """Draw every dashboard's panels from a Prometheus into PNG previews (no Grafana)."""
+    import json
+
+    from vidrec.deploy.preview import render
+
+    end = time.time()
+    result = render(prometheus, out, end - since, end, window)
+    (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    emit({"dashboards": {k: {"png": v["png"], "empty": v["empty"]} for k, v in result.items()},
+          "summary": str(out / "summary.json")}, json_out, "dashboard previews")  # fmt: skip
 
 
 KUBE = typer.Option(

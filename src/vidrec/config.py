@@ -341,6 +341,12 @@ class MonitoringConfig(Strict):
     retrain_cooldown_s: float = Field(
         3600.0, ge=0, description="at most one retraining per cooldown"
     )
+    pipeline_runs: tuple[Path, ...] = Field(
+        (Path("out/runs"),),
+        description="directories whose pipeline run records (run.json, up to two levels down) "
+        "the monitor exports as vidrec_pipeline_* metrics, newest per pipeline; its own "
+        "retraining runs are always included",
+    )
     alerts: AlertConfig = AlertConfig()
 
     @model_validator(mode="after")

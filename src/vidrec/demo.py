@@ -153,13 +153,25 @@ def _lifecycle(out: Path, rate: float = 25.0, window_s: int = 10) -> tuple[Any, 
             PrometheusProcess(files["prometheus.yml"], mon / "tsdb") as prom:  # fmt: skip
         cfg = cfg.model_copy(update={"prometheus_url": prom.url})
         settings = load_settings(settings_file)
+        t0 = time.time()
         m = _drift_demo(out, settings, cfg, settings_file, url, rate)
         retrained = m["retraining"]
         if retrained.get("result") != "registered":
             return m, {"ok": False, "skipped": "the retraining registered no challenger"}
         from vidrec import demo_rollout
 
-        return m, demo_rollout.run(out, settings, cfg, url, rate, str(retrained["version"]))
+        r = demo_rollout.run(out, settings, cfg, url, rate, str(retrained["version"]))
+        m["dashboards"] = _dashboards(prom.url, out / "dashboards", t0)
+        return m, r
+
+
+def _dashboards(prom: str, out: Path, t0: float) -> dict[str, Any]:
+    """PNG previews of every dashboard over the whole lifecycle (docs/dashboards come
+    from here)."""
+    from vidrec.deploy.preview import render
+
+    drawn = render(prom, out, t0, time.time(), window="30s")
+    return {uid: {"png": d["png"], "empty": d["empty"]} for uid, d in drawn.items()}
 
 
 @contextlib.contextmanager
@@ -200,12 +212,14 @@ def _drift_demo(
     from vidrec.monitoring.prometheus import PrometheusProvider
     from vidrec.monitoring.reference import References
     from vidrec.monitoring.retrain import LocalRetrainer
+    from vidrec.pipeline.metrics import PipelineCollector
     from vidrec.registry.registry import open_registry
     from vidrec.traffic.replay import Drift, replay
     from vidrec.traffic.users import SimulatedUsers
 
     mon, prom = out / "monitor", PrometheusProvider(cfg.prometheus_url)
     metrics = MonitorMetrics()
+    metrics.registry.register(PipelineCollector([out / "train", mon / "runs"]))
     http, _ = start_http_server(cfg.monitor_port, "127.0.0.1", registry=metrics.registry)
     monitor = DriftMonitor(
         cfg, prom, References(open_registry(settings.registry), mon / "bundles"),

@@ -298,3 +298,41 @@ def test_the_operator_can_do_its_job_and_nothing_else(
         check=False,
     )
     assert out.stdout.strip() == allowed, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    ("verb", "what", "where", "allowed"),
+    [
+        ("get", "cronjobs.batch/demo-vidrec-retrain", None, "yes"),
+        ("create", "jobs.batch", None, "yes"),
+        ("watch", "jobs.batch", None, "yes"),
+        ("list", "pods", None, "yes"),
+        ("get", "cronjobs.batch/someone-else", None, "no"),
+        ("delete", "jobs.batch", None, "no"),
+        ("create", "pods", None, "no"),
+        ("get", "pods/log", None, "no"),
+        ("get", "secrets", None, "no"),
+        ("create", "jobs.batch", "default", "no"),
+    ],
+)
+def test_the_monitor_can_start_retraining_jobs_and_nothing_else(
+    cluster: ControlPlane, installed: str, verb: str, what: str, where: str | None, allowed: str
+) -> None:
+    who = f"system:serviceaccount:{installed}:demo-vidrec-monitor"
+    args = [verb, *what.split(), "-n", where or installed, "--as", who]
+    out = cluster.run("kubectl", "auth", "can-i", *args, check=False)
+    assert out.stdout.strip() == allowed, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("jobs", [True, False], ids=["retraining", "no-retraining"])
+def test_the_monitor_has_a_token_only_to_start_retraining_jobs(
+    cluster: ControlPlane, jobs: bool
+) -> None:
+    objects = render(cluster, "--set", f"retraining.enabled={str(jobs).lower()}")
+    by = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    account = by[("ServiceAccount", "demo-vidrec-monitor")]
+    assert account["automountServiceAccountToken"] is jobs
+    assert (("Role", "demo-vidrec-monitor") in by) is jobs
+    pod = by[("Deployment", "demo-vidrec-monitor")]["spec"]["template"]["spec"]
+    params = parse_cli(pod["containers"][0]["args"])
+    assert params["retrain_job"] == ("demo-vidrec-retrain" if jobs else None)

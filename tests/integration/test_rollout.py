@@ -337,6 +337,12 @@ def test_the_operator_releases_a_model_rollout_on_real_metrics(
     op = Operator(api, ns, measurer, r["registry"], router_factory(api, ns, s))
     store = ModelRolloutStore(api, ns, "release")
     policy = s.rollout.policy.model_dump(mode="json")
+    # The control plane shares the 2 cores: its bursts once put 5 of 19 requests of the
+    # good v2 over the absolute 0.1 s SLO (that check is proven on its own above), and lift
+    # the champion's p99 near 0.1 s, so a 0.12 s ranker is no longer clearly slower. Here
+    # the bad one misses serving's 0.5 s deadline instead: every answer it gives is the
+    # fallback, caught as errors or relative to the champion, whatever the load.
+    policy["analysis"]["latency_slo_s"] = 1.0
     target = {"inferenceService": "vidrec", "router": "app"}
     with operator_running(k8s, op):
         point_at(store, "2", policy, target)
@@ -344,12 +350,15 @@ def test_the_operator_releases_a_model_rollout_on_real_metrics(
         assert steps(ro) == [("start", 0), ("advance", 10), ("advance", 50), ("promote", 100)]
         assert FileRouteSource(r["server"]["routes"]).get().champion == "2"
         assert r["registry"].get("champion").version == 2
-        # v1 again, now slow: the challenger this time, rolled back on its latency
-        slow = {"faults": [{"stage": "ranking", "version": "1", "delay_s": 0.12}]}
+        # v1 again, now past the deadline: the challenger this time, rolled back by itself
+        slow = {"faults": [{"stage": "ranking", "version": "1", "delay_s": 0.6}]}
         r["server"]["faults"].write_text(json.dumps(slow))
         point_at(store, "1", policy, target)
         ro = await_phase(store, "1", ("rolled_back",))
         assert max(e.weight for e in ro.status.history) <= 10, why(ro)
+        failed = {c.name for c in ro.status.history[-1].checks if c.result == "fail"}
+        allowed = {"error_ratio", "latency_vs_champion", "shadow_error_ratio"}
+        assert failed and failed <= allowed, why(ro)
         table = FileRouteSource(r["server"]["routes"]).get()
         assert (table.champion, table.challenger) == ("2", None)
         r["server"]["faults"].write_text('{"faults": []}')

@@ -90,16 +90,20 @@ class Storage(Strict):
 
 class Monitor(Strict):
     """The drift monitor (`vidrec monitor`): Alibi Detect (BSL 1.1) on Prometheus's
-    histograms; on sustained drift it retrains in its own pod."""
+    histograms; on sustained drift it starts a Job from the retraining CronJob (without it,
+    retraining.enabled=false: it retrains in its own pod)."""
 
     enabled: bool = Field(True, description="deploy it")
     resources: Resources = Resources(requests={"cpu": "250m", "memory": "1Gi"})
 
 
 class Retraining(Strict):
-    """The training pipeline as a CronJob; a challenger is registered only past the gates."""
+    """The training pipeline as a CronJob, also started by the drift monitor on sustained
+    drift; a challenger is registered only past the gates."""
 
-    enabled: bool = Field(True, description="deploy the CronJob")
+    enabled: bool = Field(
+        True, description="deploy the CronJob and let the monitor create Jobs from it"
+    )
     schedule: str = Field("0 3 * * *", description="cron schedule")
     resources: Resources = Resources(requests={"cpu": "1", "memory": "4Gi"})
 
@@ -133,6 +137,10 @@ class Monitoring(Strict):
     serviceMonitor: bool = Field(True, description="scrape the drift monitor and operator")
     prometheusRule: bool = Field(True, description="the recording and alerting rules")
     dashboards: bool = Field(True, description="dashboards as ConfigMaps for Grafana's sidecar")
+    dashboardLabels: dict[str, str] = Field(
+        {"grafana_dashboard": "1"},
+        description="labels Grafana's dashboard sidecar selects ConfigMaps on",
+    )
     labels: dict[str, str] = Field(
         {"release": "kube-prometheus-stack"},
         description="labels the Prometheus and Grafana of kube-prometheus-stack select on",

@@ -81,9 +81,7 @@ class DriftMonitor:
     def run_once(self) -> dict[str, Any]:
         now = self.clock()
         event: dict[str, Any] = {"ts": round(now, 3)}
-        finished = self._retraining_finished()
-        if finished is not None:
-            event["retraining_finished"] = finished
+        self._retraining_finished(event)
         try:
             event["variants"] = self._assess_all(now)
             result = "ok" if event["variants"] else "no_data"
@@ -117,15 +115,23 @@ class DriftMonitor:
         deadline = time.monotonic() + timeout_s
         while self.retrainer.running and time.monotonic() < deadline:
             time.sleep(1)
-        finished = self._retraining_finished()
-        if finished is not None:
-            self._log({"ts": round(self.clock(), 3), "retraining_finished": finished})
+        event: dict[str, Any] = {"ts": round(self.clock(), 3)}
+        finished = self._retraining_finished(event)
+        if len(event) > 1:  # more than the timestamp
+            self._log(event)
         return finished
 
-    def _retraining_finished(self) -> dict[str, Any] | None:
-        finished = self.retrainer.poll()
+    def _retraining_finished(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The finished retraining's result (also put in `event`), once; None meanwhile."""
+        try:
+            finished = self.retrainer.poll()
+        except VidrecError as exc:  # its Job unreadable for now: still pending, ask next run
+            event["retraining_error"] = exc.to_dict()
+            log.warning("retraining: %s", exc.message)
+            return None
         if finished is not None:
             self.metrics.retrains.labels(finished["result"]).inc()
+            event["retraining_finished"] = finished
         return finished
 
     def _assess_all(self, now: float) -> dict[str, Any]:
@@ -180,8 +186,13 @@ class DriftMonitor:
         )
         decision: dict[str, Any] = {"started": start, "reason": reason}
         if start:
+            try:
+                decision["run"] = self.retrainer.start(reason)
+            except VidrecError as exc:  # nothing started: no cooldown, the next run tries again
+                self.metrics.retrains.labels("error").inc()
+                log.error("retraining not started: %s", exc.message)
+                return {**decision, "started": False, "error": exc.to_dict()}
             self.last_retrain = now
-            decision["run"] = self.retrainer.start(reason)
             self.metrics.retrains.labels("started").inc()
             log.warning("retraining: %s", reason)
         elif reason != "no sustained drift":

@@ -33,6 +33,14 @@ class Sample:
     value: float
 
 
+@dataclass(frozen=True)
+class Series:
+    """One element of a range vector: (epoch seconds, value) points, NaN kept."""
+
+    labels: dict[str, str]
+    points: list[tuple[float, float]]
+
+
 class MetricsProvider(Protocol):
     def query(self, promql: str, at: float | None = None) -> list[Sample]:
         """Evaluate an instant query now, or at epoch seconds `at`."""
@@ -57,17 +65,26 @@ class PrometheusProvider:
         data = self._post(params)
         return _samples(data, self._where(promql))
 
+    def query_range(self, promql: str, start: float, end: float, step_s: float) -> list[Series]:
+        """Evaluate over [start, end] every step (what a dashboard panel draws)."""
+        params = {"query": promql, "start": repr(start), "end": repr(end), "step": repr(step_s)}
+        data = self._post(params, "query_range")
+        if data["resultType"] != "matrix":
+            raise InvalidInput(f"{self._where(promql)}: returns a {data['resultType']}")
+        return [Series(dict(r["metric"]), [(float(t), float(v)) for t, v in r["values"]])
+                for r in data["result"]]  # fmt: skip
+
     def is_online(self) -> bool:
         try:
             return [s.value for s in self.query("vector(1)")] == [1.0]
         except VidrecError:
             return False
 
-    def _post(self, params: dict[str, str]) -> dict[str, Any]:
+    def _post(self, params: dict[str, str], api: str = "query") -> dict[str, Any]:
         # POST (form-encoded) so long generated queries never hit URL length limits.
         where = self._where(params["query"])
         try:
-            resp = httpx.post(f"{self.url}/api/v1/query", data=params, timeout=self.timeout_s)
+            resp = httpx.post(f"{self.url}/api/v1/{api}", data=params, timeout=self.timeout_s)
         except httpx.HTTPError as exc:
             raise NotReady(
                 f"{where}: Prometheus is unreachable: {exc}", url=self.url, query=params["query"]

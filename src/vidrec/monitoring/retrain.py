@@ -1,6 +1,6 @@
 """Start the training pipeline when drift is sustained, without waiting for it.
 
-Locally a `python -m vidrec train` subprocess (in a cluster: a Job, same
+Locally a `python -m vidrec train` subprocess (in a cluster: a Job, `job_retrainer`; same
 interface). The pipeline's own gates decide: a model that passes is registered
 as the `challenger` (the champion alias is never moved here; promotion is the
 rollout's job); one that fails is not registered at all.
