@@ -76,5 +76,16 @@ lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml
 k8s-tools: ## Build the test control plane (etcd, kube-*, kubectl, helm, kwok) from the Go module proxy (cached)
 	tools/k8s/build.sh
 
+# The kind quickstart (manifests/, tools/kind/): needs Docker, kind, kubectl, helm and internet.
+.PHONY: kind-up kind-demo kind-down
+kind-up: ## Build the image, create a kind cluster (cert-manager, KServe, kube-prometheus-stack), install the chart, train v1
+	tools/kind/up.sh
+
+kind-demo: install ## On that cluster: simulated users, a challenger trained and released by a ModelRollout (ROLLOUT=, ROLLBACK=1)
+	tools/kind/demo.sh
+
+kind-down: ## Delete the kind cluster
+	tools/kind/down.sh
+
 clean: ## Remove build outputs (keeps the cache)
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -326,8 +326,11 @@ def _established(crd: client.V1CustomResourceDefinition) -> bool:
 
 
 @contextlib.contextmanager
-def operator_running(k8s: ControlPlane, op: Any, interval_s: float = 0.25) -> Iterator[None]:
-    """`vidrec.rollout.kopf_host.run(op)` in a thread, logged in to `k8s`, until the block ends."""
+def operator_running(
+    k8s: ControlPlane, op: Any, interval_s: float = 0.25, peering: str | None = None
+) -> Iterator[None]:
+    """`vidrec.rollout.kopf_host.run(op)` in a thread, logged in to `k8s`, until the block ends
+    (with `peering`: one replica among those sharing that KopfPeering)."""
     import kopf
 
     from vidrec.rollout.kopf_host import run
@@ -335,7 +338,8 @@ def operator_running(k8s: ControlPlane, op: Any, interval_s: float = 0.25) -> It
     stop, ready = threading.Event(), threading.Event()
     login = kopf.ConnectionInfo(server=k8s.url, token=TOKEN, scheme="Bearer",
                                 ca_path=str(k8s.dir / "pki" / "apiserver.crt"))  # fmt: skip
-    kwargs = {"interval_s": interval_s, "connection": login, "stop": stop, "ready": ready}
+    kwargs = {"interval_s": interval_s, "connection": login, "stop": stop, "ready": ready,
+              "peering": peering}  # fmt: skip
     thread = threading.Thread(target=run, args=(op,), kwargs=kwargs, daemon=True)
     thread.start()
     if not ready.wait(30):

@@ -671,6 +671,7 @@ def chart_generate(
 def dashboards_render(
     prometheus: str = typer.Option("http://127.0.0.1:9090", help="the Prometheus to query"),
     since: float = typer.Option(3600.0, min=60, help="seconds of history to draw"),
+    until: float = typer.Option(None, help="epoch seconds the history ends (default: now)"),
     window: str = typer.Option("1m", help="rate window standing in for $__rate_interval"),
     out: Path = typer.Option(Path("out/dashboards"), help="where the PNGs and summary go"),
     json_out: bool = JSON,
@@ -680,7 +681,7 @@ def dashboards_render(
 
     from vidrec.deploy.preview import render
 
-    end = time.time()
+    end = until or time.time()
     result = render(prometheus, out, end - since, end, window)
     (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
     emit({"dashboards": {k: {"png": v["png"], "empty": v["empty"]} for k, v in result.items()},

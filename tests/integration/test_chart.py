@@ -20,6 +20,7 @@ from kubernetes import client
 from k8s_cluster import CRDS, ROOT, ControlPlane
 from vidrec import cli
 from vidrec.config import Settings
+from vidrec.deploy import dashboards
 from vidrec.deploy.chart import generate
 
 pytestmark = pytest.mark.integration
@@ -84,6 +85,13 @@ def test_values_reach_the_objects(cluster: ControlPlane) -> None:
     assert pred["minReplicas"] == 2
     rules = by[("PrometheusRule", "demo-vidrec")]["spec"]["groups"]
     assert [g["name"] for g in rules] == ["vidrec.recording", "vidrec.alerts"]
+    boards = {n: o for (k, n), o in by.items() if k == "ConfigMap" and n.endswith("-dashboard")}
+    served = {name: text.rstrip("\n") for name, text in dashboards.files().items()}
+    assert {f for o in boards.values() for f in o["data"]} == set(served)
+    for o in boards.values():  # what Grafana's sidecar selects, and the folder it files under
+        assert o["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert o["metadata"]["annotations"] == {"grafana_folder": "vidrec"}
+        assert all(served[f] == text for f, text in o["data"].items())
     knative = render(cluster, "-f", str(CHART / "ci" / "knative-values.yaml"))
     isvc = next(o for o in knative if o["kind"] == "InferenceService")
     env = {e["name"]: e.get("value") for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
@@ -103,6 +111,7 @@ def test_values_reach_the_objects(cluster: ControlPlane) -> None:
     assert not {"Deployment", "CronJob", "PrometheusRule", "PodMonitor"} & {
         o["kind"] for o in minimal
     }
+    assert not [o for o in minimal if o["metadata"]["name"].endswith("-dashboard")]
 
 
 def parse_cli(args: list[str]) -> dict[str, Any]:

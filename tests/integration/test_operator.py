@@ -13,6 +13,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from k8s_cluster import ControlPlane, operator_running
 from rollout_fakes import SLOW, Registry, Script
 from vidrec.config import Settings
 from vidrec.deploy.crd import crd
+from vidrec.deploy.kopf_crd import crd as peering_crd
 from vidrec.rollout.kserve_router import API_VERSION, GROUP, PLURAL
 from vidrec.rollout.operator import Operator, router_factory
 
@@ -194,3 +196,70 @@ def test_the_cli_drives_a_model_rollout_as_it_drives_a_local_one(world: dict[str
     back = vidrec(w, "rollout", "rollback", "--wait", "30")
     assert back["handled"] and back["phase"] == "rolled_back", back
     watch_until(w, phase_is("rolled_back"), final=("3", 0))
+
+
+class Counting(Operator):
+    """An operator replica that counts the passes it makes (0 while kopf pauses it)."""
+
+    passes = 0
+
+    def reconcile(self, name: str) -> None:
+        self.passes += 1
+        super().reconcile(name)
+
+
+def test_of_two_replicas_one_acts_and_the_other_takes_over(crds: ControlPlane) -> None:
+    """Leader election: two replicas share a KopfPeering (as the chart's Deployment does);
+    only the one with the higher priority reconciles. Stopped mid-rollout, the other takes
+    over and finishes it, with no step taken twice."""
+    k8s, ns = crds, "peering"
+    path = k8s.dir / "kopfpeering-crd.yaml"
+    path.write_text(yaml.safe_dump(peering_crd()))
+    k8s.apply_crds([path])
+    api = k8s.api_client()
+    k8s.create_inference_service(k8s.namespace(ns), "vidrec", "1")
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
+               "metadata": {"name": "vidrec-operator", "namespace": ns}}  # fmt: skip
+    k8s.run("kubectl", "apply", "-f", "-", stdin=yaml.safe_dump(peering))
+    objects = client.CustomObjectsApi(api)
+    w = {"k8s": k8s, "ns": ns, "objects": objects}
+    script, reg = Script(), Registry()
+    replicas = [Counting(api, ns, script, reg, router_factory(api, ns, Settings()))  # type: ignore[arg-type]
+                for _ in range(2)]  # fmt: skip
+    with ExitStack() as a, ExitStack() as b:
+        stacks = [a, b]
+        for stack, op in zip(stacks, replicas, strict=True):
+            stack.enter_context(operator_running(k8s, op, peering="vidrec-operator"))
+        _await_peers(objects, ns, 2)
+        time.sleep(3)  # a replica that saw the other late pauses now
+        passes = [op.passes for op in replicas]
+        slow = {**POLICY, "step_s": 6}
+        mro = {"apiVersion": "vidrec.io/v1alpha1", "kind": "ModelRollout",
+               "metadata": {"name": "release", "namespace": ns},
+               "spec": {"version": "2", "policy": slow,
+                        "target": {"inferenceService": "vidrec", "router": "kserve"}}}  # fmt: skip
+        k8s.run("kubectl", "apply", "-f", "-", stdin=yaml.safe_dump(mro))
+        watch_until(w, phase_is("canary"), final=("2", 10))
+        acted = [op.passes - n for op, n in zip(replicas, passes, strict=True)]
+        assert sorted(acted)[0] == 0 and sorted(acted)[1] > 0, f"passes per replica: {acted}"
+        leader = acted.index(max(acted))
+        stacks[leader].close()  # the leader's pod goes away mid-canary
+        follower = replicas[1 - leader]
+        before = follower.passes
+        watch_until(w, phase_is("promoted"), final=("2", None), timeout_s=90)
+        assert follower.passes > before, "the remaining replica never took over"
+    history = [e["action"] for e in rollout(w)["status"]["history"]]
+    assert history == ["advance", "advance", "promote"], history
+    assert reg.aliases == {"champion": 2}
+
+
+def _await_peers(objects: Any, ns: str, n: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        obj = objects.get_namespaced_custom_object(
+            "kopf.dev", "v1", ns, "kopfpeerings", "vidrec-operator"
+        )
+        if len(obj.get("status") or {}) >= n:
+            return
+        assert time.monotonic() < deadline, f"peers: {obj.get('status')}"
+        time.sleep(0.2)

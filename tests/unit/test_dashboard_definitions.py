@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from vidrec.config import MonitoringConfig
 from vidrec.deploy import dashboards
 from vidrec.deploy.dashboards import DASHBOARDS, Query, expr, grafana
-from vidrec.deploy.preview import Drawn, legend, summary
+from vidrec.deploy.preview import Drawn, current, legend, summary
 from vidrec.monitoring import rules
 from vidrec.monitoring.metrics import MonitorMetrics
 from vidrec.monitoring.prometheus import Series
@@ -142,3 +142,10 @@ def test_legend_and_empty_panels() -> None:
 def test_expr_replaces_every_rate_window() -> None:
     q = Query("rate(x[$__rate_interval]) / rate(y[$__rate_interval])", "")
     assert expr(q, "30s") == "rate(x[30s]) / rate(y[30s])"
+
+
+def test_a_stat_shows_only_the_series_current_at_the_end() -> None:
+    ended = Series({"status": "running"}, [(0.0, 1.0), (5.0, 1.0)])
+    now = Series({"status": "ok"}, [(5.0, float("nan")), (10.0, 1.0)])
+    assert current([("running", ended), ("ok", now)]) == [("ok", 1.0)]
+    assert current([("none", Series({}, [(0.0, float("nan"))]))]) == []

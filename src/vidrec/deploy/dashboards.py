@@ -172,12 +172,20 @@ ROLLOUT = Dashboard(
         Panel(
             "Analysis checks: value",
             "Each check's last measured value",
-            (_q("max by (version, check) (vidrec_rollout_check_value)", "{{check}}"),),
+            (_q("max by (version, check) (vidrec_rollout_check_value)", "v{{version}} {{check}}"),),
         ),
         Panel(
-            "Analysis checks: threshold",
-            "The threshold each value is held against",
-            (_q("max by (version, check) (vidrec_rollout_check_threshold)", "{{check}}"),),
+            "Analysis checks: value / threshold",
+            "Each check's value over the threshold it is held against (at 1 it sits on the "
+            "limit; ceilings fail above it, floors below it)",
+            (
+                _q(
+                    "max by (version, check) (vidrec_rollout_check_value) / (max by (version, "
+                    "check) (vidrec_rollout_check_threshold) != 0)",
+                    "v{{version}} {{check}}",
+                ),
+            ),
+            threshold=1.0,
         ),
         Panel(
             "Check results",

@@ -57,9 +57,14 @@ def summary(drawn: list[Drawn]) -> dict[str, Any]:
     return {"panels": panels, "empty": [t for t, v in panels.items() if v["points"] == 0]}
 
 
-def _last(s: Series) -> float | None:
-    finite = [v for _, v in s.points if math.isfinite(v)]
-    return finite[-1] if finite else None
+def current(lines: list[tuple[str, Series]]) -> list[tuple[str, float]]:
+    """What a stat shows: each series' value at the newest time any series has (a series
+    that ended earlier, such as a run's previous status, is not current)."""
+    last = {
+        name: pts[-1] for name, s in lines if (pts := [p for p in s.points if math.isfinite(p[1])])
+    }
+    end = max((t for t, _ in last.values()), default=None)
+    return [(name[:40], v) for name, (t, v) in last.items() if t == end]
 
 
 def _draw(ax: Any, x: Drawn, start: float) -> None:
@@ -82,7 +87,7 @@ def _draw(ax: Any, x: Drawn, start: float) -> None:
         ax.set_xlabel("minutes", fontsize=8)
         ax.legend(fontsize=7, loc="upper left", ncol=2)
     else:
-        last = [(name[:40], v) for name, s in x.lines if (v := _last(s)) is not None]
+        last = current(x.lines)
         if p.kind == "bargauge":
             ax.barh([n for n, _ in last], [v for _, v in last], color="tab:blue")
             ax.tick_params(axis="y", labelsize=7)

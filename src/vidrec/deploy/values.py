@@ -141,6 +141,11 @@ class Monitoring(Strict):
         {"grafana_dashboard": "1"},
         description="labels Grafana's dashboard sidecar selects ConfigMaps on",
     )
+    dashboardAnnotations: dict[str, str] = Field(
+        {"grafana_folder": "vidrec"},
+        description="annotations on the dashboard ConfigMaps (the sidecar's folderAnnotation "
+        "puts them in a Grafana folder)",
+    )
     labels: dict[str, str] = Field(
         {"release": "kube-prometheus-stack"},
         description="labels the Prometheus and Grafana of kube-prometheus-stack select on",
