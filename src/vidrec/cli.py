@@ -628,14 +628,10 @@ def _retrainer(
         return LocalRetrainer(cfg.retrain_data, config.resolve() if config else None, out / "runs")
     if not namespace:
         raise ConfigError("--retrain-job needs --namespace (or $POD_NAMESPACE)", key="namespace")
-    import os
-
     from vidrec.monitoring.job_retrainer import JobRetrainer
     from vidrec.rollout.kube import kube_api
 
-    if kubeconfig is not None:
-        os.environ["KUBECONFIG"] = str(kubeconfig)  # as `rollout operator`: kube_api reads it
-    return JobRetrainer(kube_api(), namespace, job)
+    return JobRetrainer(kube_api(kubeconfig), namespace, job)
 
 
 @monitor_app.command("rules")
@@ -679,13 +675,13 @@ def dashboards_render(
     """Draw every dashboard's panels from a Prometheus into PNG previews (no Grafana)."""
     import json
 
-    from vidrec.deploy.preview import render
+    from vidrec.deploy.preview import overview, render
 
     end = until or time.time()
     result = render(prometheus, out, end - since, end, window)
     (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
-    emit({"dashboards": {k: {"png": v["png"], "empty": v["empty"]} for k, v in result.items()},
-          "summary": str(out / "summary.json")}, json_out, "dashboard previews")  # fmt: skip
+    emit({"dashboards": overview(result), "summary": str(out / "summary.json")}, json_out,
+         "dashboard previews")  # fmt: skip
 
 
 KUBE = typer.Option(
@@ -875,7 +871,6 @@ def rollout_operator(
 ) -> None:
     """The ModelRollout operator (in a cluster): the rollout controller for each ModelRollout
     of NAMESPACE, with status, history and Kubernetes Events on the object."""
-    import os
 
     from prometheus_client import start_http_server
 
@@ -888,9 +883,7 @@ def rollout_operator(
     from vidrec.rollout.operator import Operator, router_factory
 
     settings = _settings(config)
-    if kubeconfig is not None:
-        os.environ["KUBECONFIG"] = str(kubeconfig)  # kopf's own login reads it too
-    api = kube_api()
+    api = kube_api(kubeconfig)
     metrics = RolloutMetrics()
     metrics_port = port or settings.rollout.metrics_port
     start_http_server(metrics_port, addr=host, registry=metrics.registry)

@@ -168,10 +168,9 @@ def _lifecycle(out: Path, rate: float = 25.0, window_s: int = 10) -> tuple[Any, 
 def _dashboards(prom: str, out: Path, t0: float) -> dict[str, Any]:
     """PNG previews of every dashboard over the whole lifecycle (docs/dashboards come
     from here)."""
-    from vidrec.deploy.preview import render
+    from vidrec.deploy.preview import overview, render
 
-    drawn = render(prom, out, t0, time.time(), window="30s")
-    return {uid: {"png": d["png"], "empty": d["empty"]} for uid, d in drawn.items()}
+    return overview(render(prom, out, t0, time.time(), window="30s"))
 
 
 @contextlib.contextmanager

@@ -293,19 +293,17 @@ def test_upgrade_then_rollback_restores_the_previous_revision(
 def test_the_operator_can_do_its_job_and_nothing_else(
     cluster: ControlPlane, installed: str, verb: str, what: str, where: str | None, allowed: str
 ) -> None:
-    who = f"system:serviceaccount:{installed}:demo-vidrec-operator"
-    out = cluster.run(
-        "kubectl",
-        "auth",
-        "can-i",
-        verb,
-        *what.split(),
-        "-n",
-        where or installed,
-        "--as",
-        who,
-        check=False,
-    )
+    assert_can_i(cluster, installed, "demo-vidrec-operator", verb, what, where, allowed)
+
+
+def assert_can_i(
+    cluster: ControlPlane, ns: str, account: str, verb: str, what: str, where: str | None,
+    allowed: str,
+) -> None:  # fmt: skip
+    """`kubectl auth can-i` as service account `account` of `ns` answers `allowed`."""
+    who = f"system:serviceaccount:{ns}:{account}"
+    args = [verb, *what.split(), "-n", where or ns, "--as", who]
+    out = cluster.run("kubectl", "auth", "can-i", *args, check=False)
     assert out.stdout.strip() == allowed, out.stdout + out.stderr
 
 
@@ -327,10 +325,7 @@ def test_the_operator_can_do_its_job_and_nothing_else(
 def test_the_monitor_can_start_retraining_jobs_and_nothing_else(
     cluster: ControlPlane, installed: str, verb: str, what: str, where: str | None, allowed: str
 ) -> None:
-    who = f"system:serviceaccount:{installed}:demo-vidrec-monitor"
-    args = [verb, *what.split(), "-n", where or installed, "--as", who]
-    out = cluster.run("kubectl", "auth", "can-i", *args, check=False)
-    assert out.stdout.strip() == allowed, out.stdout + out.stderr
+    assert_can_i(cluster, installed, "demo-vidrec-monitor", verb, what, where, allowed)
 
 
 @pytest.mark.parametrize("jobs", [True, False], ids=["retraining", "no-retraining"])

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from prometheus_client import start_http_server
 
+from helpers import wait_for
 from serving_server import start_server
 from vidrec.config import AlertConfig, MonitoringConfig, load_settings
 from vidrec.deploy.dashboards import DASHBOARDS
@@ -118,7 +119,9 @@ def _drive(
     )  # fmt: skip
     traffic = Continuous(server["url"], SimulatedUsers.load(sim), 30.0).start()
     try:
-        _await(lambda: bool(PrometheusProvider(cfg.prometheus_url).query("vidrec_model_info")))
+        scraped = PrometheusProvider(cfg.prometheus_url)
+        wait_for("Prometheus scraping the model server", lambda: scraped.query("vidrec_model_info"),
+                 timeout_s=30, interval_s=0.5)  # fmt: skip
         monitor.warm()
         # a spell of answers past the 0.5 s deadline: the degraded-responses panel
         server["faults"].write_text(json.dumps({"faults": [
@@ -157,13 +160,6 @@ def _release(
             return
         time.sleep(0.5)
     pytest.fail(f"the release did not finish in 150 s: {ctl.store.get()}")
-
-
-def _await(ok: Any, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not ok():
-        assert time.monotonic() < deadline, "Prometheus never scraped the model server"
-        time.sleep(0.5)
 
 
 def test_every_panel_returns_data_and_renders(history: dict[str, Any]) -> None:

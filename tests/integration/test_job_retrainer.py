@@ -6,14 +6,11 @@ hand, since kwok only ever completes pods with exit code 0."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 import yaml
 from kubernetes import client
 
+from helpers import wait_for
 from k8s_cluster import ROOT, ControlPlane
 from vidrec.errors import ConfigError, NotFound
 from vidrec.monitoring.job_retrainer import INSTANTIATE, JOB_NAME, REASON, JobRetrainer
@@ -48,15 +45,6 @@ def as_monitor(k8s: ControlPlane, ns: str) -> client.ApiClient:
     api = k8s.api_client()
     api.set_default_header("Impersonate-User", f"system:serviceaccount:{ns}:demo-vidrec-monitor")
     return api
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (got := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not in {timeout_s:g} s")
-        time.sleep(0.2)
-    return got
 
 
 def test_a_drift_job_runs_from_the_cronjob_and_reports_once(k8s: ControlPlane, ns: str) -> None:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from prometheus_client import start_http_server
 
+from helpers import wait_for
 from serving_server import start_server
 from vidrec.config import AlertConfig, MonitoringConfig, load_settings
 from vidrec.monitoring.alibi_detector import ChiSquareDetector, alibi_detectors
@@ -81,7 +82,8 @@ def stack(
             )  # fmt: skip
             scraped = PrometheusProvider(prom.url)
             try:
-                _eventually(lambda: bool(scraped.query("vidrec_model_info")), timeout_s=30)
+                wait_for("vidrec_model_info scraped", lambda: scraped.query("vidrec_model_info"),
+                         timeout_s=30, interval_s=0.5)  # fmt: skip
             except AssertionError:
                 targets = httpx.get(f"{prom.url}/api/v1/targets", timeout=5).json()
                 pytest.fail(f"Prometheus has no vidrec_model_info: targets {targets}")
@@ -125,7 +127,8 @@ def test_no_traffic_is_insufficient_data_not_no_drift(stack: dict[str, Any]) -> 
     assert run["result"] == "ok"
     assert run["variants"]["champion"]["status"] == "insufficient_data"
     got = stack["prom"].query('vidrec_drift_insufficient_data{variant="champion"}')
-    _eventually(lambda: _one(stack, 'vidrec_drift_insufficient_data{variant="champion"}') == 1)
+    insufficient = 'vidrec_drift_insufficient_data{variant="champion"}'
+    wait_for(insufficient, lambda: _one(stack, insufficient) == 1, timeout_s=15, interval_s=0.5)
     assert got is not None
 
 
@@ -149,9 +152,10 @@ def test_new_market_drift_fires_the_alert_and_registers_a_challenger(
     started = [r for r in runs if r["retraining"]["started"]]
     assert len(started) == 1, "one retraining per cooldown"
     assert "sustained drift over 2 windows" in started[0]["retraining"]["reason"]
-    _eventually(lambda: _one(stack, 'max(vidrec_drift_windows{variant="champion"})') >= 2)
+    streak = 'max(vidrec_drift_windows{variant="champion"})'
+    wait_for(f"{streak} >= 2", lambda: _one(stack, streak) >= 2, timeout_s=15, interval_s=0.5)
     firing = 'ALERTS{alertname="VidrecFeatureDrift",alertstate="firing",variant="champion"}'
-    _eventually(lambda: bool(stack["prom"].query(firing)))
+    wait_for(firing, lambda: stack["prom"].query(firing), timeout_s=15, interval_s=0.5)
     finished = stack["monitor"].await_retraining(timeout_s=600)
     assert finished is not None, "no retraining finished in time"
     assert finished["result"] == "registered", finished
@@ -184,12 +188,3 @@ def test_samples_mode_tests_logged_values_and_streams_them_online(stack: dict[st
 def _one(s: dict[str, Any], promql: str) -> float:
     got = s["prom"].query(promql)
     return got[0].value if got else float("nan")
-
-
-def _eventually(check: Any, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    assert check()

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from helpers import wait_for
 from k8s_cluster import ControlPlane, operator_running
 from rollout_fakes import SLOW, Registry, Script
 from vidrec.config import Settings
@@ -230,7 +231,8 @@ def test_of_two_replicas_one_acts_and_the_other_takes_over(crds: ControlPlane) -
         stacks = [a, b]
         for stack, op in zip(stacks, replicas, strict=True):
             stack.enter_context(operator_running(k8s, op, peering="vidrec-operator"))
-        _await_peers(objects, ns, 2)
+        wait_for("both replicas in the KopfPeering", lambda: len(peers(objects, ns)) >= 2,
+                 timeout_s=30)  # fmt: skip
         time.sleep(3)  # a replica that saw the other late pauses now
         passes = [op.passes for op in replicas]
         slow = {**POLICY, "step_s": 6}
@@ -253,13 +255,8 @@ def test_of_two_replicas_one_acts_and_the_other_takes_over(crds: ControlPlane) -
     assert reg.aliases == {"champion": 2}
 
 
-def _await_peers(objects: Any, ns: str, n: int, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        obj = objects.get_namespaced_custom_object(
-            "kopf.dev", "v1", ns, "kopfpeerings", "vidrec-operator"
-        )
-        if len(obj.get("status") or {}) >= n:
-            return
-        assert time.monotonic() < deadline, f"peers: {obj.get('status')}"
-        time.sleep(0.2)
+def peers(objects: Any, ns: str) -> dict[str, Any]:
+    """The KopfPeering's status: one entry per live replica."""
+    obj = objects.get_namespaced_custom_object("kopf.dev", "v1", ns, "kopfpeerings",
+                                               "vidrec-operator")  # fmt: skip
+    return dict(obj.get("status") or {})

@@ -5,14 +5,14 @@ exporter's counters imply, and `PrometheusProvider` raises the documented errors
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
+from helpers import wait_for
 from vidrec.config import AlertConfig, MonitoringConfig
 from vidrec.errors import InvalidInput, NotReady
 from vidrec.monitoring import rules
@@ -22,7 +22,6 @@ from vidrec.monitoring.prometheus_server import PrometheusProcess, free_port
 pytestmark = pytest.mark.integration
 
 CLICKS_PER_TICK, IMPRESSIONS_PER_TICK = 1, 5  # CTR 0.2
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -73,17 +72,6 @@ def prometheus(exporter: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield prom.url
 
 
-def eventually(probe: Callable[[], T | None], timeout_s: float = 20.0) -> T:
-    """The first truthy answer of `probe`, polled until `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        answer = probe()
-        if answer:
-            return answer
-        time.sleep(0.25)
-    pytest.fail(f"no answer within {timeout_s}s")
-
-
 def test_both_rule_groups_load_and_evaluate(prometheus: str) -> None:
     def evaluated() -> dict[str, list[dict[str, Any]]] | None:
         body = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()
@@ -91,7 +79,7 @@ def test_both_rule_groups_load_and_evaluate(prometheus: str) -> None:
         done = all(r["health"] != "unknown" for rs in groups.values() for r in rs)
         return groups if done and groups else None
 
-    groups = eventually(evaluated)
+    groups = wait_for("both rule groups evaluated", evaluated, timeout_s=20, interval_s=0.25)
     assert set(groups) == {rules.RECORDING_GROUP, rules.ALERT_GROUP}
     bad = {r["name"]: r.get("lastError") for rs in groups.values() for r in rs}
     assert {n: e for n, e in bad.items() if e} == {}
@@ -101,7 +89,8 @@ def test_both_rule_groups_load_and_evaluate(prometheus: str) -> None:
 def test_ctr_recording_rule_matches_the_exported_counters(prometheus: str) -> None:
     provider = PrometheusProvider(prometheus)
     assert provider.is_online()
-    samples: list[Sample] = eventually(lambda: provider.query(rules.CTR))
+    samples: list[Sample] = wait_for("the recorded CTR", lambda: provider.query(rules.CTR),
+                                     timeout_s=20, interval_s=0.25)  # fmt: skip
     assert [s.labels for s in samples] == [{"__name__": rules.CTR, "variant": "champion"}]
     assert samples[0].value == pytest.approx(CLICKS_PER_TICK / IMPRESSIONS_PER_TICK, abs=0.02)
 

@@ -12,6 +12,7 @@ window; `expr(q, window)` substitutes it for anything else that runs the queries
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -460,6 +461,7 @@ def _panel(i: int, p: Panel) -> dict[str, Any]:
     }
 
 
+@functools.cache  # chart generation asks once per file written
 def files() -> dict[str, str]:
     """{file name: Grafana JSON} for every dashboard."""
     return {f"{d.uid}.json": json.dumps(grafana(d), indent=2) + "\n" for d in DASHBOARDS}

@@ -120,6 +120,11 @@ def plot(d: Dashboard, drawn: list[Drawn], start: float, path: Path) -> Path:
     return path
 
 
+def overview(rendered: dict[str, Any]) -> dict[str, Any]:
+    """Per dashboard, its PNG and the panels without data (what a summary line shows)."""
+    return {uid: {"png": d["png"], "empty": d["empty"]} for uid, d in rendered.items()}
+
+
 def render(
     prom_url: str, out: Path, start: float, end: float, window: str = "1m"
 ) -> dict[str, Any]:

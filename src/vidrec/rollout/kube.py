@@ -3,6 +3,8 @@ KServe router, operator CLI)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, cast
 
 from kubernetes import client
@@ -11,10 +13,14 @@ from kubernetes.client.exceptions import ApiException
 from vidrec.errors import NotFound
 
 
-def kube_api() -> client.ApiClient:
-    """A client for the cluster `$KUBECONFIG` (or ~/.kube/config, or in-cluster) points at."""
+def kube_api(kubeconfig: Path | None = None) -> client.ApiClient:
+    """A client for the cluster `kubeconfig`, else `$KUBECONFIG` (or ~/.kube/config, or
+    in-cluster) points at. A file given is exported as `$KUBECONFIG`: kopf's own login
+    reads it too."""
     from kubernetes import config
 
+    if kubeconfig is not None:
+        os.environ["KUBECONFIG"] = str(kubeconfig)
     try:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
