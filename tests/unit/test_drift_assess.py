@@ -170,3 +170,65 @@ def test_alibi_chi_square_tells_a_shift_from_noise() -> None:
     assert same_r.p_value > 0.05
     assert shift_r.p_value < 1e-6 and shift_r.distance > same_r.distance
     assert math.isnan(empty_r.p_value)  # nothing served: not tested, not "no drift"
+
+
+def test_category_edges_give_each_code_its_bin_and_unseen_codes_theirs() -> None:
+    from vidrec.features.bins import category_edges, count_column, unseen_bins
+
+    edges = category_edges(np.array([351.0, 171.0, 441.0, 171.0]))
+    assert edges.tolist() == [170.5, 171, 350.5, 351, 440.5, 441]
+    # 373 (a code training never saw) sits between 351 and 441: its own bin, not 441's
+    counts = count_column(np.array([171, 351, 441, 373, 373, 999, -1]), edges).counts
+    assert counts == [1, 1, 0, 1, 2, 1, 1]
+    assert unseen_bins(edges).tolist() == [0, 2, 4, 6]
+
+
+def test_novelty_is_the_fisher_exact_chance_of_unseen_values_landing_in_the_window() -> None:
+    from vidrec.monitoring.detector import novelty_p_value
+
+    unseen = np.array([0, 2])
+    ref, cur = np.array([0, 400, 0]), np.array([3, 97, 0])
+    # all 3 of the pooled unseen samples fell in the window of 100 (of 500): C(100,3)/C(500,3)
+    assert novelty_p_value(ref, cur, unseen) == pytest.approx(100 * 99 * 98 / (500 * 499 * 498))
+    assert novelty_p_value(ref, np.array([0, 100, 0]), unseen) == 1.0  # nothing unseen
+    assert novelty_p_value(np.array([40, 360, 0]), cur, unseen) > 0.5  # the reference had it
+
+
+def _categorical_ref() -> Reference:
+    # codes 1 and 2 seen (bins 1 and 3); bins 0, 2, 4 hold codes training never saw
+    edges = {"c": [0.5, 1.0, 1.5, 2.0]}
+    return Reference("1", 0, 400, {"c": np.array([0, 300, 0, 100, 0])}, {}, edges,
+                     np.array([10, 80, 10]), samples=400, categorical=frozenset({"c"}))  # fmt: skip
+
+
+def test_a_few_users_of_an_unseen_category_drift_where_the_chi_square_sees_nothing() -> None:
+    from vidrec.monitoring.alibi_detector import ChiSquareDetector
+
+    cfg = CFG.model_copy(update={"max_samples": 2000})
+    new = Window(100, {"c": np.array([0, 69, 8, 23, 0])}, score=np.array([10, 80, 10]),
+                 seconds=60)  # fmt: skip
+    a = assess(_categorical_ref(), new, cfg, ChiSquareDetector())
+    assert a.drifting == ["c"]
+    assert a.features[0].p_value < 1e-4
+    assert a.features[0].out_of_range_ratio == pytest.approx(0.08)  # the unseen share
+    # the same 8 samples in a seen category: no novelty, and the chi-square alone is quiet
+    seen = Window(100, {"c": np.array([0, 69, 0, 31, 0])}, score=np.array([10, 80, 10]),
+                  seconds=60)  # fmt: skip
+    quiet = assess(_categorical_ref(), seen, cfg, ChiSquareDetector())
+    assert quiet.status == "ok" and quiet.features[0].out_of_range_ratio == 0.0
+
+
+def test_a_catalogue_feature_counts_no_more_samples_than_distinct_creators() -> None:
+    f = {"creator_ctr_28d": np.array([0, 100, 100, 100, 100]), "user_ctr_7d": np.ones(5) * 100}
+    ref = Reference("1", 0, 400, f, {}, {}, np.array([10, 80, 10]), samples=400,
+                    units={"video": 600, "creator": 30})  # fmt: skip
+    assert ref.feature_samples("creator_ctr_28d", 400) == 30
+    assert ref.feature_samples("video_ctr_7d", 400) == 400  # fewer users than videos
+    assert ref.feature_samples("user_ctr_7d", 400) == 400  # a user feature: not capped
+    window = Window(200, {n: np.array(c) for n, c in f.items()}, score=np.array([10, 80, 10]),
+                    seconds=60)  # fmt: skip
+    det = ThresholdDetector()
+    assess(ref, window, CFG, det)
+    (ref_c, cur_c), (ref_u, cur_u) = det.seen[:2]
+    assert ref_c.sum() == 30 and cur_c.sum() == 30
+    assert ref_u.sum() == 400 and cur_u.sum() == 200

@@ -146,7 +146,8 @@ def _scenario(
     for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
         part = frame[frame.window == i]
         mask = np.isin(rows.request_id, part.request_id.to_numpy())
-        served = ServedRows(rows.request_id[mask], rows.x[mask], rows.scores[mask])
+        served = ServedRows(rows.request_id[mask], rows.x[mask], rows.scores[mask],
+                            None if rows.video_id is None else rows.video_id[mask])  # fmt: skip
         w = _window(served, len(part), bins, hi - lo)
         windows.append(_row(i, lo, hi, onset, assess(ref, w, cfg, detector)))
         # samples mode: the same window, its users' own inputs tested on values

@@ -4,7 +4,8 @@ reference (training) and for serving, so a drift monitor compares like with like
 Edges per feature: just below the training minimum, the training deciles, the
 training maximum. So bin 0 counts values below the training range and the last
 bin values above it (the out-of-range rate falls out of the same histogram), and
-the bins in between hold about a tenth of the training rows each. The ranking
+the bins in between hold about a tenth of the training rows each. Category codes
+get a bin per training code instead (`category_edges`). The ranking
 replica bins the feature matrix it scores and sends the counts back with its
 answer; the server process adds them to the `vidrec_feature_value` histograms.
 Missing values (NaN) are counted apart, not binned.
@@ -47,6 +48,19 @@ def range_edges(col: npt.NDArray[np.float64], deciles: int = 10) -> npt.NDArray[
     lo, hi = float(col.min()), float(col.max())
     inner = np.quantile(col, np.linspace(0, 1, deciles + 1)[1:-1])
     return np.unique(np.concatenate([[np.nextafter(lo, -np.inf)], inner, [hi]]))
+
+
+def category_edges(col: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Bin edges of an integer category code: each training code c gets the bin
+    (c - 0.5, c] to itself, and the bins between them (and beyond both ends) hold codes
+    training never saw. Deciles would put an unseen code in a seen neighbour's bin."""
+    codes = np.unique(col)
+    return np.sort(np.concatenate([codes - 0.5, codes]))
+
+
+def unseen_bins(edges: Sequence[float]) -> npt.NDArray[np.int64]:
+    """Indices of the bins `category_edges` keeps for unseen codes (every other bin)."""
+    return np.arange(0, len(edges) + 1, 2)
 
 
 def count_column(col: npt.NDArray[Any], edges: npt.NDArray[np.float64]) -> BinCounts:

@@ -276,6 +276,23 @@ MODEL_INPUTS = (
     "in_last_watched",
 )
 
+# integer codes of categories (`code`): binned one category per bin for the drift monitor,
+# so an unseen category (a new market) shows as itself, not as its numeric neighbour
+CATEGORICAL_INPUTS = ("device_code", "country_code", "age_code", "category_code", "language_code")
+
+# model inputs that describe the candidate, not the user: every user's candidates draw on
+# the same catalogue, so such a histogram holds no more independent values than there are
+# distinct videos (or creators) behind it; the drift test caps its sample size there
+CATALOGUE_UNITS = {
+    **dict.fromkeys(
+        ("video_impressions_1d", "video_impressions_7d", "video_ctr_1d", "video_ctr_7d",
+         "video_watch_share_7d", "video_duration_s", "video_age_hours", "category_code",
+         "language_code"),
+        "video",
+    ),
+    "creator_ctr_28d": "creator",
+}  # fmt: skip
+
 # model inputs that belong to the request (its user and context), the same for every
 # candidate: logged once per request for the drift monitor's sample-based mode
 REQUEST_INPUTS = (

@@ -14,12 +14,14 @@ from typing import Literal
 import numpy as np
 
 from vidrec.config import MonitoringConfig
+from vidrec.features.bins import unseen_bins
 from vidrec.monitoring.detector import (
     Array,
     BinnedDetector,
     SampleDetector,
     Statistic,
     drifted,
+    novelty_p_value,
     pool_sparse,
     to_samples,
 )
@@ -78,7 +80,7 @@ def assess(
 ) -> Assessment:
     """Every testable feature against the reference, corrected together: on logged values
     by `sample_detector` where the window has them (samples mode), else on bins."""
-    quality = {n: _quality(window, n) for n in window.features}
+    quality = {n: _quality(window, n, n in ref.categorical) for n in window.features}
     if window.requests < cfg.min_requests:
         nan = float("nan")
         results = [FeatureResult(n, nan, 0.0, False, *quality[n]) for n in sorted(quality)]
@@ -89,14 +91,18 @@ def assess(
     on_values = _on_values(ref, window, names) if sample_detector is not None else []
     on_bins = [n for n in names if n not in on_values]
     # missing values are one more category: a feature that turns NaN has drifted too
-    pairs = [
-        pool_sparse(to_samples(np.append(ref.features[n], ref.missing.get(n, 0)), n_ref),
-                    to_samples(np.append(window.features[n], window.missing.get(n, 0)), n_cur),
-                    cfg.min_expected_count)
+    scaled = {
+        n: (to_samples(np.append(ref.features[n], ref.missing.get(n, 0)),
+                       ref.feature_samples(n, n_ref)),
+            to_samples(np.append(window.features[n], window.missing.get(n, 0)),
+                       ref.feature_samples(n, n_cur)))
         for n in on_bins
-    ]  # fmt: skip
+    }  # fmt: skip
+    pairs = [pool_sparse(r, c, cfg.min_expected_count) for r, c in scaled.values()]
     by_name = dict(zip(on_bins, detector.test([r for r, _ in pairs], [c for _, c in pairs]),
                        strict=True))  # fmt: skip
+    for n in ref.categorical.intersection(on_bins):
+        by_name[n] = _with_novelty(by_name[n], *scaled[n], unseen_bins(ref.edges[n]))
     if on_values:
         assert sample_detector is not None and window.samples is not None
         ref_v = [with_missing(ref.input(n)) for n in on_values]
@@ -115,6 +121,14 @@ def assess(
     status: Status = "drift" if any(flags) or pred_drift else "ok"
     return Assessment(status, window.requests, results, pred, pred_drift, skipped,
                       tuple(on_values))  # fmt: skip
+
+
+def _with_novelty(chi: Statistic, ref: Array, cur: Array, unseen: Array) -> Statistic:
+    """A categorical feature's p-value: the smaller of the chi-square's and the novelty
+    test's (unseen categories), doubled for the two looks (Bonferroni within the feature)."""
+    novel = novelty_p_value(ref, cur, unseen)
+    p = chi.p_value if math.isfinite(chi.p_value) else 1.0
+    return Statistic(min(1.0, 2 * min(p, novel)), chi.distance)
 
 
 def _on_values(ref: Reference, window: Window, names: list[str]) -> list[str]:
@@ -149,14 +163,16 @@ def _testable(
     return names, skipped
 
 
-def _quality(window: Window, name: str) -> tuple[float, float]:
-    """Missing share, and share outside the training range (first and last bin)."""
+def _quality(window: Window, name: str, categorical: bool) -> tuple[float, float]:
+    """Missing share, and share outside the training range (first and last bin) or, for a
+    category code, share of categories training never saw."""
     counts = np.asarray(window.features[name], dtype=np.float64)
     finite, missing = float(counts.sum()), float(window.missing.get(name, 0.0))
     missing_ratio = missing / (finite + missing) if finite + missing > 0 else float("nan")
     if len(counts) < 3 or finite <= 0:
         return missing_ratio, float("nan")
-    return missing_ratio, float((counts[0] + counts[-1]) / finite)
+    outside = counts[::2].sum() if categorical else counts[0] + counts[-1]
+    return missing_ratio, float(outside / finite)
 
 
 def streaks(prev: dict[str, int], a: Assessment) -> dict[str, int]:

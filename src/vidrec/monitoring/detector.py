@@ -112,6 +112,22 @@ def pool_sparse(ref: Array, cur: Array, min_expected: float) -> tuple[Array, Arr
             np.array([cur[g].sum() for g in groups], dtype=cur.dtype))  # fmt: skip
 
 
+def novelty_p_value(ref: Array, cur: Array, novel: Array) -> float:
+    """One-sided Fisher exact test that bins `novel` (values the reference cannot hold, such
+    as categories training never saw) are more common in `cur` than in `ref` (sample
+    counts). With none of them in the reference, it is the chance that all k novel samples
+    of the pooled two landed in `cur`: C(n_cur, k) / C(n, k). A handful of users from a new
+    market is evidence a chi-square test, pooling sparse bins, would average away."""
+    from scipy.stats import fisher_exact
+
+    ref, cur = np.asarray(ref), np.asarray(cur)
+    k_ref, k_cur = int(ref[novel].sum()), int(cur[novel].sum())
+    if k_cur == 0:
+        return 1.0
+    table = [[k_cur, int(cur.sum()) - k_cur], [k_ref, int(ref.sum()) - k_ref]]
+    return float(fisher_exact(table, alternative="greater").pvalue)
+
+
 def drifted(
     p_values: Sequence[float], alpha: float, method: Literal["bonferroni", "fdr"]
 ) -> list[bool]:

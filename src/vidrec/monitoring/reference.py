@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from vidrec.errors import SchemaError
+from vidrec.features.definitions import CATALOGUE_UNITS
 from vidrec.monitoring.detector import Array
 from vidrec.registry.bundle import read_manifest
 from vidrec.registry.registry import Registry
@@ -37,6 +38,15 @@ class Reference:
     # one request per distinct user: its own inputs (samples mode), columns named below
     inputs: Array = field(default_factory=lambda: np.zeros((0, 0)))
     input_names: tuple[str, ...] = ()
+    # distinct videos and creators among the candidates (empty in older bundles: no cap)
+    units: dict[str, int] = field(default_factory=dict)
+    categorical: frozenset[str] = frozenset()  # features binned one category per bin
+
+    def feature_samples(self, name: str, n: int) -> int:
+        """`n` independent samples, capped for a catalogue feature at the distinct videos
+        or creators its values came from (`CATALOGUE_UNITS`)."""
+        unit = CATALOGUE_UNITS.get(name)
+        return min(n, self.units[unit]) if unit in self.units else n
 
     def input(self, name: str) -> Array:
         return self.inputs[:, self.input_names.index(name)]
@@ -63,7 +73,9 @@ class Reference:
                 path=str(path),
             )
         serving: dict[str, Any] = json.loads(path.read_text())
-        edges = json.loads((bundle / "reference" / "features.json").read_text())["features"]
+        edges: dict[str, Any] = json.loads((bundle / "reference" / "features.json").read_text())[
+            "features"
+        ]
         return cls(
             version=version,
             created_at=read_manifest(bundle).created_at if created_at is None else created_at,
@@ -76,6 +88,8 @@ class Reference:
             requests_per_user={int(w): float(r)
                                for w, r in serving.get("requests_per_user", {}).items()},
             **_inputs(serving.get("request_inputs")),
+            units={u: int(n) for u, n in serving.get("units", {}).items()},
+            categorical=frozenset(n for n, e in edges.items() if e.get("kind") == "categorical"),
         )  # fmt: skip
 
 

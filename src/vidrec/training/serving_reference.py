@@ -48,6 +48,7 @@ class ServedRows:
     request_id: Array
     x: Array  # model inputs, FEATURES.model_inputs order
     scores: Array
+    video_id: Array | None = None  # each row's candidate
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,15 @@ class OfflineServing:
         lists = [m + x for m, x in zip(main, fresh, strict=True)]
         feats = features_for(self.data, fcfg, candidate_rows(users_f, lists))
         x = as_float_matrix(feats, FEATURES)
-        return ServedRows(feats.request_id.to_numpy(), x, np.asarray(self.ranker.score(feats)))
+        return ServedRows(feats.request_id.to_numpy(), x, np.asarray(self.ranker.score(feats)),
+                          feats.video_id.to_numpy())  # fmt: skip
+
+    def units(self, rows: ServedRows) -> dict[str, int]:
+        """Distinct videos and creators among `rows`' candidates: the most independent
+        values a catalogue feature's histogram can hold (`CATALOGUE_UNITS`)."""
+        videos = np.unique(rows.video_id if rows.video_id is not None else [])
+        creators = self.videos.set_index("video_id").creator_id.reindex(videos).dropna()
+        return {"video": len(videos), "creator": int(creators.nunique())}
 
 
 def counts(rows: ServedRows, bins: FeatureBins, requests: int) -> dict[str, Any]:
@@ -158,8 +167,9 @@ def serving_reference(
 ) -> dict[str, Any]:
     """Bin counts of the serving path's model inputs and scores for the users and
     contexts of `frame` (requests sampled from `log`), as served at `as_of` (see
-    `as_snapshot`), with the sample's distinct users (its effective size) and the log's
-    requests per user by window length."""
+    `as_snapshot`), with the sample's distinct users (its effective size), the distinct
+    videos and creators among its candidates, and the log's requests per user by window
+    length."""
     rows = path.serve(as_snapshot(frame, as_of))
     bins = FeatureBins.load(edges, FEATURES.model_inputs)
     cfg = path.settings.serving
@@ -168,4 +178,5 @@ def serving_reference(
     return {**counts(rows, bins, len(frame)), "samples": int(frame.user_id.nunique()),
             "request_inputs": {"names": list(REQUEST_INPUTS), "values": inputs.tolist()},
             "requests_per_user": requests_per_user(log, start, as_of),
+            "units": path.units(rows),
             "candidates": cfg.candidates, "fresh_candidates": cfg.fresh_candidates}  # fmt: skip

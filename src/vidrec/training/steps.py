@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 
 from vidrec.config import Settings, TrainConfig
 from vidrec.errors import NotFound
-from vidrec.features.bins import range_edges
-from vidrec.features.definitions import FEATURES, as_float_matrix
+from vidrec.features.bins import category_edges, range_edges
+from vidrec.features.definitions import CATEGORICAL_INPUTS, FEATURES, as_float_matrix
 from vidrec.features.training_set import build_training_set
 from vidrec.models.faiss_ivf import IvfIndex
 from vidrec.models.two_tower import Towers, videos_as_features
@@ -271,14 +271,16 @@ def register(
 
 def write_reference(train: pd.DataFrame, path: Path, deciles: int = 10) -> None:
     """The training window's distribution of every model input: bin edges (its range and
-    deciles: the buckets of serving's feature histograms, `vidrec.features.bins`), missing
-    rate and range."""
+    deciles, or one bin per category code: the buckets of serving's feature histograms,
+    `vidrec.features.bins`), missing rate and range."""
     x = as_float_matrix(train, FEATURES)
     ref = {}
     for j, name in enumerate(FEATURES.model_inputs):
         col = x[:, j][np.isfinite(x[:, j])]
-        edges = range_edges(col, deciles)
+        categorical = name in CATEGORICAL_INPUTS
+        edges = category_edges(col) if categorical else range_edges(col, deciles)
         ref[name] = {
+            "kind": "categorical" if categorical else "numeric",
             "edges": [float(e) for e in edges],
             "missing_rate": float(1 - len(col) / max(len(x), 1)),
             "min": float(col.min()) if len(col) else None,
