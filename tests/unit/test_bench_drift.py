@@ -27,3 +27,42 @@ def test_in_the_none_scenario_every_window_is_quiet() -> None:
     ws = [_w(True, "ok"), _w(True, "drift", ["a"])]
     s = _summary("none", ws, onset=0)
     assert s["false_alarm_rate"] == 0.5 and s["detection_delay_windows"] is None
+
+
+def test_ctr_drop_compares_a_window_with_the_windows_before_it() -> None:
+    from vidrec.bench.drift import ctr_drops
+
+    shown = [(1000, 50), (1000, 50), (1000, 45), (1000, 35), (0, 0), (1000, 20)]
+    # window 2: 4.5 % vs 5 % (10 % down: quiet); 3: 3.5 % vs 4.75 % (26 % down: alarm);
+    # 4: nothing shown; 5: 2 % vs window 3's 3.5 % alone (window 4 showed nothing)
+    assert ctr_drops(shown, 0.2, baseline=2) == [False, False, False, True, False, True]
+    assert ctr_drops(shown, 0.3, baseline=2)[3] is False  # 26 % is not 30 %
+    assert ctr_drops([(1000, 50), (1000, 10)], 0.2, baseline=2) == [False, False]  # no baseline
+
+
+def test_outcomes_click_the_top_of_each_slate_as_the_oracle_says() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from vidrec.bench.drift import _outcomes
+    from vidrec.data.oracle import Oracle
+    from vidrec.training.serving_reference import ServedRows
+
+    k = 4
+    topic = np.eye(k, dtype=np.float32)[[0, 1, 2, 3]]  # video v is about topic v
+    oracle = Oracle(interest=topic[[0, 3]] * 3, interest_after=topic[[0, 3]] * 3,
+                    shifted=np.zeros(2, bool), shift_ts=None, topic=topic,
+                    quality=np.ones(4, np.float32), user_lang=np.zeros(2, np.int8),
+                    video_lang=np.zeros(4, np.int8), duration=np.ones(4, np.float32),
+                    examination_decay=50.0)  # fmt: skip
+    # request 1 (user 0) ranks video 0 first, request 2 (user 1) ranks video 0 first too;
+    # with examination 2^-50 below the top, only first positions are ever clicked
+    served = ServedRows(np.array([1, 1, 2, 2, 2]), np.zeros((5, 1)),
+                        np.array([0.9, 0.1, 0.8, 0.7, 0.1]), np.array([0, 3, 0, 3, 1]))  # fmt: skip
+    part = pd.DataFrame({"request_id": [1, 2], "user_id": [0, 1], "ts": [0, 0]})
+    runs = [_outcomes(served, part, oracle, 2, np.random.default_rng(s)) for s in range(200)]
+    assert {imps for imps, _ in runs} == {4}  # top 2 of each request
+    clicks = np.mean([c for _, c in runs])
+    # user 0 loves video 0 (p = sigmoid(11.6) ~ 1); user 1 cares for topic 3, but its top
+    # is video 0 (sigmoid(-0.4) = 0.40): 1.40 (2.0 if the slate ignored the scores)
+    assert 1.3 < clicks < 1.5

@@ -8,13 +8,16 @@ window, and assess each window against the reference exactly as `vidrec
 monitor` does (same bins, same detector, same correction). Reports the false
 alarm rate (share of drifting windows where nothing changed: every window of
 `none`, and the pre-onset windows of the others), the detection delay in windows
-after onset, and which features flag; plots p-values over time, onset marked.
+after onset, and which features flag; plots p-values over time, onset marked. The same
+is reported for the online CTR alert's condition on the served slates, clicked as the
+simulator's users click: concept drift (interest-shift) shows only in outcomes.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -27,6 +30,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from vidrec.config import DAY, T0, MonitoringConfig, Settings, sim_config
+from vidrec.data.oracle import Oracle, click_probability
 from vidrec.data.simulate import simulate
 from vidrec.features.bins import FeatureBins, score_bins
 from vidrec.features.definitions import FEATURES, REQUEST_INPUTS
@@ -106,8 +110,9 @@ def run(
 def _brief(r: dict[str, Any]) -> dict[str, Any]:
     """A scenario's summary without its windows (those go to the report file only)."""
     out = _without(r, "windows")
-    if "samples_mode" in out:
-        out["samples_mode"] = _without(out["samples_mode"], "windows")
+    for signal in ("samples_mode", "ctr_drop", "drift_or_ctr_drop"):
+        if signal in out:
+            out[signal] = _without(out[signal], "windows")
     return out
 
 
@@ -131,7 +136,9 @@ def _scenario(
 ) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     sim = out / "sim"
-    simulate(sim_config(scale, {"days": days, "scenario_day": onset_day}), scenario, seed, sim)  # type: ignore[arg-type]
+    sim_cfg = sim_config(scale, {"days": days, "scenario_day": onset_day})
+    simulate(sim_cfg, scenario, seed, sim)  # type: ignore[arg-type]
+    slate = sim_cfg.slate_size
     cut = T0 + (onset_day - PRE_ONSET_DAYS) * DAY
     trained = _train(settings, sim, cut, out)
     onset = T0 + onset_day * DAY
@@ -142,7 +149,8 @@ def _scenario(
     rows = path.serve(as_snapshot(frame, ends))
     bins = FeatureBins.load(trained["edges"], FEATURES.model_inputs)
     ref, names = trained["reference"], list(cfg.sample_features)
-    windows, samples = [], []
+    oracle, rng = Oracle.load(sim / "oracle"), np.random.default_rng(seed)
+    windows, samples, shown = [], [], []
     for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
         part = frame[frame.window == i]
         mask = np.isin(rows.request_id, part.request_id.to_numpy())
@@ -154,8 +162,53 @@ def _scenario(
         values = dict(zip(names, _inputs(served, part, names, seed + i).T, strict=True))
         a = assess(ref, replace(w, samples=values), cfg, detector, sample_detector)
         samples.append(_row(i, lo, hi, onset, a))
+        shown.append(_outcomes(served, part, oracle, slate, rng))
+    alerts = cfg.alerts
+    drops = ctr_drops(shown, alerts.ctr_drop,
+                      math.ceil(alerts.ctr_baseline_window_s / (window_hours * 3600)))  # fmt: skip
+    for row, (imps, clicks), drop in zip(windows, shown, drops, strict=True):
+        row.update(impressions=imps, clicks=clicks, ctr_drop=drop)
+    either = [_as_alarm(w, w["ctr_drop"] or w["status"] == "drift") for w in windows]
     return {**_summary(scenario, windows, onset),
-            "samples_mode": _summary(scenario, samples, onset)}  # fmt: skip
+            "samples_mode": _summary(scenario, samples, onset),
+            "ctr_drop": _summary(scenario, [_as_alarm(w, w["ctr_drop"]) for w in windows], onset),
+            "drift_or_ctr_drop": _summary(scenario, either, onset)}  # fmt: skip
+
+
+def _outcomes(
+    served: ServedRows, part: pd.DataFrame, oracle: Oracle, slate: int, rng: np.random.Generator
+) -> tuple[int, int]:
+    """(impressions, clicks) of the window's slates: each request's top `slate` candidates
+    by score, clicked as the simulator's users click (examination by position, then the
+    oracle's click probability at the request's time): the online CTR serving would see."""
+    order = np.lexsort((-served.scores, served.request_id))
+    req, video = served.request_id[order], np.asarray(served.video_id)[order]
+    first = np.r_[0, np.flatnonzero(np.diff(req)) + 1]
+    position = np.arange(len(req)) - np.repeat(first, np.diff(np.r_[first, len(req)]))
+    top = position < slate
+    who = part.set_index("request_id").reindex(req[top])
+    user, ts = who.user_id.to_numpy(np.int64), who.ts.to_numpy(np.int64)
+    p = oracle.examination(position[top]) * click_probability(oracle, user, video[top], ts)
+    return int(top.sum()), int((rng.random(len(p)) < p).sum())
+
+
+def ctr_drops(shown: list[tuple[int, int]], drop: float, baseline: int) -> list[bool]:
+    """Per window, `VidrecCTRDrop`'s condition: its CTR more than `drop` below the CTR of
+    the `baseline` windows before it (pooled); never for the first windows, or with nothing
+    shown."""
+    out = []
+    for i, (imps, clicks) in enumerate(shown):
+        before = shown[max(0, i - baseline) : i]
+        b_imps, b_clicks = sum(x for x, _ in before), sum(c for _, c in before)
+        ok = i >= baseline and imps > 0 and b_imps > 0
+        out.append(ok and clicks / imps < (1 - drop) * b_clicks / b_imps)
+    return out
+
+
+def _as_alarm(w: dict[str, Any], alarm: bool) -> dict[str, Any]:
+    """A window row whose status is `alarm` (another signal than feature drift)."""
+    return {**w, "status": "drift" if alarm else "ok", "drifting": [],
+            "prediction_drift": False}  # fmt: skip
 
 
 def _inputs(served: ServedRows, part: pd.DataFrame, names: list[str], seed: int) -> Any:
@@ -279,8 +332,11 @@ def _plot(results: dict[str, Any], report: dict[str, Any], path: Path) -> None:
             ax.axvline(onset, color="r", ls="--", lw=1)
         ax.set_yscale("log")
         ax.set_ylabel("p-value")
-        ax.set_title(f"{scenario}: false alarms {r['false_alarm_rate']}, delay "
-                     f"{r['detection_delay_windows']} windows", fontsize=9)  # fmt: skip
+        ctr = r["ctr_drop"]
+        ax.set_title(f"{scenario}: drift false alarms {r['false_alarm_rate']}, delay "
+                     f"{r['detection_delay_windows']} windows; CTR drop false alarms "
+                     f"{ctr['false_alarm_rate']}, delay {ctr['detection_delay_windows']}",
+                     fontsize=9)  # fmt: skip
         if any(w["drifting"] for w in r["windows"]):
             ax.legend(fontsize=6, ncol=3, loc="lower left")
     np.atleast_1d(axes)[-1].set_xlabel(
