@@ -181,15 +181,15 @@ def _outcomes(
     """(impressions, clicks) of the window's slates: each request's top `slate` candidates
     by score, clicked as the simulator's users click (examination by position, then the
     oracle's click probability at the request's time): the online CTR serving would see."""
-    order = np.lexsort((-served.scores, served.request_id))
-    req, video = served.request_id[order], np.asarray(served.video_id)[order]
-    first = np.r_[0, np.flatnonzero(np.diff(req)) + 1]
-    position = np.arange(len(req)) - np.repeat(first, np.diff(np.r_[first, len(req)]))
-    top = position < slate
-    who = part.set_index("request_id").reindex(req[top])
-    user, ts = who.user_id.to_numpy(np.int64), who.ts.to_numpy(np.int64)
-    p = oracle.examination(position[top]) * click_probability(oracle, user, video[top], ts)
-    return int(top.sum()), int((rng.random(len(p)) < p).sum())
+    rows = pd.DataFrame({"request_id": served.request_id, "video_id": served.video_id,
+                         "score": served.scores})  # fmt: skip
+    ranked = rows.sort_values(["request_id", "score"], ascending=[True, False], kind="stable")
+    ranked["position"] = ranked.groupby("request_id").cumcount()
+    top = ranked[ranked.position < slate].merge(part[["request_id", "user_id", "ts"]],
+                                                on="request_id", how="left")  # fmt: skip
+    video, user, ts = (top[c].to_numpy(np.int64) for c in ("video_id", "user_id", "ts"))
+    p = oracle.examination(top.position.to_numpy()) * click_probability(oracle, user, video, ts)
+    return len(top), int((rng.random(len(p)) < p).sum())
 
 
 def ctr_drops(shown: list[tuple[int, int]], drop: float, baseline: int) -> list[bool]:

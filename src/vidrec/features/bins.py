@@ -58,9 +58,10 @@ def category_edges(col: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.sort(np.concatenate([codes - 0.5, codes]))
 
 
-def unseen_bins(edges: Sequence[float]) -> npt.NDArray[np.int64]:
-    """Indices of the bins `category_edges` keeps for unseen codes (every other bin)."""
-    return np.arange(0, len(edges) + 1, 2)
+def unseen_bins(bins: int) -> npt.NDArray[np.int64]:
+    """Indices, among a category code's `bins` bins, of those `category_edges` keeps for
+    unseen codes: every other bin, from the first."""
+    return np.arange(0, bins, 2)
 
 
 def count_column(col: npt.NDArray[Any], edges: npt.NDArray[np.float64]) -> BinCounts:

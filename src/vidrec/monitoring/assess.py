@@ -102,7 +102,7 @@ def assess(
     by_name = dict(zip(on_bins, detector.test([r for r, _ in pairs], [c for _, c in pairs]),
                        strict=True))  # fmt: skip
     for n in ref.categorical.intersection(on_bins):
-        by_name[n] = _with_novelty(by_name[n], *scaled[n], unseen_bins(ref.edges[n]))
+        by_name[n] = _with_novelty(by_name[n], *scaled[n], unseen_bins(len(ref.features[n])))
     if on_values:
         assert sample_detector is not None and window.samples is not None
         ref_v = [with_missing(ref.input(n)) for n in on_values]
@@ -171,7 +171,7 @@ def _quality(window: Window, name: str, categorical: bool) -> tuple[float, float
     missing_ratio = missing / (finite + missing) if finite + missing > 0 else float("nan")
     if len(counts) < 3 or finite <= 0:
         return missing_ratio, float("nan")
-    outside = counts[::2].sum() if categorical else counts[0] + counts[-1]
+    outside = counts[unseen_bins(len(counts))].sum() if categorical else counts[0] + counts[-1]
     return missing_ratio, float(outside / finite)
 
 
