@@ -257,7 +257,13 @@ class AlertConfig(Strict):
     slo_long_window_s: int = Field(3600, ge=1, description="long window of the SLO burn alert")
     error_ratio_max: float = Field(0.01, gt=0, lt=1, description="non-200 share that alerts")
     ctr_drop: float = Field(
-        0.2, gt=0, lt=1, description="relative drop of online CTR vs its trailing baseline"
+        0.1, gt=0, lt=1, description="relative drop of online CTR vs its trailing baseline"
+    )
+    ctr_z: float = Field(
+        3.5,
+        gt=0,
+        description="and the drop must be this many standard errors (two-proportion z-test): "
+        "a quiet hour's noise does not alert",
     )
     ctr_baseline_window_s: int = Field(
         6 * 3600, ge=1, description="trailing window the CTR is compared with"
@@ -322,7 +328,14 @@ class MonitoringConfig(Strict):
         description="effective sample size of a window's test (requests, not candidates: the "
         "candidates of one request share its user, so counting them would overstate evidence)",
     )
-    p_value: float = Field(0.01, gt=0, lt=1, description="significance level per window")
+    p_value: float = Field(
+        0.001,
+        gt=0,
+        lt=1,
+        description="family-wise significance level per window (features and predictions "
+        "together): the share of drift-free windows that flag. The monitor looks every "
+        "interval_s, so 0.01 would flag a quiet service every ~100 looks",
+    )
     correction: Literal["bonferroni", "fdr"] = Field(
         "bonferroni", description="multiple-testing correction across features"
     )

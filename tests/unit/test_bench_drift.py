@@ -15,7 +15,7 @@ def _w(after: bool, status: str, drifting: list[str] | None = None) -> dict[str,
 def test_false_alarms_count_only_windows_where_nothing_changed() -> None:
     ws = [_w(False, "ok"), _w(False, "drift", ["a"]), _w(False, "insufficient_data"),
           _w(True, "ok"), _w(True, "drift", ["b"]), _w(True, "drift", ["b", "c"])]  # fmt: skip
-    s = _summary("new-market", ws, onset=0)
+    s = _summary("new-market", ws)
     assert s["quiet_windows"] == 2 and s["false_alarm_rate"] == 0.5
     assert s["windows_insufficient"] == 1
     assert s["detection_delay_windows"] == 1  # the second tested window after onset
@@ -25,19 +25,21 @@ def test_false_alarms_count_only_windows_where_nothing_changed() -> None:
 
 def test_in_the_none_scenario_every_window_is_quiet() -> None:
     ws = [_w(True, "ok"), _w(True, "drift", ["a"])]
-    s = _summary("none", ws, onset=0)
+    s = _summary("none", ws)
     assert s["false_alarm_rate"] == 0.5 and s["detection_delay_windows"] is None
 
 
 def test_ctr_drop_compares_a_window_with_the_windows_before_it() -> None:
     from vidrec.bench.drift import ctr_drops
+    from vidrec.config import AlertConfig
 
-    shown = [(1000, 50), (1000, 50), (1000, 45), (1000, 35), (0, 0), (1000, 20)]
-    # window 2: 4.5 % vs 5 % (10 % down: quiet); 3: 3.5 % vs 4.75 % (26 % down: alarm);
-    # 4: nothing shown; 5: 2 % vs window 3's 3.5 % alone (window 4 showed nothing)
-    assert ctr_drops(shown, 0.2, baseline=2) == [False, False, False, True, False, True]
-    assert ctr_drops(shown, 0.3, baseline=2)[3] is False  # 26 % is not 30 %
-    assert ctr_drops([(1000, 50), (1000, 10)], 0.2, baseline=2) == [False, False]  # no baseline
+    a = AlertConfig(ctr_drop=0.2, ctr_z=2.0)
+    shown = [(1000, 50), (1000, 50), (1000, 45), (1000, 30), (0, 0), (1000, 20)]
+    # window 2: 4.5 % vs 5 % (10 % down: quiet); 3: 3 % vs 4.75 % (37 % down, z = 2.3:
+    # alarm); 4: nothing shown; 5: 2 % vs window 3's 3 % alone (33 % down, but z = 1.4)
+    assert ctr_drops(shown, a, baseline=2) == [False, False, False, True, False, False]
+    assert ctr_drops(shown, a.model_copy(update={"ctr_drop": 0.4}), 2)[3] is False
+    assert ctr_drops([(1000, 50), (1000, 10)], a, baseline=2) == [False, False]  # no baseline
 
 
 def test_outcomes_click_the_top_of_each_slate_as_the_oracle_says() -> None:

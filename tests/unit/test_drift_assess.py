@@ -111,6 +111,31 @@ def test_assess_flags_the_shifted_feature_and_counts_missing_as_a_category() -> 
     assert res["a"].out_of_range_ratio == pytest.approx(5 / 100)  # first + last bin
 
 
+class FixedDetector:
+    """Fake: every feature gets p = 1, the predictions (tested alone) get `score_p`."""
+
+    name = "fixed"
+
+    def __init__(self, score_p: float) -> None:
+        self.score_p = score_p
+
+    def test(self, reference: Sequence[Array], current: Sequence[Array]) -> list[Statistic]:
+        return [Statistic(self.score_p if len(reference) == 1 else 1.0, 0.0)] * len(reference)
+
+
+def test_the_predictions_are_corrected_with_the_features() -> None:
+    w = Window(200, {"a": np.array([0, 100, 60, 40, 0]), "b": np.array([0, 20, 180, 0])},
+               missing={"a": 14.0}, score=np.array([10, 80, 10]), seconds=60)  # fmt: skip
+    cfg = CFG.model_copy(update={"p_value": 0.01})
+    # a, b and the predictions: three looks, each at 0.01 / 3
+    quiet = assess(_ref(), w, cfg, FixedDetector(0.004))
+    assert quiet.status == "ok" and not quiet.prediction_drifted
+    loud = assess(_ref(), w, cfg, FixedDetector(0.003))
+    assert loud.status == "drift" and loud.prediction_drifted and loud.drifting == []
+    # the reference's shares, missing included (7 of 107): no effect, whatever the test said
+    assert {f.feature: f.effect for f in loud.features} == {"a": 0.0, "b": 0.0}
+
+
 def test_bins_that_do_not_match_the_reference_are_skipped_with_a_reason() -> None:
     w = Window(100, {"a": np.ones(3), "b": np.array([0, 10, 90, 0])}, score=np.array([1, 8, 1]),
                seconds=60)  # fmt: skip
@@ -232,3 +257,17 @@ def test_a_catalogue_feature_counts_no_more_samples_than_distinct_creators() -> 
     (ref_c, cur_c), (ref_u, cur_u) = det.seen[:2]
     assert ref_c.sum() == 30 and cur_c.sum() == 30
     assert ref_u.sum() == 400 and cur_u.sum() == 200
+
+
+def test_effect_size_is_the_binned_ks_distance_or_for_categories_the_tvd() -> None:
+    from vidrec.monitoring.detector import effect_size
+
+    ref = np.array([50, 50, 0, 0])
+    # half the mass moves two bins right: the CDFs part by 0.5 at bins 0 and 1
+    assert effect_size(ref, np.array([0, 50, 50, 0]), False) == pytest.approx(0.5)
+    assert effect_size(ref, ref * 7, False) == 0.0  # sample size does not matter
+    # categories: the same move is half the mass in other categories, wherever they sit
+    assert effect_size(ref, np.array([0, 50, 0, 50]), True) == pytest.approx(0.5)
+    assert effect_size(ref, np.array([0, 50, 0, 50]), False) == pytest.approx(0.5)
+    assert effect_size(ref, np.array([0, 0, 50, 50]), False) == pytest.approx(1.0)
+    assert math.isnan(effect_size(ref, np.zeros(4), True))  # nothing served

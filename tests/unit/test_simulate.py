@@ -123,6 +123,14 @@ def test_cold_start_arrivals(small_sim: Path) -> None:
     assert new_videos & set(imp.video_id)  # exploration shows new videos
 
 
+def test_a_new_user_is_served_at_sign_up(small_sim: Path) -> None:
+    users = pd.read_parquet(small_sim / "users.parquet", columns=["user_id", "signup_ts"])
+    imp = pd.read_parquet(small_sim / "impressions.parquet", columns=["user_id", "ts"])
+    new = users[users.signup_ts >= T0].set_index("user_id").signup_ts
+    first = imp.groupby("user_id").ts.min().reindex(new.index)
+    assert (first - new == 1).all()  # every one of them, one second after signing up
+
+
 def test_oracle_is_kept_apart_and_explains_clicks(small_sim: Path) -> None:
     tables = {p.name for p in small_sim.glob("*.parquet")}
     assert tables == {"users.parquet", "videos.parquet", "impressions.parquet", "watches.parquet"}

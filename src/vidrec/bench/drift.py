@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from vidrec.config import DAY, T0, MonitoringConfig, Settings, sim_config
+from vidrec.config import DAY, T0, AlertConfig, MonitoringConfig, Settings, sim_config
 from vidrec.data.oracle import Oracle, click_probability
 from vidrec.data.simulate import simulate
 from vidrec.features.bins import FeatureBins, score_bins
@@ -37,6 +37,7 @@ from vidrec.features.definitions import FEATURES, REQUEST_INPUTS
 from vidrec.models.faiss_ivf import IvfIndex
 from vidrec.models.two_tower import Towers
 from vidrec.monitoring.assess import Assessment, Window, assess
+from vidrec.monitoring.ctr import ctr_dropped
 from vidrec.monitoring.detector import BinnedDetector, SampleDetector
 from vidrec.monitoring.reference import Reference
 from vidrec.training.data import read_videos
@@ -69,6 +70,7 @@ def run(
     window_hours: float = 4.0,
     window_requests: int = 2000,
     seed: int = 0,
+    quiet_seeds: int = 3,
     tick: Callable[[str], None] = lambda _s: None,
 ) -> dict[str, Any]:
     from vidrec.monitoring.alibi_detector import ChiSquareDetector
@@ -81,11 +83,15 @@ def run(
     cfg = settings.monitoring.model_copy(update={"min_requests": min(window_requests, 50)})
     results = {}
     for scenario in SCENARIOS:
-        tick(scenario)
-        results[scenario] = _scenario(settings, cfg, ChiSquareDetector(), KSDetector(),
-                                      out / scenario, scale,
-                                      days, onset_day, window_hours, window_requests, seed,
-                                      scenario)  # fmt: skip
+        # `none` runs `quiet_seeds` platforms: a rate near 1 % needs more than one's windows
+        runs = []
+        for s in range(seed, seed + (quiet_seeds if scenario == "none" else 1)):
+            tick(f"{scenario} (seed {s})")
+            runs.append(_scenario(settings, cfg, ChiSquareDetector(), KSDetector(),
+                                  out / f"{scenario}-{s}", scale, days, onset_day,
+                                  window_hours, window_requests, s, scenario))  # fmt: skip
+        results[scenario] = _summaries(scenario, [w for r in runs for w in r["windows"]],
+                                       [w for r in runs for w in r["samples"]])  # fmt: skip
     report = {
         "scale": scale,
         "train": BENCH_TRAIN,
@@ -95,7 +101,13 @@ def run(
         "window_requests": window_requests,
         "p_value": cfg.p_value,
         "correction": cfg.correction,
+        "seed": seed,
+        "quiet_seeds": quiet_seeds,
         "targets": {"false_alarm_rate_max": 0.01, "detection_delay_windows_max": 2},
+        "false_alarms_pooled": {
+            signal: pooled_false_alarms(results, signal)
+            for signal in ("drift", "samples_mode", "ctr_drop")
+        },
         "scenarios": {s: _brief(r) for s, r in results.items()},
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -157,22 +169,42 @@ def _scenario(
         served = ServedRows(rows.request_id[mask], rows.x[mask], rows.scores[mask],
                             None if rows.video_id is None else rows.video_id[mask])  # fmt: skip
         w = _window(served, len(part), bins, hi - lo)
-        windows.append(_row(i, lo, hi, onset, assess(ref, w, cfg, detector)))
+        windows.append(_row(i, lo, hi, onset, seed, assess(ref, w, cfg, detector)))
         # samples mode: the same window, its users' own inputs tested on values
         values = dict(zip(names, _inputs(served, part, names, seed + i).T, strict=True))
         a = assess(ref, replace(w, samples=values), cfg, detector, sample_detector)
-        samples.append(_row(i, lo, hi, onset, a))
+        samples.append(_row(i, lo, hi, onset, seed, a))
         shown.append(_outcomes(served, part, oracle, slate, rng))
-    alerts = cfg.alerts
-    drops = ctr_drops(shown, alerts.ctr_drop,
-                      math.ceil(alerts.ctr_baseline_window_s / (window_hours * 3600)))  # fmt: skip
+    baseline = math.ceil(cfg.alerts.ctr_baseline_window_s / (window_hours * 3600))
+    drops = ctr_drops(shown, cfg.alerts, baseline)
     for row, (imps, clicks), drop in zip(windows, shown, drops, strict=True):
         row.update(impressions=imps, clicks=clicks, ctr_drop=drop)
+    return {"windows": windows, "samples": samples}
+
+
+def _summaries(
+    scenario: str, windows: list[dict[str, Any]], samples: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Each signal's summary over a scenario's windows (of every seed it ran)."""
     either = [_as_alarm(w, w["ctr_drop"] or w["status"] == "drift") for w in windows]
-    return {**_summary(scenario, windows, onset),
-            "samples_mode": _summary(scenario, samples, onset),
-            "ctr_drop": _summary(scenario, [_as_alarm(w, w["ctr_drop"]) for w in windows], onset),
-            "drift_or_ctr_drop": _summary(scenario, either, onset)}  # fmt: skip
+    return {**_summary(scenario, windows),
+            "samples_mode": _summary(scenario, samples),
+            "ctr_drop": _summary(scenario, [_as_alarm(w, w["ctr_drop"]) for w in windows]),
+            "drift_or_ctr_drop": _summary(scenario, either)}  # fmt: skip
+
+
+def pooled_false_alarms(results: dict[str, Any], signal: str) -> dict[str, Any]:
+    """One signal's false alarms over the quiet windows of every scenario, with the
+    one-sided 95 % Clopper-Pearson upper bound of its rate (what "<= 1 %" can claim)."""
+    from scipy.stats import beta
+
+    parts = [r if signal == "drift" else r[signal] for r in results.values()]
+    quiet = sum(p["quiet_windows"] for p in parts)
+    alarms = sum(p["false_alarm_windows"] for p in parts)
+    upper = float(beta.ppf(0.95, alarms + 1, quiet - alarms)) if 0 < quiet > alarms else 1.0
+    return {"quiet_windows": quiet, "false_alarm_windows": alarms,
+            "false_alarm_rate": round(alarms / quiet, 4) if quiet else None,
+            "rate_upper_95": round(upper, 4)}  # fmt: skip
 
 
 def _outcomes(
@@ -192,16 +224,15 @@ def _outcomes(
     return len(top), int((rng.random(len(p)) < p).sum())
 
 
-def ctr_drops(shown: list[tuple[int, int]], drop: float, baseline: int) -> list[bool]:
-    """Per window, `VidrecCTRDrop`'s condition: its CTR more than `drop` below the CTR of
-    the `baseline` windows before it (pooled); never for the first windows, or with nothing
-    shown."""
+def ctr_drops(shown: list[tuple[int, int]], a: AlertConfig, baseline: int) -> list[bool]:
+    """Per window, `VidrecCTRDrop`'s condition (`ctr_dropped`) against the `baseline`
+    windows before it (pooled); never for the first windows. The rule's impression-rate
+    floor is left out: a simulated window's rate says nothing about a real service's."""
     out = []
-    for i, (imps, clicks) in enumerate(shown):
+    for i, now in enumerate(shown):
         before = shown[max(0, i - baseline) : i]
-        b_imps, b_clicks = sum(x for x, _ in before), sum(c for _, c in before)
-        ok = i >= baseline and imps > 0 and b_imps > 0
-        out.append(ok and clicks / imps < (1 - drop) * b_clicks / b_imps)
+        pooled = (sum(n for n, _ in before), sum(c for _, c in before))
+        out.append(i >= baseline and ctr_dropped(now, pooled, a))
     return out
 
 
@@ -272,8 +303,9 @@ def _window(served: ServedRows, requests: int, bins: FeatureBins, seconds: int) 
     )
 
 
-def _row(i: int, lo: int, hi: int, onset: int, a: Assessment) -> dict[str, Any]:
+def _row(i: int, lo: int, hi: int, onset: int, seed: int, a: Assessment) -> dict[str, Any]:
     return {
+        "seed": seed,
         "window": i,
         "end_day": round((hi - T0) / DAY, 3),
         "after_onset": hi > onset,  # its window ends after onset
@@ -282,11 +314,12 @@ def _row(i: int, lo: int, hi: int, onset: int, a: Assessment) -> dict[str, Any]:
         "drifting": a.drifting,
         "prediction_drift": a.prediction_drifted,
         "p_values": {f.feature: f.p_value for f in a.features},
+        "effects": {f.feature: round(f.effect, 4) for f in a.features},
         "prediction_p_value": a.prediction.p_value,
     }
 
 
-def _summary(scenario: str, windows: list[dict[str, Any]], onset: int) -> dict[str, Any]:
+def _summary(scenario: str, windows: list[dict[str, Any]]) -> dict[str, Any]:
     tested = [w for w in windows if w["status"] != "insufficient_data"]
     quiet = [w for w in tested if scenario == "none" or not w["after_onset"]]
     alarms = [w for w in quiet if w["status"] == "drift"]
@@ -320,11 +353,13 @@ def _plot(results: dict[str, Any], report: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(len(results), 1, figsize=(9, 2.6 * len(results)), sharex=True)
     onset = report["onset_day"]
     for ax, (scenario, r) in zip(np.atleast_1d(axes), results.items(), strict=True):
-        days = [w["end_day"] for w in r["windows"]]
-        feats = sorted({f for w in r["windows"] for f in w["p_values"]})
+        # one platform per panel: `none`'s first seed
+        ws = [w for w in r["windows"] if w["seed"] == r["windows"][0]["seed"]]
+        days = [w["end_day"] for w in ws]
+        feats = sorted({f for w in ws for f in w["p_values"]})
         for f in feats:
-            p = [max(w["p_values"].get(f, np.nan), 1e-12) for w in r["windows"]]
-            flagged = any(f in w["drifting"] for w in r["windows"])
+            p = [max(w["p_values"].get(f, np.nan), 1e-12) for w in ws]
+            flagged = any(f in w["drifting"] for w in ws)
             ax.plot(days, p, lw=1.2 if flagged else 0.5, alpha=1 if flagged else 0.35,
                     label=f if flagged else None)  # fmt: skip
         ax.axhline(report["p_value"] / max(len(feats), 1), color="k", ls=":", lw=0.8)
@@ -337,7 +372,7 @@ def _plot(results: dict[str, Any], report: dict[str, Any], path: Path) -> None:
                      f"{r['detection_delay_windows']} windows; CTR drop false alarms "
                      f"{ctr['false_alarm_rate']}, delay {ctr['detection_delay_windows']}",
                      fontsize=9)  # fmt: skip
-        if any(w["drifting"] for w in r["windows"]):
+        if any(w["drifting"] for w in ws):
             ax.legend(fontsize=6, ncol=3, loc="lower left")
     np.atleast_1d(axes)[-1].set_xlabel(
         "simulated day at the window's end (red: onset; dotted: Bonferroni level)"

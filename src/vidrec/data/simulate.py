@@ -229,13 +229,18 @@ def _day_requests(
     u = world.users
     day_start, day_end = T0 + day * DAY, T0 + (day + 1) * DAY
     alive = np.flatnonzero(u["signup_ts"] < day_end)
+    # a user signs up to watch: the day of sign-up is active, its first session at sign-up
+    joined = u["signup_ts"][alive] >= day_start
     p_active = np.clip(cfg.daily_active_rate * u["_activity"][alive], 0, 1)
-    active = alive[rng.random(alive.size) < p_active]
+    active = alive[joined | (rng.random(alive.size) < p_active)]
     n_sess = 1 + rng.poisson(cfg.sessions_per_active_user - 1, active.size)
     sess_user = np.repeat(active, n_sess)
     hour = rng.choice(24, sess_user.size, p=DIURNAL / DIURNAL.sum())
     start = day_start + hour * 3600 + rng.integers(0, 3600, sess_user.size)
-    start = np.maximum(start, u["signup_ts"][sess_user] + 1)
+    signup = u["signup_ts"][sess_user]
+    first_of_new = (np.cumsum(n_sess) - n_sess)[signup[np.cumsum(n_sess) - n_sess] >= day_start]
+    start[first_of_new] = signup[first_of_new] + 1
+    start = np.maximum(start, signup + 1)
     n_req = 1 + rng.poisson(cfg.requests_per_session - 1, sess_user.size)
     req_user = np.repeat(sess_user, n_req)
     first = np.repeat(np.cumsum(n_req) - n_req, n_req)

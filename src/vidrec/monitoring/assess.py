@@ -21,6 +21,7 @@ from vidrec.monitoring.detector import (
     SampleDetector,
     Statistic,
     drifted,
+    effect_size,
     novelty_p_value,
     pool_sparse,
     to_samples,
@@ -54,6 +55,9 @@ class FeatureResult:
     drifted: bool
     missing_ratio: float
     out_of_range_ratio: float
+    # effect size in [0, 1], whatever the sample size (`detector.effect_size`; the KS
+    # distance for features tested on values); NaN: not tested
+    effect: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -109,15 +113,18 @@ def assess(
         cur_v = [with_missing(window.samples[n]) for n in on_values]
         by_name.update(zip(on_values, sample_detector.test(ref_v, cur_v), strict=True))
     stats = [by_name[n] for n in names]
-    flags = drifted([s.p_value for s in stats], cfg.p_value, cfg.correction)
-    results = [
-        FeatureResult(n, s.p_value, s.distance, f, *quality[n])
-        for n, s, f in zip(names, stats, flags, strict=True)
-    ]
     r, c = pool_sparse(to_samples(ref.score, n_ref), to_samples(window.score, n_cur),
                        cfg.min_expected_count)  # fmt: skip
     pred = detector.test([r], [c])[0]
-    pred_drift = math.isfinite(pred.p_value) and pred.p_value < cfg.p_value
+    # the predictions are one more look: corrected with the features, one level per window
+    *flags, pred_drift = drifted([*(s.p_value for s in stats), pred.p_value], cfg.p_value,
+                                 cfg.correction)  # fmt: skip
+    effects = {n: _effect(ref, window, n) for n in on_bins}
+    effects.update({n: by_name[n].distance for n in on_values})
+    results = [
+        FeatureResult(n, s.p_value, s.distance, f, *quality[n], effect=effects[n])
+        for n, s, f in zip(names, stats, flags, strict=True)
+    ]
     status: Status = "drift" if any(flags) or pred_drift else "ok"
     return Assessment(status, window.requests, results, pred, pred_drift, skipped,
                       tuple(on_values))  # fmt: skip
@@ -129,6 +136,15 @@ def _with_novelty(chi: Statistic, ref: Array, cur: Array, unseen: Array) -> Stat
     novel = novelty_p_value(ref, cur, unseen)
     p = chi.p_value if math.isfinite(chi.p_value) else 1.0
     return Statistic(min(1.0, 2 * min(p, novel)), chi.distance)
+
+
+def _effect(ref: Reference, window: Window, name: str) -> float:
+    """`effect_size` of a binned feature, missing values as one more bin below the rest
+    (samples mode logs them as -1)."""
+    r = np.insert(np.asarray(ref.features[name], dtype=np.float64), 0, ref.missing.get(name, 0))
+    c = np.insert(np.asarray(window.features[name], dtype=np.float64), 0,
+                  window.missing.get(name, 0))  # fmt: skip
+    return effect_size(r, c, name in ref.categorical)
 
 
 def _on_values(ref: Reference, window: Window, names: list[str]) -> list[str]:

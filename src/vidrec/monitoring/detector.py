@@ -112,6 +112,18 @@ def pool_sparse(ref: Array, cur: Array, min_expected: float) -> tuple[Array, Arr
             np.array([cur[g].sum() for g in groups], dtype=cur.dtype))  # fmt: skip
 
 
+def effect_size(ref: Array, cur: Array, categorical: bool) -> float:
+    """How far apart two histograms over the same bins are, whatever their sample sizes:
+    the largest gap between their cumulative shares (the binned Kolmogorov-Smirnov distance,
+    as samples mode measures on values) for ordered bins, the total variation distance for
+    categories (whose order means nothing). In [0, 1]; NaN when either side is empty."""
+    ref, cur = np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
+    if ref.sum() <= 0 or cur.sum() <= 0:
+        return float("nan")
+    gap = cur / cur.sum() - ref / ref.sum()
+    return float(np.abs(gap).sum() / 2 if categorical else np.abs(np.cumsum(gap)).max())
+
+
 def novelty_p_value(ref: Array, cur: Array, novel: Array) -> float:
     """One-sided Fisher exact test that bins `novel` (values the reference cannot hold, such
     as categories training never saw) are more common in `cur` than in `ref` (sample

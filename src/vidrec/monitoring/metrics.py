@@ -24,6 +24,13 @@ class MonitorMetrics:
         self.distance = Gauge(
             "vidrec_drift_distance", "Drift test statistic (chi-square or KS)", FEATURE, registry=r
         )
+        self.effect = Gauge(
+            "vidrec_drift_effect_size",
+            "How far the window is from the reference whatever its size, in [0, 1] (binned KS "
+            "distance; total variation for category codes)",
+            FEATURE,
+            registry=r,
+        )
         self.detected = Gauge(
             "vidrec_drift_detected", "1 if the feature drifted (corrected)", FEATURE, registry=r
         )
@@ -100,6 +107,7 @@ class MonitorMetrics:
             key = (variant, version, f.feature)
             self.p_value.labels(*key).set(f.p_value)
             self.distance.labels(*key).set(f.distance)
+            self.effect.labels(*key).set(f.effect)
             self.detected.labels(*key).set(float(f.drifted))
             self.windows.labels(*key).set(streak.get(f.feature, 0))
             self.missing.labels(*key).set(f.missing_ratio)

@@ -102,6 +102,11 @@ def _sum_rate(metric: str, by: str, window: str, selector: str = "", offset: str
     return f"sum by ({by}) (rate({metric}{selector}[{window}]{off}))"
 
 
+def _sum_increase(metric: str, by: str, window: str, offset: str = "") -> str:
+    off = f" offset {offset}" if offset else ""
+    return f"sum by ({by}) (increase({metric}[{window}]{off}))"
+
+
 def _ratio(num: str, den: str, by: str, window: str, offset: str = "") -> str:
     return (
         f"{_sum_rate(num, by, window, offset=offset)} / {_sum_rate(den, by, window, offset=offset)}"
@@ -280,11 +285,19 @@ def _error_ratio_alert(a: AlertConfig) -> Rule:
 
 
 def _ctr_drop_alert(a: AlertConfig) -> Rule:
+    """`vidrec.monitoring.ctr.ctr_dropped` in PromQL: the window's CTR materially and
+    significantly below the trailing baseline's (a two-proportion z-test on the counts)."""
     w, base = _dur(a.rule_window_s), _dur(a.ctr_baseline_window_s)
     impressions = _sum_rate("vidrec_impressions_total", "variant", w)
     # The baseline ends where the current window starts, so a drop does not dilute it.
+    counts = ("vidrec_impressions_total", "vidrec_clicks_total")
+    n, c = (_sum_increase(m, "variant", w) for m in counts)
+    nb, cb = (_sum_increase(m, "variant", base, offset=w) for m in counts)
+    pooled = f"(({c} + {cb}) / ({n} + {nb}))"
+    se = f"sqrt({pooled} * (1 - {pooled}) * (1 / {n} + 1 / {nb}))"
     expr = (
         f"({ctr(w)} < {_num(1 - a.ctr_drop)} * ({ctr(base, offset=w)}))"
+        f" and ({cb} / {nb} - {c} / {n} > {_num(a.ctr_z)} * {se})"
         f" and {impressions} >= {_num(a.ctr_min_impressions_per_s)}"
     )
     return _alert(
@@ -293,7 +306,8 @@ def _ctr_drop_alert(a: AlertConfig) -> Rule:
         "warning",
         "Online CTR of {{ $labels.variant }} dropped",
         "CTR of {{ $labels.variant }} is {{ $value | humanizePercentage }} over "
-        f"{_human(a.rule_window_s)}, more than {_num(a.ctr_drop * 100)}% below its CTR over "
+        f"{_human(a.rule_window_s)}, more than {_num(a.ctr_drop * 100)}% and "
+        f"{_num(a.ctr_z)} standard errors below its CTR over "
         f"the {_human(a.ctr_baseline_window_s)} before.",
         for_s=a.alert_for_s,
     )

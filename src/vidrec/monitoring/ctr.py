@@ -1,0 +1,28 @@
+"""The online CTR alert's decision, `VidrecCTRDrop`, as a pure function: the rule states it in
+PromQL (`rules._ctr_drop_alert`), the drift benchmark replays it on simulated windows.
+
+A window's CTR alarms when it is both materially lower than the trailing baseline's (by more
+than `ctr_drop`, relative) and significantly lower: a one-sided two-proportion z-test, with
+the pooled CTR's binomial variance, past `ctr_z` standard errors. The first keeps a flood of
+impressions from alarming on a drop nobody cares about; the second keeps a quiet hour's few
+impressions from alarming on noise. A fixed relative threshold alone is either deaf to a real
+drop (concept drift lowers CTR by 10 %, not 20 %) or loud on every quiet window.
+"""
+
+from __future__ import annotations
+
+import math
+
+from vidrec.config import AlertConfig
+
+
+def ctr_dropped(shown: tuple[float, float], baseline: tuple[float, float], a: AlertConfig) -> bool:
+    """`shown` and `baseline` are (impressions, clicks) of the window and of the trailing
+    window before it. Nothing shown on either side: no data, no alarm."""
+    (n, c), (nb, cb) = shown, baseline
+    if n <= 0 or nb <= 0:
+        return False
+    ctr, base = c / n, cb / nb
+    pooled = (c + cb) / (n + nb)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / nb))
+    return ctr < (1 - a.ctr_drop) * base and base - ctr > a.ctr_z * se
