@@ -362,13 +362,17 @@ def _plot(results: dict[str, Any], report: dict[str, Any], path: Path) -> None:
             flagged = any(f in w["drifting"] for w in ws)
             ax.plot(days, p, lw=1.2 if flagged else 0.5, alpha=1 if flagged else 0.35,
                     label=f if flagged else None)  # fmt: skip
-        ax.axhline(report["p_value"] / max(len(feats), 1), color="k", ls=":", lw=0.8)
+        # the predictions are one more look of the family
+        ax.axhline(report["p_value"] / (len(feats) + 1), color="k", ls=":", lw=0.8)
         if scenario != "none":
             ax.axvline(onset, color="r", ls="--", lw=1)
         ax.set_yscale("log")
         ax.set_ylabel("p-value")
         ctr = r["ctr_drop"]
-        ax.set_title(f"{scenario}: drift false alarms {r['false_alarm_rate']}, delay "
+        seeds = (
+            f" ({report['quiet_seeds']} platforms, the first drawn)" if scenario == "none" else ""
+        )
+        ax.set_title(f"{scenario}{seeds}: drift false alarms {r['false_alarm_rate']}, delay "
                      f"{r['detection_delay_windows']} windows; CTR drop false alarms "
                      f"{ctr['false_alarm_rate']}, delay {ctr['detection_delay_windows']}",
                      fontsize=9)  # fmt: skip

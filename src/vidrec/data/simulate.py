@@ -238,8 +238,8 @@ def _day_requests(
     hour = rng.choice(24, sess_user.size, p=DIURNAL / DIURNAL.sum())
     start = day_start + hour * 3600 + rng.integers(0, 3600, sess_user.size)
     signup = u["signup_ts"][sess_user]
-    first_of_new = (np.cumsum(n_sess) - n_sess)[signup[np.cumsum(n_sess) - n_sess] >= day_start]
-    start[first_of_new] = signup[first_of_new] + 1
+    joined_first = (np.cumsum(n_sess) - n_sess)[u["signup_ts"][active] >= day_start]
+    start[joined_first] = signup[joined_first] + 1
     start = np.maximum(start, signup + 1)
     n_req = 1 + rng.poisson(cfg.requests_per_session - 1, sess_user.size)
     req_user = np.repeat(sess_user, n_req)
