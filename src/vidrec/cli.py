@@ -468,8 +468,9 @@ def bench_drift(
         2000, min=10, help="at most this many of a window's requests (sampled beyond)"
     ),
     seed: int = typer.Option(0, help="seed of the simulated platforms"),
+    seeds: int = typer.Option(3, min=1, help="platforms each scenario with an onset runs"),
     quiet_seeds: int = typer.Option(
-        3, min=1, help="platforms the `none` scenario runs (more quiet windows to count)"
+        6, min=1, help="platforms the `none` scenario runs (more quiet windows to count)"
     ),
     out: Path = typer.Option(Path("out/bench"), help="report directory"),
     config: Path = CONFIG,
@@ -482,7 +483,7 @@ def bench_drift(
         raise InvalidInput(f"--onset-day ({onset_day}) must be < --days ({days})", key="onset_day")
     with step_status(json_out) as on_step:
         report = run(_settings(config), out / "drift", scale, days, onset_day, window_hours,
-                     window_requests, seed, quiet_seeds, tick=on_step)  # fmt: skip
+                     window_requests, seed, seeds, quiet_seeds, tick=on_step)  # fmt: skip
     emit(report, json_out, "drift benchmark")
 
 

@@ -7,9 +7,11 @@ from typing import Any
 from vidrec.bench.drift import _summary
 
 
-def _w(after: bool, status: str, drifting: list[str] | None = None) -> dict[str, Any]:
+def _w(
+    after: bool, status: str, drifting: list[str] | None = None, seed: int = 0
+) -> dict[str, Any]:
     return {"after_onset": after, "status": status, "drifting": drifting or [],
-            "prediction_drift": False}  # fmt: skip
+            "prediction_drift": False, "seed": seed}  # fmt: skip
 
 
 def test_false_alarms_count_only_windows_where_nothing_changed() -> None:
@@ -21,6 +23,17 @@ def test_false_alarms_count_only_windows_where_nothing_changed() -> None:
     assert s["detection_delay_windows"] == 1  # the second tested window after onset
     assert s["features_flagged_after_onset"] == {"b": 2, "c": 1}
     assert s["detected_share_after_onset"] == round(2 / 3, 3)
+
+
+def test_the_delay_is_the_worst_platforms() -> None:
+    ws = [_w(False, "drift", ["a"], 0), _w(True, "drift", ["b"], 0),
+          _w(True, "ok", seed=1), _w(True, "ok", seed=1), _w(True, "drift", ["b"], 1)]  # fmt: skip
+    s = _summary("new-market", ws)
+    assert s["detection_delays"] == [0, 2] and s["detection_delay_windows"] == 2
+    assert s["false_alarm_windows"] == 1 and s["quiet_windows"] == 1
+    missed = _summary("new-market", [*ws, _w(True, "ok", seed=2)])
+    assert missed["detection_delays"] == [0, 2, None]
+    assert missed["detection_delay_windows"] is None  # a platform where it was never seen
 
 
 def test_in_the_none_scenario_every_window_is_quiet() -> None:
