@@ -351,6 +351,15 @@ def _summary(scenario: str, windows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _title(scenario: str, r: dict[str, Any], report: dict[str, Any]) -> str:
+    n = report["quiet_seeds"] if scenario == "none" else report["seeds"]
+    parts = []
+    for name, x in (("drift", r), ("CTR drop", r["ctr_drop"])):
+        delays = "" if scenario == "none" else f", delays {x['detection_delays']}"
+        parts.append(f"{name}: false alarms {x['false_alarm_rate']}{delays}")
+    return f"{scenario} ({n} platforms, the first drawn)\n" + "; ".join(parts)
+
+
 def _worst(delays: list[int | None]) -> int | None:
     found = [d for d in delays if d is not None]
     return max(found) if found and len(found) == len(delays) else None
@@ -385,13 +394,7 @@ def _plot(results: dict[str, Any], report: dict[str, Any], path: Path) -> None:
             ax.axvline(onset, color="r", ls="--", lw=1)
         ax.set_yscale("log")
         ax.set_ylabel("p-value")
-        ctr = r["ctr_drop"]
-        n = report["quiet_seeds"] if scenario == "none" else report["seeds"]
-        seeds = f" ({n} platforms, the first drawn)"
-        ax.set_title(f"{scenario}{seeds}: drift false alarms {r['false_alarm_rate']}, delays "
-                     f"{r['detection_delays']} windows; CTR drop false alarms "
-                     f"{ctr['false_alarm_rate']}, delays {ctr['detection_delays']}",
-                     fontsize=9)  # fmt: skip
+        ax.set_title(_title(scenario, r, report), fontsize=9)
         if any(w["drifting"] for w in ws):
             ax.legend(fontsize=6, ncol=3, loc="lower left")
     np.atleast_1d(axes)[-1].set_xlabel(
