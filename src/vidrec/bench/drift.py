@@ -204,7 +204,7 @@ def pooled_false_alarms(results: dict[str, Any], signal: str) -> dict[str, Any]:
     parts = [r if signal == "drift" else r[signal] for r in results.values()]
     quiet = sum(p["quiet_windows"] for p in parts)
     alarms = sum(p["false_alarm_windows"] for p in parts)
-    upper = float(beta.ppf(0.95, alarms + 1, quiet - alarms)) if 0 < quiet > alarms else 1.0
+    upper = float(beta.ppf(0.95, alarms + 1, quiet - alarms)) if quiet > alarms else 1.0
     return {"quiet_windows": quiet, "false_alarm_windows": alarms,
             "false_alarm_rate": round(alarms / quiet, 4) if quiet else None,
             "rate_upper_95": round(upper, 4)}  # fmt: skip
@@ -379,8 +379,7 @@ def _plot(results: dict[str, Any], report: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(len(results), 1, figsize=(9, 2.6 * len(results)), sharex=True)
     onset = report["onset_day"]
     for ax, (scenario, r) in zip(np.atleast_1d(axes), results.items(), strict=True):
-        # one platform per panel: `none`'s first seed
-        ws = [w for w in r["windows"] if w["seed"] == r["windows"][0]["seed"]]
+        ws = _by_seed(r["windows"])[0]  # one platform per panel: the first drawn
         days = [w["end_day"] for w in ws]
         feats = sorted({f for w in ws for f in w["p_values"]})
         for f in feats:

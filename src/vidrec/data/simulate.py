@@ -232,13 +232,14 @@ def _day_requests(
     # a user signs up to watch: the day of sign-up is active, its first session at sign-up
     joined = u["signup_ts"][alive] >= day_start
     p_active = np.clip(cfg.daily_active_rate * u["_activity"][alive], 0, 1)
-    active = alive[joined | (rng.random(alive.size) < p_active)]
+    on = joined | (rng.random(alive.size) < p_active)
+    active = alive[on]
     n_sess = 1 + rng.poisson(cfg.sessions_per_active_user - 1, active.size)
     sess_user = np.repeat(active, n_sess)
     hour = rng.choice(24, sess_user.size, p=DIURNAL / DIURNAL.sum())
     start = day_start + hour * 3600 + rng.integers(0, 3600, sess_user.size)
     signup = u["signup_ts"][sess_user]
-    joined_first = (np.cumsum(n_sess) - n_sess)[u["signup_ts"][active] >= day_start]
+    joined_first = (np.cumsum(n_sess) - n_sess)[joined[on]]
     start[joined_first] = signup[joined_first] + 1
     start = np.maximum(start, signup + 1)
     n_req = 1 + rng.poisson(cfg.requests_per_session - 1, sess_user.size)

@@ -97,14 +97,11 @@ def _num(x: float) -> str:
     return f"{x:.12g}"
 
 
-def _sum_rate(metric: str, by: str, window: str, selector: str = "", offset: str = "") -> str:
+def _sum_rate(
+    metric: str, by: str, window: str, selector: str = "", offset: str = "", fn: str = "rate"
+) -> str:
     off = f" offset {offset}" if offset else ""
-    return f"sum by ({by}) (rate({metric}{selector}[{window}]{off}))"
-
-
-def _sum_increase(metric: str, by: str, window: str, offset: str = "") -> str:
-    off = f" offset {offset}" if offset else ""
-    return f"sum by ({by}) (increase({metric}[{window}]{off}))"
+    return f"sum by ({by}) ({fn}({metric}{selector}[{window}]{off}))"
 
 
 def _ratio(num: str, den: str, by: str, window: str, offset: str = "") -> str:
@@ -291,13 +288,14 @@ def _ctr_drop_alert(a: AlertConfig) -> Rule:
     impressions = _sum_rate("vidrec_impressions_total", "variant", w)
     # The baseline ends where the current window starts, so a drop does not dilute it.
     counts = ("vidrec_impressions_total", "vidrec_clicks_total")
-    n, c = (_sum_increase(m, "variant", w) for m in counts)
-    nb, cb = (_sum_increase(m, "variant", base, offset=w) for m in counts)
+    n, c = (_sum_rate(m, "variant", w, fn="increase") for m in counts)
+    nb, cb = (_sum_rate(m, "variant", base, offset=w, fn="increase") for m in counts)
+    now, before = f"({c} / {n})", f"({cb} / {nb})"
     pooled = f"(({c} + {cb}) / ({n} + {nb}))"
     se = f"sqrt({pooled} * (1 - {pooled}) * (1 / {n} + 1 / {nb}))"
     expr = (
-        f"({ctr(w)} < {_num(1 - a.ctr_drop)} * ({ctr(base, offset=w)}))"
-        f" and ({cb} / {nb} - {c} / {n} > {_num(a.ctr_z)} * {se})"
+        f"{now} < {_num(1 - a.ctr_drop)} * {before}"
+        f" and ({before} - {now} > {_num(a.ctr_z)} * {se})"
         f" and {impressions} >= {_num(a.ctr_min_impressions_per_s)}"
     )
     return _alert(
