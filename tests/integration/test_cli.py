@@ -74,6 +74,10 @@ def test_errors_are_one_json_line_and_exit_2(tmp_path: Path) -> None:
     p = vidrec("simulate", "--scenario", "bogus", "--json")
     assert p.returncode == 2
     assert "scenario" in one_json_line(p)["message"]
+    p = vidrec("bench", "drift", "--scenarios", "new-market,bogus", "--json")
+    assert p.returncode == 2
+    err = one_json_line(p)
+    assert err["details"]["key"] == "scenarios" and "'bogus'" in err["message"]
 
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[features]\nlast_m = 3\n")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from vidrec.bench.drift import _summary
+import numpy as np
+import pandas as pd
+import pytest
+
+from vidrec.bench import drift
+from vidrec.bench.drift import _served, _served_ctr, _summary
+from vidrec.training.serving_reference import ServedRows
 
 
 def _w(
@@ -40,6 +46,14 @@ def test_in_the_none_scenario_every_window_is_quiet() -> None:
     ws = [_w(True, "ok"), _w(True, "drift", ["a"])]
     s = _summary("none", ws)
     assert s["false_alarm_rate"] == 0.5 and s["detection_delay_windows"] is None
+
+
+def test_served_ctr_pools_the_windows_on_each_side_of_onset() -> None:
+    ws = [{**_w(after, "ok", seed=4), "impressions": n, "clicks": c}
+          for after, n, c in ((False, 100, 20), (False, 300, 20), (True, 200, 30))]  # fmt: skip
+    got = _served_ctr(ws)
+    assert got == {"seed": 4, "before": 0.1, "after": 0.15, "change": 0.5}
+    assert _served_ctr(ws[:2])["after"] is None and _served_ctr(ws[:2])["change"] is None
 
 
 def test_ctr_drop_compares_a_window_with_the_windows_before_it() -> None:
@@ -81,3 +95,30 @@ def test_outcomes_click_the_top_of_each_slate_as_the_oracle_says() -> None:
     # user 0 loves video 0 (p = sigmoid(11.6) ~ 1); user 1 cares for topic 3, but its top
     # is video 0 (sigmoid(-0.4) = 0.40): 1.40 (2.0 if the slate ignored the scores)
     assert 1.3 < clicks < 1.5
+
+
+class _Path:
+    """Serves each request as one row, its time as the score; records each call's size."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def serve(self, frame: pd.DataFrame) -> ServedRows:
+        self.calls.append(len(frame))
+        ids = frame.request_id.to_numpy()
+        return ServedRows(ids, np.zeros((len(ids), 1)), frame.ts.to_numpy(np.float64))
+
+
+def test_windows_are_served_in_stretches_each_at_its_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(drift, "SERVE_REQUESTS", 8)
+    sizes = [3, 6, 0, 5, 1]  # requests per window; window 2 is empty
+    window = np.repeat(np.arange(len(sizes)), sizes)
+    frame = pd.DataFrame({"request_id": np.arange(len(window)), "window": window})
+    edges = [0, 10, 20, 30, 40, 50]
+    path = _Path()
+    got = list(_served(path, frame, edges))  # type: ignore[arg-type]
+    assert [i for i, _ in got] == [0, 1, 2, 3, 4]
+    assert path.calls == [3, 6, 6]  # [0], [1, 2], [3, 4]: never more than 8 at once
+    for i, rows in got:
+        mine = np.isin(rows.request_id, frame.request_id[frame.window == i])
+        assert mine.sum() == sizes[i] and (rows.scores[mine] == edges[i + 1]).all()

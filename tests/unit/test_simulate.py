@@ -161,3 +161,7 @@ def test_scenarios_change_the_world_after_onset(tmp_path: Path, scenario: str) -
         after = o.relevance(u, v, np.full(len(u), onset))
         changed = ~np.isclose(before, after)
         assert changed[o.shifted].mean() > 0.9 and not changed[~o.shifted].any()
+        # a shifted user's new interests are unrelated to the old: orthogonal unit vectors
+        cos = (o.interest[o.shifted] * o.interest_after[o.shifted]).sum(axis=1)
+        assert np.abs(cos).max() < 1e-5
+        assert np.allclose(np.linalg.norm(o.interest_after, axis=1), 1, atol=1e-5)

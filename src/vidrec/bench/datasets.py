@@ -10,7 +10,7 @@ from pathlib import Path
 from vidrec.config import sim_config
 from vidrec.data.simulate import simulate
 
-SIM_VERSION = 2  # bump when the simulator's output changes
+SIM_VERSION = 3  # bump when the simulator's output changes
 
 
 def cache_root() -> Path:
