@@ -12,20 +12,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
 
-from vidrec.config import FeatureConfig, Scenario, Settings, load_settings, parse, sim_config
+from vidrec.config import SCENARIOS, FeatureConfig, Settings, load_settings, parse, sim_config
 from vidrec.errors import ConfigError, InvalidInput, VidrecError
 
 if TYPE_CHECKING:  # the CLI imports what a verb needs when it runs
     from vidrec.monitoring.retrain import Retrainer
     from vidrec.rollout.k8s_store import ModelRolloutStore
     from vidrec.rollout.store import RolloutStore
-
-DRIFT_SCENARIOS: tuple[str, ...] = get_args(Scenario)
 
 app = typer.Typer(
     add_completion=False,
@@ -108,7 +106,7 @@ def simulate(
     """Simulate a video platform's logs (Parquet) with a ground-truth oracle beside them."""
     from vidrec.data.simulate import simulate as run
 
-    if scenario not in DRIFT_SCENARIOS:
+    if scenario not in SCENARIOS:
         raise ConfigError(f"--scenario: unknown scenario {scenario!r}", key="scenario")
     cfg = sim_config(
         scale, {k: v for k, v in {"days": days, "scenario_day": onset_day}.items() if v is not None}
@@ -475,7 +473,7 @@ def bench_drift(
         6, min=1, help="platforms the `none` scenario runs (more quiet windows to count)"
     ),
     scenarios: str = typer.Option(
-        ",".join(DRIFT_SCENARIOS), help="comma-separated scenarios to run (default: all)"
+        ",".join(SCENARIOS), help="comma-separated scenarios to run (default: all)"
     ),
     out: Path = typer.Option(Path("out/bench"), help="report directory"),
     config: Path = CONFIG,
@@ -487,10 +485,10 @@ def bench_drift(
     if onset_day >= days:
         raise InvalidInput(f"--onset-day ({onset_day}) must be < --days ({days})", key="onset_day")
     chosen = tuple(x.strip() for x in scenarios.split(",") if x.strip())
-    unknown = sorted(set(chosen) - set(DRIFT_SCENARIOS))
+    unknown = sorted(set(chosen) - set(SCENARIOS))
     if unknown or not chosen:
         raise InvalidInput(f"--scenarios: unknown {unknown or 'none given'}; choose from "
-                           f"{', '.join(DRIFT_SCENARIOS)}", key="scenarios")  # fmt: skip
+                           f"{', '.join(SCENARIOS)}", key="scenarios")  # fmt: skip
     with step_status(json_out) as on_step:
         report = run(_settings(config), out / "drift", scale, days, onset_day, window_hours,
                      window_requests, seed, seeds, quiet_seeds, chosen, tick=on_step)  # fmt: skip

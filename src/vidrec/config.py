@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vidrec.errors import ConfigError, VidrecError
 
 Scenario = Literal["none", "interest-shift", "new-market", "catalog-surge"]
+SCENARIOS: tuple[str, ...] = get_args(Scenario)
 
 DAY = 86_400
 COHORTS = 100  # user engagement cohorts (serving.routing): the canary's unit, 1 % each

@@ -22,13 +22,21 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from vidrec.config import DAY, T0, AlertConfig, MonitoringConfig, Scenario, Settings, sim_config
+from vidrec.config import (
+    DAY,
+    SCENARIOS,
+    T0,
+    AlertConfig,
+    MonitoringConfig,
+    Settings,
+    sim_config,
+)
 from vidrec.data.oracle import Oracle, click_probability
 from vidrec.data.simulate import simulate
 from vidrec.features.bins import FeatureBins, score_bins
@@ -51,7 +59,6 @@ from vidrec.training.serving_reference import (
     sample_requests,
 )
 
-SCENARIOS: tuple[str, ...] = get_args(Scenario)
 # time column of each table: the training copy keeps what was known before the cut
 TIME_COLUMNS = {"impressions": "ts", "watches": "label_ts", "users": "signup_ts",
                 "videos": "upload_ts"}  # fmt: skip

@@ -6,7 +6,7 @@ than `ctr_drop`, relative) and significantly lower: a one-sided two-proportion z
 the pooled CTR's binomial variance, past `ctr_z` standard errors. The first keeps a flood of
 impressions from alarming on a drop nobody cares about; the second keeps a quiet hour's few
 impressions from alarming on noise. A fixed relative threshold alone is either deaf to a real
-drop (the simulator's interest shift lowers CTR by 6 to 29 %) or loud on quiet windows.
+drop (the simulator's interest shift lowers CTR by 9 to 29 %) or loud on quiet windows.
 """
 
 from __future__ import annotations
