@@ -199,10 +199,26 @@ class TrainConfig(Strict):
     reference_requests: int = Field(
         1000,
         ge=10,
-        description="test requests replayed through the serving path for the "
+        description="requests replayed through the serving path per block of the "
         "drift monitor's reference (vidrec.training.serving_reference)",
     )
+    reference_block_s: int = Field(
+        4 * 3600,
+        ge=3600,
+        description="the reference is served as of the data's end and every this long "
+        "before it over a day (a whole number of hours dividing a day), each block "
+        "counted apart: features follow the time of day (vidrec.features.hours)",
+    )
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _blocks_tile_a_day(self) -> TrainConfig:
+        if self.reference_block_s % 3600 or DAY % self.reference_block_s:
+            raise ValueError(
+                f"reference_block_s: {self.reference_block_s} is not a whole number of "
+                "hours dividing a day (e.g. 3600, 14400, 21600)"
+            )
+        return self
 
 
 class ServingConfig(Strict):

@@ -140,6 +140,12 @@ def test_normal_traffic_stays_quiet(stack: dict[str, Any]) -> None:
         assert champion["drifting"] == [] and not champion["prediction_drift"]
         assert run["retraining"]["started"] is False
     assert not stack["prom"].query('ALERTS{alertname=~"VidrecFeatureDrift|VidrecPredictionDrift"}')
+    # serving exports the hour of day its features are as of (the store's snapshot): the
+    # window is compared with the reference block served nearest it, not the whole day
+    champion = runs[-1]["variants"]["champion"]
+    day = stack["monitor"].references.get(champion["version"]).hours
+    assert len(day) == 6 and len(champion["reference_hours"]) == 1, champion
+    assert champion["reference_hours"][0] in day
 
 
 def test_new_market_drift_fires_the_alert_and_registers_a_challenger(

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from vidrec.config import GateConfig, RegistryConfig, Settings, TrainConfig
@@ -67,6 +68,15 @@ def test_first_run_registers_a_champion_bundle(
     edges = ref["features"]["video_ctr_7d"]["edges"]
     assert edges == sorted(edges) and len(edges) >= 5
     assert "log-Q" in (Path(summary["bundle"]) / "MODEL_CARD.md").read_text()
+    # the serving reference: six blocks, each served as of its own time of day, in all
+    serving = json.loads((Path(summary["bundle"]) / "reference" / "serving.json").read_text())
+    blocks = serving["blocks"]
+    assert len(blocks["hours"]) == 6 and set(np.diff(sorted(blocks["hours"]))) == {4}
+    assert max(blocks["requests"]) <= settings.train.reference_requests
+    assert sum(blocks["requests"]) == serving["requests"]
+    per_block = np.asarray(blocks["features"]["user_watches_1d"]["counts"])
+    assert per_block.sum(axis=0).tolist() == serving["features"]["user_watches_1d"]["counts"]
+    assert len(serving["request_inputs"]["blocks"]) == len(serving["request_inputs"]["values"])
     rec = json.loads((run_dir / "run.json").read_text())
     assert rec["steps"][0]["name"] == "build_dataset"
     assert all(s["status"] == "ok" and "inputs" in s and "outputs" in s for s in rec["steps"])

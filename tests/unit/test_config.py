@@ -32,3 +32,12 @@ def test_scale_and_cross_field_checks() -> None:
     with pytest.raises(ConfigError, match="scenario_day"):
         sim_config("small", {"scenario_day": 99})
     assert sim_config("small", {"days": 5}).days == 5
+
+
+def test_reference_blocks_must_tile_a_day(tmp_path: Path) -> None:
+    f = tmp_path / "vidrec.toml"
+    f.write_text("[train]\nreference_block_s = 25200\n")  # 7 h: a day is not 7-hour blocks
+    with pytest.raises(ConfigError, match=r"reference_block_s.*dividing a day"):
+        load_settings(f)
+    f.write_text("[train]\nreference_block_s = 21600\n")
+    assert load_settings(f).train.reference_block_s == 21_600

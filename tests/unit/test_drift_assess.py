@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from vidrec.config import MonitoringConfig
 from vidrec.monitoring.assess import SCORE, Window, assess, retrain_reason, streaks
 from vidrec.monitoring.detector import Array, Statistic, drifted, pool_sparse, to_samples
-from vidrec.monitoring.reference import Reference
+from vidrec.monitoring.reference import Blocks, Reference
 
 CFG = MonitoringConfig(min_requests=50, max_samples=500, sustained_windows=2,
                        exclude_features=("hour",), retrain_cooldown_s=100)  # fmt: skip
@@ -271,3 +272,66 @@ def test_effect_size_is_the_binned_ks_distance_or_for_categories_the_tvd() -> No
     assert effect_size(ref, np.array([0, 50, 0, 50]), False) == pytest.approx(0.5)
     assert effect_size(ref, np.array([0, 0, 50, 50]), False) == pytest.approx(1.0)
     assert math.isnan(effect_size(ref, np.zeros(4), True))  # nothing served
+
+
+def _blocks_ref() -> Reference:
+    """Two blocks (served as of 04:00 and 20:00) whose feature `a` is mirrored, and a
+    third with no requests."""
+    a = np.array([[0, 900, 100, 0], [0, 100, 900, 0], [0, 0, 0, 0]])
+    blocks = Blocks(hours=[4, 20, 12], requests=np.array([1000.0, 1000.0, 0.0]),
+                    samples=np.array([400.0, 100.0, 0.0]), features={"a": a},
+                    missing={"a": np.array([0.0, 100.0, 0.0])},
+                    score=np.array([[10, 80, 10], [10, 80, 10], [0, 0, 0]]),
+                    input_blocks=np.array([0, 0, 1]))  # fmt: skip
+    return Reference("1", 0, 2000, {"a": a.sum(axis=0)}, {"a": 100}, {},
+                     np.array([20, 160, 20]), samples=500, inputs=np.arange(3.0)[:, None],
+                     input_names=("a",), blocks=blocks)  # fmt: skip
+
+
+def _hours(**at: float) -> Array:
+    out = np.zeros(24)
+    for h, n in at.items():
+        out[int(h[1:])] = n
+    return out
+
+
+def test_a_window_is_compared_with_the_blocks_nearest_its_hours() -> None:
+    ref = _blocks_ref()
+    assert ref.blocks is not None
+    # 03:xx and 05:xx -> 04:00; 23:xx -> 20:00 (12:00 holds nothing, 00:00 is not a block)
+    assert ref.blocks.weights(_hours(h3=1, h5=1)).tolist() == [1.0, 0.0, 0.0]
+    assert ref.blocks.weights(_hours(h4=3, h23=1)).tolist() == [0.75, 0.25, 0.0]
+    assert ref.blocks.weights(_hours(h12=2, h10=2)).tolist() == [0.5, 0.5, 0.0]  # nearest held
+    assert ref.blocks.weights(np.zeros(24)) is None
+    morning = ref.at_hours(_hours(h4=10))
+    assert morning.samples == 400 and morning.requests == 1000 and morning.blocks is None
+    assert morning.features["a"] == pytest.approx([0, 360, 40, 0])
+    assert morning.missing["a"] == 0.0 and morning.inputs.ravel().tolist() == [0.0, 1.0]
+    assert morning.hours == (4,) and ref.at_hours(_hours(h4=1, h20=1)).hours == (4, 20)
+    both = ref.at_hours(_hours(h4=1, h20=1))
+    # effective size of an even mixture of 400 and 100 samples: 1 / (0.25/400 + 0.25/100)
+    assert both.samples == 320 and both.inputs.shape == (3, 1)
+    shares = np.append(both.features["a"], both.missing["a"]) / 320
+    assert shares == pytest.approx([0, 0.5 * 0.9 + 0.5 * 0.1 / 1.1, 0.5 * 0.1 + 0.5 * 0.9 / 1.1,
+                                    0, 0.5 * 0.1 / 1.1])  # fmt: skip
+    assert ref.at_hours(None) is ref
+
+
+def test_a_window_drifts_from_the_pooled_day_but_not_from_its_own_hours() -> None:
+    """Served at 04:00, the window looks like the 04:00 block: no drift. Against every
+    block pooled (a window of unknown hours) it differs."""
+    from vidrec.monitoring.alibi_detector import ChiSquareDetector
+
+    w = Window(1000, {"a": np.array([0, 890, 110, 0])}, score=np.array([10, 80, 10]),
+               seconds=14_400, hours=_hours(h4=1000))  # fmt: skip
+    cfg = MonitoringConfig(min_requests=50, exclude_features=())
+    assert assess(_blocks_ref(), w, cfg, ChiSquareDetector()).status == "ok"
+    pooled = assess(_blocks_ref(), replace(w, hours=None), cfg, ChiSquareDetector())
+    assert pooled.status == "drift" and pooled.drifting == ["a"]
+
+
+def test_the_online_detector_calibrates_on_the_block_of_the_data_end() -> None:
+    at_end = _blocks_ref().at_data_end()  # the first block (04:00 here) is the data's end
+    assert at_end.hours == (4,) and at_end.samples == 400
+    plain = _ref()
+    assert plain.at_data_end() is plain

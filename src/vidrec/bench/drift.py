@@ -41,6 +41,7 @@ from vidrec.data.oracle import Oracle, click_probability
 from vidrec.data.simulate import simulate
 from vidrec.features.bins import FeatureBins, score_bins
 from vidrec.features.definitions import FEATURES, REQUEST_INPUTS
+from vidrec.features.hours import hour_counts
 from vidrec.models.faiss_ivf import IvfIndex
 from vidrec.models.two_tower import Towers
 from vidrec.monitoring.assess import Assessment, Window, assess
@@ -179,7 +180,7 @@ def _scenario(
         mask = np.isin(rows.request_id, part.request_id.to_numpy())
         served = ServedRows(rows.request_id[mask], rows.x[mask], rows.scores[mask],
                             None if rows.video_id is None else rows.video_id[mask])  # fmt: skip
-        w = _window(served, len(part), bins, hi - lo)
+        w = _window(served, len(part), bins, hi - lo, hi)
         windows.append(_row(i, lo, hi, onset, seed, assess(ref, w, cfg, detector)))
         # samples mode: the same window, its users' own inputs tested on values
         values = dict(zip(names, _inputs(served, part, names, seed + i).T, strict=True))
@@ -343,8 +344,11 @@ def _requests(
     return pd.concat(frames, ignore_index=True).sort_values("request_id"), [cut, *ends]
 
 
-def _window(served: ServedRows, requests: int, bins: FeatureBins, seconds: int) -> Window:
-    """One window's histograms from the rows of its `requests` requests."""
+def _window(
+    served: ServedRows, requests: int, bins: FeatureBins, seconds: int, as_of: int
+) -> Window:
+    """One window's histograms from the rows of its `requests` requests, served as of
+    `as_of`."""
     binned = bins.count(served.x)
     return Window(
         requests=float(requests),
@@ -352,6 +356,7 @@ def _window(served: ServedRows, requests: int, bins: FeatureBins, seconds: int) 
         missing={n: float(b.missing) for n, b in binned.items()},
         score=np.asarray(score_bins(served.scores).counts),
         seconds=seconds,
+        hours=requests * np.asarray(hour_counts(as_of).counts),
     )
 
 
@@ -368,6 +373,7 @@ def _row(i: int, lo: int, hi: int, onset: int, seed: int, a: Assessment) -> dict
         "p_values": {f.feature: f.p_value for f in a.features},
         "effects": {f.feature: round(f.effect, 4) for f in a.features},
         "prediction_p_value": a.prediction.p_value,
+        "reference_hours": list(a.reference_hours),
     }
 
 

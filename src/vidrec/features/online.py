@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from vidrec.features.definitions import USER
 from vidrec.features.spec import Columns, FeatureSet
 from vidrec.features.store import OnlineStore, Row
 from vidrec.features.transform import as_frame, columns_of, finish_columns, id_lists
@@ -44,6 +45,12 @@ class OnlineFeatures:
         # a user's own rows are rarely read twice: caching them would only hold memory
         self.shared = {e.name for e in order if "user_id" not in e.keys}
         self.cache: dict[str, _RowCache] = {}
+
+    def as_of(self, ts: int) -> int:
+        """What a request at `ts` has its user features computed as of: the user
+        snapshot's time (the request's own when no snapshot was written)."""
+        snapshot = self.store.snapshot_time(USER.name)
+        return ts if snapshot is None else snapshot
 
     def frame(self, requests: pd.DataFrame) -> pd.DataFrame:
         return as_frame(self.columns(columns_of(requests.reset_index(drop=True))))

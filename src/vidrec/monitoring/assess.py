@@ -45,6 +45,9 @@ class Window:
     seconds: float = field(kw_only=True)  # its length: sets its effective sample size
     # samples mode: feature -> logged values, one per user (tested on values, not bins)
     samples: dict[str, Array] | None = field(default=None, kw_only=True)
+    # requests per hour of day their features were served as of (None: unknown, the
+    # reference's every block is the baseline)
+    hours: Array | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class Assessment:
     prediction_drifted: bool = False
     skipped: dict[str, str] = field(default_factory=dict)  # feature -> why it was not tested
     on_values: tuple[str, ...] = ()  # features tested on logged values (samples mode)
+    reference_hours: tuple[int, ...] = ()  # the reference blocks compared with (hours of day)
 
     @property
     def drifting(self) -> list[str]:
@@ -82,8 +86,10 @@ def assess(
     detector: BinnedDetector,
     sample_detector: SampleDetector | None = None,
 ) -> Assessment:
-    """Every testable feature against the reference, corrected together: on logged values
-    by `sample_detector` where the window has them (samples mode), else on bins."""
+    """Every testable feature against the reference (its blocks nearest the window's hours
+    of day), corrected together: on logged values by `sample_detector` where the window
+    has them (samples mode), else on bins."""
+    ref = ref.at_hours(window.hours)
     quality = {n: _quality(window, n, n in ref.categorical) for n in window.features}
     if window.requests < cfg.min_requests:
         nan = float("nan")
@@ -127,7 +133,7 @@ def assess(
     ]
     status: Status = "drift" if any(flags) or pred_drift else "ok"
     return Assessment(status, window.requests, results, pred, pred_drift, skipped,
-                      tuple(on_values))  # fmt: skip
+                      tuple(on_values), ref.hours)  # fmt: skip
 
 
 def _with_novelty(chi: Statistic, ref: Array, cur: Array, unseen: Array) -> Statistic:

@@ -171,10 +171,13 @@ class DriftMonitor:
         return window, detector.update(_columns(logged.users[fresh], logged.names, names))
 
     def _online_detector(self, key: tuple[str, str], ref: Reference) -> OnlineDetector:
-        """Calibrated on the reference at first use (seconds): one per variant and version."""
+        """Calibrated at first use (seconds), one per variant and version, on the reference
+        block of the data's end: a stream has no window to pick blocks by, and the store
+        holds that snapshot when the version ships."""
         assert self.online is not None
         if key not in self.online_detectors:
             names = list(self.cfg.sample_features)
+            ref = ref.at_data_end()
             self.online_detectors[key] = self.online(_columns(ref.inputs, ref.input_names, names))
         return self.online_detectors[key]
 
@@ -233,4 +236,5 @@ def summary(version: str, a: Assessment, streak: dict[str, int]) -> dict[str, An
         "min_p_value": min(tested, default=None),
         "skipped": a.skipped,
         "tested_on_values": list(a.on_values),
+        "reference_hours": list(a.reference_hours),
     }

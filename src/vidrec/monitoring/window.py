@@ -9,6 +9,7 @@ from collections import defaultdict
 import numpy as np
 
 from vidrec.features.bins import SCORE_FEATURE
+from vidrec.features.hours import HOUR_FEATURE
 from vidrec.monitoring.assess import Window
 from vidrec.monitoring.detector import Array
 from vidrec.monitoring.prometheus import MetricsProvider, Sample
@@ -39,12 +40,14 @@ def read_window(provider: MetricsProvider, variant: str, version: str, window_s:
     features = {f: bins(ss) for f, ss in per_feature.items()}
     # the ranker's output over every candidate rides along as the "score" feature
     score = features.pop(SCORE_FEATURE, np.zeros(0))
+    hours = features.pop(HOUR_FEATURE, None)  # requests by their features' hour of day
     return Window(
         requests=sum(s.value for s in requests),
         features=features,
         missing={s.labels["feature"]: s.value for s in missing if s.labels["feature"] in features},
         score=score,
         seconds=window_s,
+        hours=hours,
     )
 
 

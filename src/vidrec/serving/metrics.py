@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from vidrec.config import COHORTS
 from vidrec.features.bins import SCORE_EDGES, SCORE_FEATURE, BinCounts, FeatureBins
+from vidrec.features.hours import HOUR_EDGES, HOUR_FEATURE
 from vidrec.serving.api import RecommendResponse
 from vidrec.serving.routing import cohort
 
@@ -198,6 +199,8 @@ class FeatureHistograms(Collector):
     def _edges(self, version: str, feature: str, n: int) -> list[float]:
         if feature == SCORE_FEATURE:
             return list(SCORE_EDGES)
+        if feature == HOUR_FEATURE:
+            return list(HOUR_EDGES)
         ref = self.edges.get(version)
         if ref is not None and feature in ref.names:
             edges = ref.edges[ref.names.index(feature)]

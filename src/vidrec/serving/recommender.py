@@ -22,6 +22,7 @@ import numpy.typing as npt
 from vidrec.config import DAY, ServingConfig
 from vidrec.features.bins import SCORE_FEATURE, BinCounts, score_bins
 from vidrec.features.definitions import FEATURES, REQUEST_INPUT_COLUMNS, as_float_matrix
+from vidrec.features.hours import HOUR_FEATURE, hour_counts
 from vidrec.features.online import OnlineFeatures
 from vidrec.serving.api import Item, RecommendRequest, RecommendResponse
 from vidrec.serving.model import ServingModel, popular_in
@@ -90,7 +91,8 @@ class Stages:
         ]
         n = len(got.ids)
         ranked = sorted(cands[:n], key=lambda c: (-c.score, c.video_id))
-        bins = {**self.model.bins.count(x), SCORE_FEATURE: score_bins(scores)}
+        bins = {**self.model.bins.count(x), SCORE_FEATURE: score_bins(scores),
+                HOUR_FEATURE: hour_counts(self.features.as_of(ts))}  # fmt: skip
         inputs = x[0, REQUEST_INPUT_COLUMNS].tolist() if len(x) else []
         return Ranked(ranked, cands[n:], t1 - t0, t2 - t1, bins, inputs)
 

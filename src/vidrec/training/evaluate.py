@@ -46,7 +46,6 @@ from vidrec.training.retrieval_eval import (
 from vidrec.training.serving_reference import (
     OfflineServing,
     logged_requests,
-    sample_requests,
     serving_reference,
 )
 
@@ -147,11 +146,10 @@ def evaluate_run(
         towers, indexes, rankers["popularity"], req, videos, oracle, FRESH_S
     )
     as_of = build_ts or windows["test"][1]
-    start = as_of - cfg.reference_window_s
-    log = logged_requests(data, start, as_of)
-    recent = sample_requests(log, start, as_of, cfg.reference_requests, cfg.seed)
+    # the earliest block ends a day before as_of, and draws from the window before that
+    log = logged_requests(data, as_of - DAY - cfg.reference_window_s, as_of)
     path = OfflineServing(settings, data, towers, ann, videos, rankers[chosen])
-    reference = serving_reference(path, recent, models / "reference.json", as_of, log)
+    reference = serving_reference(path, log, models / "reference.json", as_of)
     candidates: dict[str, Any] = {}
     if oracle is not None:
         candidates = _candidates(settings, data, towers, ann, req, videos, rankers_test, oracle)

@@ -7,10 +7,12 @@ with training rows would flag drift on day one. So this runs the serving path
 offline - retrieve `serving.candidates` from the IVF index, add
 `serving.fresh_candidates` recent uploads, point-in-time features from the same
 pipeline, the chosen ranker - for the users and contexts of requests from the
-log's last `train.reference_window_s`, as of the data's end (the snapshot the
-online store holds), and counts the feature matrix into the training
-reference's bins (`vidrec.features.bins`, the rule serving uses) and the candidates'
-scores into the score bins.
+log, and counts the feature matrix into the training reference's bins
+(`vidrec.features.bins`, the rule serving uses) and the candidates' scores into the
+score bins. Features follow the time of day they are computed at
+(`vidrec.features.hours`), so this is done once per block: as of the data's end (the
+snapshot the online store holds), and as of every `train.reference_block_s` before it
+over the last day, each time for requests of the `train.reference_window_s` before.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from vidrec.features.definitions import (
     as_float_matrix,
     one_per_user,
 )
+from vidrec.features.hours import block_times, nearest_hour
 from vidrec.features.training_set import features_for
 from vidrec.models.ann import AnnIndex
 from vidrec.models.two_tower import Towers
@@ -79,10 +82,10 @@ class OfflineServing:
         return ServedRows(feats.request_id.to_numpy(), x, np.asarray(self.ranker.score(feats)),
                           feats.video_id.to_numpy())  # fmt: skip
 
-    def units(self, rows: ServedRows) -> dict[str, int]:
-        """Distinct videos and creators among `rows`' candidates: the most independent
+    def units(self, video_ids: Array) -> dict[str, int]:
+        """Distinct videos and creators among candidates `video_ids`: the most independent
         values a catalogue feature's histogram can hold (`CATALOGUE_UNITS`)."""
-        videos = np.unique(rows.video_id if rows.video_id is not None else [])
+        videos = np.unique(video_ids)
         creators = self.videos.set_index("video_id").creator_id.reindex(videos).dropna()
         return {"video": len(videos), "creator": int(creators.nunique())}
 
@@ -163,20 +166,73 @@ def requests_per_user(log: pd.DataFrame, start: int, end: int) -> dict[int, floa
 
 
 def serving_reference(
-    path: OfflineServing, frame: pd.DataFrame, edges: Path, as_of: int, log: pd.DataFrame
+    path: OfflineServing, log: pd.DataFrame, edges: Path, as_of: int
 ) -> dict[str, Any]:
-    """Bin counts of the serving path's model inputs and scores for the users and
-    contexts of `frame` (requests sampled from `log`), as served at `as_of` (see
-    `as_snapshot`), with the sample's distinct users (its effective size), the distinct
-    videos and creators among its candidates, and the log's requests per user by window
-    length."""
-    rows = path.serve(as_snapshot(frame, as_of))
+    """Per block (`block_times` of `as_of`) and in all: bin counts of the serving path's
+    model inputs and scores for up to `train.reference_requests` requests of `log` from
+    the `train.reference_window_s` before the block's end, served as of that end (see
+    `as_snapshot`), with their distinct users (the effective size) and request inputs;
+    the distinct videos and creators among the candidates, and the log's requests per
+    user by window length."""
+    t, cfg = path.settings.train, path.settings.serving
     bins = FeatureBins.load(edges, FEATURES.model_inputs)
-    cfg = path.settings.serving
+    ends = block_times(as_of, t.reference_block_s)
+    # block 0, at the data's end, samples as the reference did before it had blocks; a
+    # request drawn by several blocks gets an id per block (id * blocks + block)
+    frames = [sample_requests(log, end - t.reference_window_s, end, t.reference_requests,
+                              t.seed + i).assign(served_at=end)
+              for i, end in enumerate(ends)]  # fmt: skip
+    frames = [f.assign(request_id=f.request_id * len(ends) + i) for i, f in enumerate(frames)]
+    everything = pd.concat(frames, ignore_index=True)
+    # served in one go: the point-in-time join's cost is mostly per call
+    rows = path.serve(as_snapshot(everything, everything.served_at.to_numpy()))
+    row_block = np.asarray(rows.request_id, dtype=np.int64) % len(ends)
+    blocks: list[dict[str, Any]] = []
+    inputs = []
+    for i, (end, frame) in enumerate(zip(ends, frames, strict=True)):
+        mask = row_block == i
+        block = ServedRows(rows.request_id[mask], rows.x[mask], rows.scores[mask])
+        blocks.append({**counts(block, bins, len(frame)), "hour": nearest_hour(end),
+                       "samples": int(frame.user_id.nunique())})  # fmt: skip
+        inputs.append(request_inputs(block, frame, t.seed))
+    videos = rows.video_id if rows.video_id is not None else np.zeros(0, np.int64)
+    users = set(everything.user_id.tolist())
     start = int(log.ts.min()) if len(log) else as_of
-    inputs = request_inputs(rows, frame, path.settings.train.seed)
-    return {**counts(rows, bins, len(frame)), "samples": int(frame.user_id.nunique()),
-            "request_inputs": {"names": list(REQUEST_INPUTS), "values": inputs.tolist()},
+    return {**_pooled(blocks), "samples": len(users), "blocks": _by_block(blocks),
+            "request_inputs": {"names": list(REQUEST_INPUTS),
+                               "values": np.concatenate(inputs).tolist(),
+                               "blocks": [i for i, x in enumerate(inputs) for _ in x]},
             "requests_per_user": requests_per_user(log, start, as_of),
-            "units": path.units(rows),
+            "units": path.units(videos),
             "candidates": cfg.candidates, "fresh_candidates": cfg.fresh_candidates}  # fmt: skip
+
+
+def _pooled(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every block's counts summed (the baseline of a window of unknown hours)."""
+
+    def total(get: Any) -> list[int]:
+        return [int(v) for v in np.sum([get(b) for b in blocks], axis=0)]
+
+    names = list(blocks[0]["features"])
+    return {
+        "requests": sum(b["requests"] for b in blocks),
+        "rows": sum(b["rows"] for b in blocks),
+        "features": {n: {"counts": total(lambda b, n=n: b["features"][n]["counts"]),
+                         "missing": sum(b["features"][n]["missing"] for b in blocks)}
+                     for n in names},
+        "score": {"edges": list(SCORE_EDGES), "counts": total(lambda b: b["score"]["counts"])},
+    }  # fmt: skip
+
+
+def _by_block(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The blocks' counts as columns: per feature, one row of counts per block."""
+    names = list(blocks[0]["features"])
+    return {
+        "hours": [b["hour"] for b in blocks],
+        "requests": [b["requests"] for b in blocks],
+        "samples": [b["samples"] for b in blocks],
+        "features": {n: {"counts": [b["features"][n]["counts"] for b in blocks],
+                         "missing": [b["features"][n]["missing"] for b in blocks]}
+                     for n in names},
+        "score": [b["score"]["counts"] for b in blocks],
+    }  # fmt: skip
