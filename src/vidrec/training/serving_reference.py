@@ -198,30 +198,15 @@ def serving_reference(
     videos = rows.video_id if rows.video_id is not None else np.zeros(0, np.int64)
     users = set(everything.user_id.tolist())
     start = int(log.ts.min()) if len(log) else as_of
-    return {**_pooled(blocks), "samples": len(users), "blocks": _by_block(blocks),
+    # in all: every row binned at once, which sums the blocks' counts
+    return {**counts(rows, bins, len(everything)), "samples": len(users),
+            "blocks": _by_block(blocks),
             "request_inputs": {"names": list(REQUEST_INPUTS),
                                "values": np.concatenate(inputs).tolist(),
                                "blocks": [i for i, x in enumerate(inputs) for _ in x]},
             "requests_per_user": requests_per_user(log, start, as_of),
             "units": path.units(videos),
             "candidates": cfg.candidates, "fresh_candidates": cfg.fresh_candidates}  # fmt: skip
-
-
-def _pooled(blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every block's counts summed (the baseline of a window of unknown hours)."""
-
-    def total(get: Any) -> list[int]:
-        return [int(v) for v in np.sum([get(b) for b in blocks], axis=0)]
-
-    names = list(blocks[0]["features"])
-    return {
-        "requests": sum(b["requests"] for b in blocks),
-        "rows": sum(b["rows"] for b in blocks),
-        "features": {n: {"counts": total(lambda b, n=n: b["features"][n]["counts"]),
-                         "missing": sum(b["features"][n]["missing"] for b in blocks)}
-                     for n in names},
-        "score": {"edges": list(SCORE_EDGES), "counts": total(lambda b: b["score"]["counts"])},
-    }  # fmt: skip
 
 
 def _by_block(blocks: list[dict[str, Any]]) -> dict[str, Any]:
