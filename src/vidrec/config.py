@@ -190,24 +190,33 @@ class TrainConfig(Strict):
     )
     candidates: int = Field(50, ge=20, description="retrieval candidates ranked per request")
     eval_requests: int = Field(1000, ge=10, description="test requests sampled for evaluation")
-    reference_window_s: int = Field(
-        86_400,
-        ge=3600,
-        description="the drift reference's users are those of the log's last "
-        "stretch this long (as `vidrec traffic` draws its users)",
+    reference_days: int = Field(
+        3,
+        ge=1,
+        le=14,
+        description="the drift reference is served as of every reference_block_s over "
+        "the log's last this many days; the days' snapshots at one hour of day are one block",
+    )
+    reference_lookback_s: int = Field(
+        4 * 3600,
+        ge=600,
+        description="each snapshot's users are those with a request in the this long "
+        "before it, as a monitor window's users arrived within the window (match the "
+        "window: vidrec bench drift's are 4 h)",
     )
     reference_requests: int = Field(
         1000,
         ge=10,
         description="requests replayed through the serving path per block of the "
-        "drift monitor's reference (vidrec.training.serving_reference)",
+        "drift monitor's reference, split evenly over its days "
+        "(vidrec.training.serving_reference)",
     )
     reference_block_s: int = Field(
         4 * 3600,
         ge=3600,
         description="the reference is served as of the data's end and every this long "
-        "before it over a day (a whole number of hours dividing a day), each block "
-        "counted apart: features follow the time of day (vidrec.features.hours)",
+        "before it (a whole number of hours dividing a day), each hour of day counted "
+        "apart: features follow the time of day (vidrec.features.hours)",
     )
     seed: int = 0
 

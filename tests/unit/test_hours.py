@@ -22,6 +22,10 @@ def test_the_reference_is_served_every_block_over_the_day_before_the_data_end() 
     assert [(end - t) // 3600 for t in got] == [0, 4, 8, 12, 16, 20]
     assert [nearest_hour(t) for t in got] == [0, 20, 16, 12, 8, 4]
     assert hour_of_day(end) == 23 and hour_of_day(T0 + 3600 * 27 + 5) == 3
+    # over three days: the same hours again, a day earlier each time (block j % 6)
+    three = block_times(end, 4 * 3600, days=3)
+    assert len(three) == 18 and three[:6] == got
+    assert [three[j] - three[j + 6] for j in range(12)] == [DAY] * 12
 
 
 def test_nearest_block_goes_around_the_clock() -> None:

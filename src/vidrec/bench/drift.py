@@ -87,8 +87,11 @@ def run(
     from vidrec.monitoring.alibi_ks import KSDetector
 
     t0 = time.perf_counter()
-    # a short log per scenario: one day each for validation and test, a quick model
-    train = settings.train.model_copy(update=BENCH_TRAIN)
+    # a short log per scenario: one day each for validation and test, a quick model; the
+    # reference's users arrive within a window as long as the bench's (reference_lookback_s)
+    train = settings.train.model_copy(
+        update={**BENCH_TRAIN, "reference_lookback_s": int(window_hours * 3600)}
+    )
     settings = settings.model_copy(update={"train": train})
     cfg = settings.monitoring.model_copy(update={"min_requests": min(window_requests, 50)})
     results = {}
@@ -110,6 +113,10 @@ def run(
         "onset_day": onset_day,
         "window_hours": window_hours,
         "window_requests": window_requests,
+        "reference": {
+            k: getattr(train, f"reference_{k}")
+            for k in ("days", "block_s", "lookback_s", "requests")
+        },
         "p_value": cfg.p_value,
         "correction": cfg.correction,
         "seed": seed,

@@ -38,10 +38,10 @@ def hour_counts(as_of: int) -> BinCounts:
     return BinCounts(counts, 0, float(hour_of_day(as_of)))
 
 
-def block_times(as_of: int, block_s: int) -> list[int]:
+def block_times(as_of: int, block_s: int, days: int = 1) -> list[int]:
     """The times the reference is served as of: `as_of` (the data's end), then every
-    `block_s` before it, over one day."""
-    return [as_of - k * block_s for k in range(DAY // block_s)]
+    `block_s` before it, over `days` days. The j-th is block j % (DAY // block_s)'s."""
+    return [as_of - k * block_s for k in range(days * (DAY // block_s))]
 
 
 def nearest_hour(ts: int) -> int:

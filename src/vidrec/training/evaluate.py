@@ -146,8 +146,9 @@ def evaluate_run(
         towers, indexes, rankers["popularity"], req, videos, oracle, FRESH_S
     )
     as_of = build_ts or windows["test"][1]
-    # the earliest block ends a day before as_of, and draws from the window before that
-    log = logged_requests(data, as_of - DAY - cfg.reference_window_s, as_of)
+    # the earliest snapshot is under reference_days before as_of, its users before that
+    log = logged_requests(data, as_of - cfg.reference_days * DAY - cfg.reference_lookback_s,
+                          as_of)  # fmt: skip
     path = OfflineServing(settings, data, towers, ann, videos, rankers[chosen])
     reference = serving_reference(path, log, models / "reference.json", as_of)
     candidates: dict[str, Any] = {}
