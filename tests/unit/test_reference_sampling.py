@@ -13,7 +13,12 @@ import pytest
 from vidrec.config import DAY, T0, Settings, TrainConfig
 from vidrec.features.definitions import FEATURES
 from vidrec.features.hours import block_times, nearest_hour
-from vidrec.training.serving_reference import ServedRows, requests_per_user, serving_reference
+from vidrec.training.serving_reference import (
+    ServedRows,
+    requests_per_user,
+    serving_reference,
+    snapshot_after,
+)
 
 
 def test_requests_per_user_counts_a_user_once_per_window_of_each_length() -> None:
@@ -51,13 +56,13 @@ def test_each_block_pools_its_hour_over_the_days_for_users_of_the_lookback(
 ) -> None:
     train = TrainConfig(reference_days=3, reference_lookback_s=3600, reference_requests=30)
     path = _RecordingPath(Settings(train=train))
-    as_of = T0 + 10 * DAY
+    as_of = T0 + 10 * DAY - 25  # the log's last second: the snapshot holding it is midnight's
     # one user's requests, every 5 minutes over five days
     ts = np.arange(as_of - 5 * DAY, as_of, 300)
     log = pd.DataFrame({"request_id": np.arange(len(ts)), "ts": ts, "user_id": 7})
     ref = serving_reference(path, log, tmp_path / "none.json", as_of)  # type: ignore[arg-type]
     served = path.served
-    ends = block_times(as_of, train.reference_block_s, 3)
+    ends = block_times(T0 + 10 * DAY, train.reference_block_s, 3)
     assert sorted(served.served_at.unique()) == sorted(ends)
     logged = log.set_index("request_id").ts
     original = logged.reindex(served.request_id // len(ends)).to_numpy()
@@ -75,3 +80,9 @@ def test_each_block_pools_its_hour_over_the_days_for_users_of_the_lookback(
     # in all: the blocks' counts add up
     assert np.asarray(b["score"]).sum(axis=0).tolist() == ref["score"]["counts"]
     assert (ref["lookback_s"], ref["days"]) == (3600, 3)
+
+
+def test_the_reference_is_served_as_of_the_snapshot_holding_the_data_end() -> None:
+    assert snapshot_after(T0 + DAY - 25, 3600) == T0 + DAY  # not 23:00's, missing an hour
+    assert snapshot_after(T0 + DAY, 3600) == T0 + DAY
+    assert snapshot_after(T0 + DAY - 25, 0) == T0 + DAY - 25  # no refresh: exactly then
