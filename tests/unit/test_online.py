@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from vidrec.features.definitions import FEATURES
-from vidrec.features.online import OnlineFeatures
+from vidrec.features.online import OnlineFeatures, _RowCache
 from vidrec.features.store import Key, OnlineStore, Row, open_store
 from vidrec.features.transform import as_frame
 
@@ -109,3 +112,30 @@ def test_the_row_cache_grows_past_its_first_capacity_keeping_every_row(
         f = online.frame(requests(ids))
         expected = [1000 + v if v < 600 else 0 for v in ids]  # unknown ids: the default
         assert f.video_impressions_7d.tolist() == expected
+
+
+def test_the_row_cache_serves_concurrent_requests_their_rows() -> None:
+    # a ranking replica's requests run in worker threads: the second asks for keys the
+    # first is still reading, and must get their rows, not "absent"
+    cache = _RowCache("v1", ["value"])
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_read(keys: list[Any]) -> list[Any]:
+        inside.set()
+        release.wait(5)
+        return [{"value": k[0] * 10} for k in keys]
+
+    keys = [(k,) for k in range(1, 300)]
+    got: dict[str, Any] = {}
+    first = threading.Thread(target=lambda: got.update(a=cache.positions(keys, slow_read)))
+    first.start()
+    assert inside.wait(5)
+    second = threading.Thread(target=lambda: got.update(b=cache.positions(keys[::-1], slow_read)))
+    second.start()
+    time.sleep(0.2)  # the second is now waiting (locked) or has answered (unlocked)
+    release.set()
+    first.join(5)
+    second.join(5)
+    for name, order in (("a", keys), ("b", keys[::-1])):
+        values = cache.columns["value"][got[name]].tolist()
+        assert values == [k[0] * 10 for k in order], name

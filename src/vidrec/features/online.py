@@ -15,6 +15,7 @@ snapshot is served from the next request on, never an older one after it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -126,6 +127,9 @@ class _RowCache:
 
     def __init__(self, version: str, names: list[str]) -> None:
         self.version = version
+        # a replica ranks requests in worker threads: unlocked, one saw another's keys as
+        # absent while they were read, and two appends raced (a ValueError in CI)
+        self.lock = threading.Lock()
         self.index: dict[tuple[Any, ...], int] = {}  # key -> row (0: absent)
         self.size = 1
         self.columns = {n: np.full(256, None, dtype=object) for n in names}
@@ -136,14 +140,15 @@ class _RowCache:
     def positions(
         self, keys: list[tuple[Any, ...]], read: Callable[[list[Any]], list[Row | None]]
     ) -> npt.NDArray[np.intp]:
-        new = [t for t in keys if t not in self.index]
-        for t in new:
-            self.index[t] = 0
-        valid = [t for t in new if not _any_missing(t)]
-        if valid:
-            found = [(t, r) for t, r in zip(valid, read(valid), strict=True) if r is not None]
-            self._append(found)
-        return np.fromiter((self.index[t] for t in keys), np.intp, len(keys))
+        with self.lock:
+            new = [t for t in keys if t not in self.index]
+            valid = [t for t in new if not _any_missing(t)]
+            if valid:
+                found = [(t, r) for t, r in zip(valid, read(valid), strict=True) if r is not None]
+                self._append(found)
+            for t in new:
+                self.index.setdefault(t, 0)
+            return np.fromiter((self.index[t] for t in keys), np.intp, len(keys))
 
     def _append(self, found: list[tuple[tuple[Any, ...], Row]]) -> None:
         end = self.size + len(found)
