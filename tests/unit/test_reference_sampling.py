@@ -13,11 +13,11 @@ import pytest
 from vidrec.config import DAY, T0, Settings, TrainConfig
 from vidrec.features.definitions import FEATURES
 from vidrec.features.hours import block_times, nearest_hour
+from vidrec.features.pit import snapshot_after
 from vidrec.training.serving_reference import (
     ServedRows,
     requests_per_user,
     serving_reference,
-    snapshot_after,
 )
 
 
@@ -83,6 +83,6 @@ def test_each_block_pools_its_hour_over_the_days_for_users_of_the_lookback(
 
 
 def test_the_reference_is_served_as_of_the_snapshot_holding_the_data_end() -> None:
-    assert snapshot_after(T0 + DAY - 25, 3600) == T0 + DAY  # not 23:00's, missing an hour
-    assert snapshot_after(T0 + DAY, 3600) == T0 + DAY
-    assert snapshot_after(T0 + DAY - 25, 0) == T0 + DAY - 25  # no refresh: exactly then
+    assert snapshot_after(3600, T0 + DAY - 25) == T0 + DAY  # not 23:00's, missing an hour
+    assert snapshot_after(3600, T0 + DAY) == T0 + DAY
+    assert snapshot_after(0, T0 + DAY - 25) == T0 + DAY - 25  # no refresh: exactly then

@@ -208,3 +208,9 @@ def as_of_expr(refresh_s: int, ts: str = "ts") -> str:
 
 def as_of_value(refresh_s: int, ts: int) -> int:
     return (ts // refresh_s) * refresh_s if refresh_s > 0 else ts
+
+
+def snapshot_after(refresh_s: int, ts: int) -> int:
+    """The first snapshot at or after `ts`: it holds everything before `ts`, where
+    `as_of_value(ts)` would miss what came after floor(ts, refresh)."""
+    return -(-ts // refresh_s) * refresh_s if refresh_s > 0 else ts

@@ -10,8 +10,8 @@ pipeline, the chosen ranker - for the users and contexts of requests from the
 log, and counts the feature matrix into the training reference's bins
 (`vidrec.features.bins`, the rule serving uses) and the candidates' scores into the
 score bins. Features follow the time of day they are computed at
-(`vidrec.features.hours`), so this is done per block of the day: as of the data's end
-(the snapshot the online store holds) and as of every `train.reference_block_s` before it
+(`vidrec.features.hours`), so this is done per block of the day: as of the first feature
+snapshot at or after the data's end and as of every `train.reference_block_s` before it
 over the last `train.reference_days`, each time for the users with a request in the
 `train.reference_lookback_s` before, and the days' snapshots at one hour are one block.
 
@@ -44,6 +44,7 @@ from vidrec.features.definitions import (
     one_per_user,
 )
 from vidrec.features.hours import block_times, nearest_hour
+from vidrec.features.pit import snapshot_after
 from vidrec.features.training_set import features_for
 from vidrec.models.ann import AnnIndex
 from vidrec.models.two_tower import Towers
@@ -178,15 +179,18 @@ def serving_reference(
 ) -> dict[str, Any]:
     """Per block and in all: bin counts of the serving path's model inputs and scores for
     `train.reference_requests` requests of `log` per block, served as of the block's
-    snapshots (`block_times` of `snapshot_after(as_of)` over `train.reference_days`), each
-    for requests
-    of the `train.reference_lookback_s` before it (see `as_snapshot`); with their
-    distinct users (the effective size) and request inputs, the distinct videos and
-    creators among the candidates, and the log's requests per user by window length."""
+    snapshots (`block_times` of the first at or after `as_of`, over
+    `train.reference_days`), each for requests of the `train.reference_lookback_s` before
+    it (see `as_snapshot`); with their distinct users (the effective size) and request
+    inputs, the distinct videos and creators among the candidates, and the log's requests
+    per user by window length."""
     t, cfg = path.settings.train, path.settings.serving
     bins = FeatureBins.load(edges, FEATURES.model_inputs)
-    ends = block_times(snapshot_after(as_of, path.settings.features.refresh_seconds),
-                       t.reference_block_s, t.reference_days)  # fmt: skip
+    # a request sees the snapshot at floor(t, refresh): as of the log's last second
+    # (23:59:35) the reference read 23:00's and missed the last hour's sessions, a quarter
+    # of a 4 h lookback's users (user_watches_1d flagged 41 of 393 quiet small windows)
+    first = snapshot_after(path.settings.features.refresh_seconds, as_of)
+    ends = block_times(first, t.reference_block_s, t.reference_days)
     n_blocks = DAY // t.reference_block_s
     # a request drawn by several snapshots gets an id per snapshot (id * snapshots + j)
     frames = []
@@ -221,16 +225,6 @@ def serving_reference(
             "units": path.units(videos),
             "lookback_s": t.reference_lookback_s, "days": t.reference_days,
             "candidates": cfg.candidates, "fresh_candidates": cfg.fresh_candidates}  # fmt: skip
-
-
-def snapshot_after(as_of: int, refresh_s: int) -> int:
-    """The first feature snapshot at or after `as_of`: it holds everything before it.
-
-    A request at t sees the snapshot at floor(t, refresh). Served as of the log's last
-    second (23:59:35), the reference would see 23:00's and miss the last hour's sessions,
-    a quarter of a 4 h lookback's users: on the small platforms user_watches_1d then
-    flagged 41 of 393 quiet windows (the monitor's windows end on the hour)."""
-    return -(-as_of // refresh_s) * refresh_s if refresh_s > 0 else as_of
 
 
 def _snapshot_requests(
