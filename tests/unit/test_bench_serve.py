@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 
-from vidrec.bench.serve import TARGETS, open_loop_local, verdict
+from vidrec.bench.serve import ROLES, TARGETS, open_loop_local, role_of, verdict, with_cpu
 
 
 def test_a_slow_call_queues_the_next_ones() -> None:
@@ -33,3 +34,29 @@ def test_the_verdict_applies_the_targets_at_the_highest_rate() -> None:
     bad = verdict(report(8 * TARGETS["p50_vs_noop"] + 1, 31.0, None))
     assert not bad["100000"]["p50_vs_noop_ok"] and not bad["100000"]["p99_ok"]
     assert not bad["shadow_ok"]  # no measurement is not a pass
+
+
+def test_processes_get_their_role_in_a_run() -> None:
+    roles = {10: "server", 11: "driver"}
+    assert role_of(10, "python -m vidrec bench serve", roles) == "server"
+    assert role_of(11, "python -c from multiprocessing.spawn import spawn_main", roles) == "driver"
+    assert role_of(12, "ray::ServeReplica:vidrec-v1:model-v1", roles) == "replicas"
+    assert role_of(13, "/venv/lib/python3.11/site-packages/ray/core/src/ray/raylet/raylet", roles)
+    assert role_of(14, "ray::ServeController", roles) == "ray"
+    assert role_of(15, "/usr/bin/prometheus --config.file=x", roles) is None
+    assert role_of(16, "python array_tool.py", roles) is None  # "ray" only as a word
+
+
+def test_cpu_is_split_by_role_and_adds_up() -> None:
+    def burn() -> dict[str, object]:
+        t = time.process_time()
+        while time.process_time() - t < 0.3:
+            pass
+        return {"ok": 1}
+
+    out = with_cpu(burn, rate=10, duration_s=1.0, roles={os.getpid(): "server"})
+    split = out["cpu_ms_per_request_by_role"]
+    assert set(split) == {*ROLES, "other"} and out["ok"] == 1
+    assert split["server"] >= 0.3 * 1000 / 10 * 0.95  # 0.3 s over 10 requests, at least
+    assert abs(sum(split.values()) - out["cpu_ms_per_request"]) < 0.1
+    assert "cpu_ms_per_request_by_role" not in with_cpu(burn, rate=10, duration_s=1.0)

@@ -4,6 +4,7 @@ uniform over fresh videos with the propensity logged, the ranking fills the rest
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -60,3 +61,16 @@ def test_no_fresh_videos_or_no_rng_means_no_exploration() -> None:
     assert all(s.source == "ranked" for s in compose(cands(20), k=5, explore_slots=2))
     rng = np.random.default_rng(0)
     assert len(compose(cands(20), k=5, explore_slots=2, rng=rng)) == 5
+
+
+def test_compose_reads_the_candidates_only_as_far_as_the_slate_needs() -> None:
+    read: list[int] = []
+
+    def candidates() -> Iterator[Candidate]:
+        for v in range(1_000_000):
+            read.append(v)
+            yield Candidate(v, v // 2, float(-v))
+
+    slate = compose(candidates(), 4, watched=[1], max_per_creator=1)
+    assert [s.video_id for s in slate] == [0, 2, 4, 6]  # 1 watched, odd ones capped
+    assert len(read) <= 9  # a long popularity fallback list costs what k needs, not its length

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
+import re
 import shutil
 import threading
 import time
@@ -31,7 +33,7 @@ import numpy as np
 import psutil
 
 from vidrec.bench.catalogue import grow_bundle
-from vidrec.bench.load import V1Load, ratio, scheduled_count
+from vidrec.bench.load import V1Load, driver_pid, ratio, scheduled_count
 from vidrec.bench.machine import machine
 from vidrec.config import Settings
 from vidrec.serving.server import prepare_ray_env
@@ -95,8 +97,11 @@ class _Bench:
     def __init__(self, settings: Settings, out: Path, port: int) -> None:
         self.settings, self.out, self.port = settings, out, port
         self.url = f"http://127.0.0.1:{port}"
-        # the load driver's own process (spawned: no copy of Ray's threads)
+        # the load driver's own process (spawned: no copy of Ray's threads), started and its
+        # imports done now: a spawned child imports the parent's main module (for `vidrec`,
+        # the whole CLI), CPU that was counted against the first measured run (the no-op's)
         self.driver = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self.driver_pid = self.driver.submit(driver_pid).result(timeout=300)
 
     def start(self, grown: dict[int, Path]) -> None:
         """Ray, the no-op app and the KServe server with one model per run (attached later)."""
@@ -212,7 +217,8 @@ class _Bench:
     def _http(self, model: str, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
         url = f"{self.url}/v1/models/{model}:predict"
         load = V1Load(url, rate, duration_s, min(3.0, duration_s / 4), ts)
-        return with_cpu(lambda: self.driver.submit(load).result(), rate, duration_s)
+        roles = {os.getpid(): "server", self.driver_pid: "driver"}
+        return with_cpu(lambda: self.driver.submit(load).result(), rate, duration_s, roles)
 
     def _shadow(self, n: int, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
         from vidrec.serving.file_routes import FileRouteSource
@@ -235,15 +241,56 @@ class _Bench:
         ray.shutdown()
 
 
-def with_cpu(run: Callable[[], dict[str, Any]], rate: float, duration_s: float) -> dict[str, Any]:
+def with_cpu(
+    run: Callable[[], dict[str, Any]], rate: float, duration_s: float,
+    roles: dict[int, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """`run()`'s summary plus the machine CPU it took per scheduled request (warm-up
-    included: the CPU was spent on it too) and the cores busy meanwhile."""
-    cpu0, t0 = machine_cpu_s(), time.monotonic()
+    included: the CPU was spent on it too), the cores busy meanwhile and, given `roles`
+    (pid -> role), that CPU split by role (`role_of`): where a request's cost goes."""
+    # the machine's span encloses the processes' (read in this order) so "other" is >= 0
+    # up to the kernel's per-process and per-CPU accounting (a few tenths of a ms at worst)
+    cpu0, t0, before = machine_cpu_s(), time.monotonic(), cpu_by_role(roles or {})
     summary = run()
-    cpu, wall = machine_cpu_s() - cpu0, time.monotonic() - t0
-    per_request = 1000 * cpu / scheduled_count(rate, duration_s)
-    return summary | {"cpu_ms_per_request": round(per_request, 2),
-                      "cpu_cores_busy": round(cpu / wall, 2)}  # fmt: skip
+    after, wall = cpu_by_role(roles or {}), time.monotonic() - t0
+    cpu = machine_cpu_s() - cpu0
+    n = scheduled_count(rate, duration_s)
+    out = summary | {"cpu_ms_per_request": round(1000 * cpu / n, 2),
+                     "cpu_cores_busy": round(cpu / wall, 2)}  # fmt: skip
+    if roles:
+        split = {r: 1000 * (after.get(r, 0.0) - before.get(r, 0.0)) / n for r in ROLES}
+        split["other"] = 1000 * cpu / n - sum(split.values())  # the kernel, exited processes
+        out["cpu_ms_per_request_by_role"] = {r: round(v, 2) for r, v in split.items()}
+    return out
+
+
+ROLES = ("server", "driver", "replicas", "ray")
+RAY = re.compile(r"\bray\b|raylet|gcs_server")  # "ray::Name", ".../site-packages/ray/..."
+
+
+def role_of(pid: int, cmdline: str, roles: dict[int, str]) -> str | None:
+    """A process's part in a benchmark run: the KServe server (this process) and the load
+    driver by pid, Serve replicas and the rest of Ray by command line, else None (other)."""
+    if pid in roles:
+        return roles[pid]
+    if "ServeReplica:" in cmdline:
+        return "replicas"
+    if RAY.search(cmdline):  # raylet, gcs_server, ServeController, dashboard, log monitor...
+        return "ray"
+    return None
+
+
+def cpu_by_role(roles: dict[int, str]) -> dict[str, float]:
+    """CPU seconds so far of the live processes, summed by `role_of`."""
+    out: dict[str, float] = {}
+    if not roles:
+        return out
+    for p in psutil.process_iter(["pid", "cmdline", "cpu_times"]):
+        times, cmd = p.info["cpu_times"], " ".join(p.info["cmdline"] or ())
+        role = role_of(p.info["pid"], cmd, roles)
+        if role is not None and times is not None:
+            out[role] = out.get(role, 0.0) + times.user + times.system
+    return out
 
 
 def machine_cpu_s() -> float:

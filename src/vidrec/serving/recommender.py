@@ -133,7 +133,8 @@ def fallback(
 ) -> list[SlateItem]:
     """The request's popularity segment through the same rules (`lists`: bundle fallback)."""
     popular = popular_in(lists, req.context.country, req.context.age_bucket)
-    cands = [Candidate(v, None, float(len(popular) - i)) for i, v in enumerate(popular)]
+    # lazily: the rules stop at k, and this path must stay cheap when the server is overloaded
+    cands = (Candidate(v, None, float(len(popular) - i)) for i, v in enumerate(popular))
     return compose(cands, req.k, max_per_creator=cfg.max_per_creator, source="fallback")
 
 

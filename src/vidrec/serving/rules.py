@@ -46,7 +46,7 @@ def _capped(
 
 
 def compose(
-    ranked: Sequence[Candidate],
+    ranked: Iterable[Candidate],  # best first; read only as far as the slate needs
     k: int,
     watched: Iterable[int] = (),
     fresh: Sequence[Candidate] = (),

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import numpy as np
 
 from vidrec.bench.load import LoadResult, open_loop
@@ -77,20 +77,22 @@ class Replay:
     ) -> dict[str, Any]:
         reactions: list[asyncio.Task[None]] = []
         # feedback has its own client: it outlives the load driver's, and stays out of latency
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as feedback:
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout) as feedback:
 
-            async def send(client: httpx.AsyncClient, i: int) -> httpx.Response:
+            async def send(client: aiohttp.ClientSession, i: int) -> int:
                 rng = np.random.default_rng([self.seed, i])
                 ts = self.users.end_ts + i  # replayed time: one simulated second per request
                 body = self._body(rng, i, ts)
-                r = await client.post(f"{self.url}/v1/models/vidrec:predict",
-                                      json={"instances": [body]})  # fmt: skip
+                async with client.post(f"{self.url}/v1/models/vidrec:predict",
+                                       json={"instances": [body]}) as r:  # fmt: skip
+                    answer = await r.json() if r.status == 200 else None
                 tick(1)
-                if r.status_code == 200:
-                    answer = r.json()["predictions"][0]
+                if answer is not None:
+                    slate = answer["predictions"][0]
                     reactions.append(asyncio.create_task(
-                        self._react(feedback, body, answer, ts, rng)))  # fmt: skip
-                return r
+                        self._react(feedback, body, slate, ts, rng)))  # fmt: skip
+                return r.status
 
             result = await open_loop(
                 send, rate, duration_s, max_in_flight=self.max_in_flight, timeout_s=30
@@ -107,7 +109,7 @@ class Replay:
 
     async def _react(
         self,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         body: dict[str, Any],
         p: dict[str, Any],
         ts: int,
@@ -133,14 +135,14 @@ class Replay:
             ]
         }  # fmt: skip
         try:
-            f = await client.post("/v1/feedback", json=payload)
-        except httpx.HTTPError as exc:
+            async with client.post(f"{self.url}/v1/feedback", json=payload) as f:
+                answer = await f.json() if f.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError) as exc:
             self.feedback[type(exc).__name__] += len(outcomes)
             return
-        if f.status_code != 200:
-            self.feedback[f"status_{f.status_code}"] += len(outcomes)
+        if answer is None:
+            self.feedback[f"status_{f.status}"] += len(outcomes)
             return
-        answer = f.json()
         self.feedback["accepted"] += answer["accepted"]
         for rejected in answer["rejected"]:
             self.feedback[rejected["reason"]] += 1
