@@ -248,8 +248,8 @@ def with_cpu(
     """`run()`'s summary plus the machine CPU it took per scheduled request (warm-up
     included: the CPU was spent on it too), the cores busy meanwhile and, given `roles`
     (pid -> role), that CPU split by role (`role_of`): where a request's cost goes."""
-    # the machine's span encloses the processes' (read in this order) so "other" is >= 0
-    # up to the kernel's per-process and per-CPU accounting (a few tenths of a ms at worst)
+    # the machine's span encloses the processes' (read in this order); "other" can still
+    # dip below 0 by the difference of the kernel's per-process and per-CPU accounting
     cpu0, t0, before = machine_cpu_s(), time.monotonic(), cpu_by_role(roles or {})
     summary = run()
     after, wall = cpu_by_role(roles or {}), time.monotonic() - t0
