@@ -287,6 +287,16 @@ def test_metrics_are_on_the_scraped_port(server: dict[str, Any]) -> None:
     assert 'vidrec_requests_total{code="422",variant="none"}' in text
 
 
+def test_the_collector_pauses_are_exported_and_start_up_is_collected_once(
+    server: dict[str, Any],
+) -> None:
+    """Start-up's full collection ran before the first request (gc_pauses.freeze); the
+    generations' pauses are on /metrics from then on."""
+    assert _metric(server, 'vidrec_gc_pause_seconds_count{generation="2"}') >= 1
+    predict(server, {"user_id": 11, "k": 5})
+    assert _metric(server, 'vidrec_gc_pause_seconds_count{generation="0"}') >= 1
+
+
 def recommend(s: dict[str, Any], user: int, k: int = 10) -> dict[str, Any]:
     r = predict(s, {"user_id": user, "k": k})
     assert r.status_code == 200, r.text

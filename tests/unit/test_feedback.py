@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -74,3 +75,16 @@ def test_bad_outcomes_are_refused_naming_the_field() -> None:
         Outcome(request_id="a", video_id=1, clicked=False, watch_seconds=3.0)
     with pytest.raises(ValidationError, match="outcomes"):
         FeedbackRequest(outcomes=[])
+
+
+def test_a_remembered_request_costs_the_collector_one_object() -> None:
+    """The log keeps up to 100k requests, and a full collection walks each tracked object
+    they hold: as request and response models (29 each) those pauses stalled serving."""
+    log = ImpressionLog(None, flush_rows=10**9)
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(500):
+        log.served(RecommendRequest(user_id=7), served(f"r{i}", [10 + i, 11 + i, 12 + i]))
+    log.flush()  # the buffered log rows go; what is remembered stays
+    gc.collect()
+    assert len(gc.get_objects()) - before <= 500 * 1.2

@@ -141,6 +141,13 @@ SERVING = Dashboard(
             unit="reqps",
         ),
         Panel(
+            "Garbage collector pauses (p99)",
+            "The serving process stops while Python's collector runs: a latency spike that "
+            "lines up with a generation 2 pause is the collector's",
+            (_q(_quantile(0.99, "vidrec_gc_pause_seconds", "generation"), "gen {{generation}}"),),
+            unit="s",
+        ),
+        Panel(
             "Loaded model versions",
             "1 for each version a variant serves",
             (_q("max by (variant, version) (vidrec_model_info)", "{{variant}} v{{version}}"),),

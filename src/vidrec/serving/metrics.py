@@ -21,6 +21,7 @@ from vidrec.serving.api import RecommendResponse
 from vidrec.serving.routing import cohort
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1.0)
+GC_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 RATIO_BUCKETS = tuple(round(0.1 * i, 1) for i in range(11))
 CORRELATION_BUCKETS = tuple(round(-1 + 0.2 * i, 1) for i in range(11))
 STAGES = ("retrieval", "features", "ranking")
@@ -69,6 +70,13 @@ class ServingMetrics:
             "vidrec_model_created_timestamp_seconds",
             "When the serving model was trained (age = time() - this)",
             ["variant"],
+            registry=r,
+        )
+        self.gc_pauses = Histogram(
+            "vidrec_gc_pause_seconds",
+            "Pauses of the serving process's cyclic garbage collector, by generation",
+            ["generation"],
+            buckets=GC_BUCKETS,
             registry=r,
         )
         self._shadow(r)

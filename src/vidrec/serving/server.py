@@ -53,6 +53,7 @@ from vidrec.errors import InvalidInput, NotReady, SchemaError, VidrecError  # no
 from vidrec.features.bins import FeatureBins  # noqa: E402
 from vidrec.features.definitions import FEATURES  # noqa: E402
 from vidrec.registry.bundle import read_manifest  # noqa: E402
+from vidrec.serving import gc_pauses  # noqa: E402
 from vidrec.serving.api import RecommendRequest  # noqa: E402
 from vidrec.serving.feedback import FeedbackRequest, FeedbackResult, ImpressionLog  # noqa: E402
 from vidrec.serving.file_routes import FileRouteSource  # noqa: E402
@@ -352,6 +353,7 @@ def serve_forever(
     until a signal; the impression log is flushed on the way out. With `load_version`,
     versions the route table names later are loaded as it names them."""
     metrics = ServingMetrics(REGISTRY)
+    gc_pauses.observe(metrics.gc_pauses)
     model = VidrecModel(name, app, metrics)
     install_routes(metrics, model)
     atexit.register(model.log.flush)
@@ -364,6 +366,7 @@ def serve_forever(
         except Exception:
             traceback.print_exc()
             os._exit(3)  # the app cannot start: fail loudly, not a server that is never ready
+        gc_pauses.freeze()  # before the first request: its one full collection stalls nothing
         model.attach(handles)
         # Ray's GCS and raylet are started with PR_SET_PDEATHSIG, which fires when the
         # *thread* that started them exits: this thread must live as long as the process
