@@ -38,8 +38,7 @@ def run(
     from vidrec.registry.registry import open_registry
     from vidrec.rollout.local import open_controller
     from vidrec.rollout.metrics import RolloutMetrics
-    from vidrec.traffic.replay import Continuous
-    from vidrec.traffic.users import SimulatedUsers
+    from vidrec.traffic.continuous import Continuous
 
     mon = out / "monitor"
     settings = settings.model_copy(update={
@@ -53,7 +52,7 @@ def run(
                                 registry=metrics.registry)  # fmt: skip
     controller, stop = open_controller(settings, metrics), threading.Event()
     ticking = threading.Thread(target=controller.run, args=(stop, 0.5), daemon=True)
-    traffic = Continuous(url, SimulatedUsers.load(out / "sim"), rate, seed=7).start()
+    traffic = Continuous(url, out / "sim", rate, seed=7).start()
     reg = open_registry(settings.registry)
     ticking.start()
     try:

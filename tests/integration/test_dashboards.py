@@ -37,8 +37,7 @@ from vidrec.pipeline.metrics import PipelineCollector
 from vidrec.registry.registry import open_registry
 from vidrec.rollout.local import open_controller, open_router, open_store, start_rollout
 from vidrec.rollout.metrics import RolloutMetrics
-from vidrec.traffic.replay import Continuous
-from vidrec.traffic.users import SimulatedUsers
+from vidrec.traffic.continuous import Continuous
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +116,7 @@ def _drive(
         ChiSquareDetector(), LocalRetrainer(sim, None, tmp / "runs"), tmp / "events.jsonl",
         metrics,
     )  # fmt: skip
-    traffic = Continuous(server["url"], SimulatedUsers.load(sim), 30.0).start()
+    traffic = Continuous(server["url"], sim, 30.0).start()
     try:
         scraped = PrometheusProvider(cfg.prometheus_url)
         wait_for("Prometheus scraping the model server", lambda: scraped.query("vidrec_model_info"),

@@ -36,8 +36,7 @@ from vidrec.rollout.operator import Operator, router_factory
 from vidrec.rollout.state import Rollout
 from vidrec.serving.file_routes import FileRouteSource
 from vidrec.serving.routing import RouteTable
-from vidrec.traffic.replay import Continuous
-from vidrec.traffic.users import SimulatedUsers
+from vidrec.traffic.continuous import Continuous
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +75,7 @@ def stack(
                                alerts=AlertConfig(rule_window_s=5, alert_for_s=0))  # fmt: skip
         files = write_prometheus_files(cfg, tmp / "prometheus")
         with PrometheusProcess(files["prometheus.yml"], tmp / "tsdb") as prom:
-            traffic = Continuous(server["url"], SimulatedUsers.load(small_sim), RATE).start()
+            traffic = Continuous(server["url"], small_sim, RATE).start()
             try:
                 yield {"server": server, "prom": prom.url, "traffic": traffic, "tmp": tmp,
                        "models": served_models}  # fmt: skip

@@ -10,7 +10,6 @@ per impression) and the slates' true expected engagement from the oracle.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -157,7 +156,7 @@ class Replay:
             "latency": {k: load[k] for k in ("p50_ms", "p95_ms", "p99_ms")},
             "feedback": dict(self.feedback),
             "newcomer_requests": self.newcomers,
-            **_users_seen(self.seen),
+            **users_seen(self.seen),
             "variants": {v: s.summary() for v, s in sorted(self.variants.items())},
         }
 
@@ -177,69 +176,9 @@ def replay(
     return {**out, "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def _users_seen(seen: dict[str, set[Any]]) -> dict[str, Any]:
+def users_seen(seen: dict[str, set[Any]]) -> dict[str, Any]:
     """Distinct users in all, and per model version that answered them."""
     return {
         "users": len(set().union(*seen.values())),
         "users_by_version": {v: len(u) for v, u in sorted(seen.items())},
     }
-
-
-def _failed(rounds: list[dict[str, Any]]) -> int:
-    """Requests that got no 2xx answer in these rounds."""
-    return sum(r["planned"] - r["ok"] for r in rounds)
-
-
-class Continuous:
-    """Simulated users in back-to-back rounds until stopped (while `on` is set), for runs
-    of unknown length such as a rollout; remembers which users each model version answered."""
-
-    def __init__(self, url: str, users: SimulatedUsers, rate: float, round_s: float = 3.0,
-                 seed: int = 0) -> None:  # fmt: skip
-        self.url, self.users, self.rate, self.round_s, self.seed = url, users, rate, round_s, seed
-        self.on, self.stopped = threading.Event(), threading.Event()
-        self.rounds: list[dict[str, Any]] = []
-        self.seen_in: list[dict[str, set[Any]]] = []  # per round: version -> users answered
-        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
-
-    def start(self) -> Continuous:
-        self.on.set()
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self._thread.join(timeout=60)
-
-    def failed(self) -> int:
-        """Requests that got no 2xx answer, over every round so far."""
-        return _failed(self.rounds)
-
-    def mark(self) -> int:
-        """A point to measure from (`since`): rounds finished so far."""
-        return len(self.rounds)
-
-    def since(self, mark: int) -> dict[str, Any]:
-        """Requests, failed requests and the users each model version answered in the rounds
-        after `mark` (a user counts once per version, however often it came back)."""
-        rounds, seen = self.rounds[mark:], self.seen_in[mark:]
-        by_version: dict[str, set[Any]] = {}
-        for r in seen:
-            for v, u in r.items():
-                by_version.setdefault(v, set()).update(u)
-        return {
-            "requests": sum(r["planned"] for r in rounds),
-            "failed": _failed(rounds),
-            **_users_seen(by_version),
-        }
-
-    def _run(self) -> None:
-        n = 0
-        while not self.stopped.is_set():
-            if not self.on.wait(0.2):
-                continue
-            n += 1
-            r = Replay(self.url, self.users, seed=self.seed * 100_003 + n)
-            out = asyncio.run(r.run(self.rate, self.round_s))
-            self.seen_in.append(r.seen)
-            self.rounds.append(out)
