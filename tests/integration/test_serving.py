@@ -287,11 +287,9 @@ def test_metrics_are_on_the_scraped_port(server: dict[str, Any]) -> None:
     assert 'vidrec_requests_total{code="422",variant="none"}' in text
 
 
-def test_the_collector_pauses_are_exported_and_start_up_is_collected_once(
-    server: dict[str, Any],
-) -> None:
-    """Start-up's full collection ran before the first request (gc_pauses.freeze); the
-    generations' pauses are on /metrics from then on."""
+def test_the_collectors_pauses_are_on_metrics_by_generation(server: dict[str, Any]) -> None:
+    """Every collection since start-up is timed, full ones (generation 2) included. That
+    start-up's objects were frozen is not visible from here (test_gc_pauses checks it)."""
     assert _metric(server, 'vidrec_gc_pause_seconds_count{generation="2"}') >= 1
     predict(server, {"user_id": 11, "k": 5})
     assert _metric(server, 'vidrec_gc_pause_seconds_count{generation="0"}') >= 1
