@@ -13,12 +13,10 @@ replicas stay pending forever.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -30,9 +28,19 @@ from vidrec.serving import gc_pauses
 from vidrec.serving.api import RecommendRequest
 from vidrec.serving.faults import FaultFile
 from vidrec.serving.model import ServingModel
-from vidrec.serving.recommender import Ranked, Retrieved, Served, Stages, response, slate, timings
+from vidrec.serving.recommender import (
+    Ranked,
+    Retrieved,
+    Served,
+    Stages,
+    request_rng,
+    response,
+    slate,
+    timings,
+)
 
 CPU = 0.2
+SHUFFLE_STREAM = 1  # `shuffled`'s draws, apart from the request's exploration draws
 
 
 class VersionStages:
@@ -69,8 +77,7 @@ class VersionStages:
 
 def shuffled(ranked: Ranked, rid: str) -> Ranked:
     """The same candidates in a random order (scores re-dealt to match): a bad model."""
-    rng = np.random.default_rng(int(hashlib.blake2b(rid.encode(), digest_size=8).hexdigest(), 16))
-    order = rng.permutation(len(ranked.ranked))
+    order = request_rng(rid, SHUFFLE_STREAM).permutation(len(ranked.ranked))
     scores = [c.score for c in ranked.ranked]  # best first
     dealt = [replace(ranked.ranked[j], score=s) for j, s in zip(order, scores, strict=True)]
     return replace(ranked, ranked=dealt)
@@ -102,7 +109,6 @@ class ModelVersion:
         self.version, self.cfg = version, cfg
         self.local = VersionStages(local[0], version, local[1], cfg, local[2]) if local else None
         self.retrieval, self.ranking = retrieval, ranking
-        self.rng = np.random.default_rng()
 
     async def recommend(self, req: RecommendRequest, rid: str, ts: int, variant: str) -> Served:
         """Failures propagate: the server falls back and says why."""
@@ -113,7 +119,7 @@ class ModelVersion:
             assert self.retrieval is not None and self.ranking is not None
             got = await self.retrieval.retrieve.remote(req, rid, ts)
             ranked = await self.ranking.rank.remote(req, rid, ts, got)
-        items = slate(req, got, ranked, self.cfg, self.rng)
+        items = slate(req, got, ranked, self.cfg, request_rng(rid))
         resp = response(req, rid, ts, variant, self.version, items, timings(got, ranked))
         return Served(resp, ranked.bins, ranked.inputs)
 

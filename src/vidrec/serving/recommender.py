@@ -10,6 +10,7 @@ popularity list through the same rules; degraded responses say so and why.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -110,6 +111,14 @@ def rows(req: RecommendRequest, rid: str, ts: int, ids: list[int]) -> dict[str, 
     }
 
 
+def request_rng(rid: str, stream: int = 0) -> np.random.Generator:
+    """A request's own random draws, a function of its id: a replayed request gets the same
+    slate, and no generator is shared by a replica's threads (numpy's are not thread-safe).
+    `stream` keeps unrelated uses of one request's id apart."""
+    digest = hashlib.blake2b(rid.encode(), digest_size=8).digest()
+    return np.random.default_rng([stream, int.from_bytes(digest, "little")])
+
+
 def slate(
     req: RecommendRequest,
     got: Retrieved,
@@ -183,11 +192,9 @@ class Recommender:
     features: OnlineFeatures
     cfg: ServingConfig = field(default_factory=ServingConfig)
     variant: str = "champion"
-    seed: int = 0
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
-        self.rng = np.random.default_rng(self.seed)
         self.stages = Stages(self.model, self.features, self.cfg)
 
     def recommend(self, req: RecommendRequest) -> RecommendResponse:
@@ -201,5 +208,5 @@ class Recommender:
             return response(
                 req, rid, ts, self.variant, self.model.version, items, {}, type(exc).__name__
             )
-        items = slate(req, got, ranked, self.cfg, self.rng)
+        items = slate(req, got, ranked, self.cfg, request_rng(rid))
         return response(req, rid, ts, self.variant, self.model.version, items, timings(got, ranked))
