@@ -6,6 +6,8 @@ hand, since kwok only ever completes pods with exit code 0."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import yaml
 from kubernetes import client
@@ -47,6 +49,25 @@ def as_monitor(k8s: ControlPlane, ns: str) -> client.ApiClient:
     return api
 
 
+def start_unscheduled(
+    k8s: ControlPlane, ns: str, retrainer: JobRetrainer, reason: str
+) -> dict[str, Any]:
+    """`retrainer.start` while the CronJob's pods are pinned to no node: its pod stays
+    pending until the test plays the kubelet (kwok only ever completes pods with 0)."""
+    batch = client.BatchV1Api(k8s.api_client())
+
+    def pin(nodes: dict[str, str] | None) -> None:  # a merge patch: None removes it
+        pod = {"spec": {"nodeSelector": nodes}}
+        batch.patch_namespaced_cron_job(CRONJOB, ns, {"spec": {"jobTemplate": {"spec": {
+            "template": pod}}}})  # fmt: skip
+
+    pin({"vidrec.io/nowhere": "x"})
+    try:
+        return retrainer.start(reason)
+    finally:
+        pin(None)
+
+
 def test_a_drift_job_runs_from_the_cronjob_and_reports_once(k8s: ControlPlane, ns: str) -> None:
     retrainer = JobRetrainer(as_monitor(k8s, ns), ns, CRONJOB)
     reason = "sustained drift over 3 windows: country, predictions"
@@ -77,18 +98,8 @@ def test_a_gate_failure_is_rejected_without_a_second_try(k8s: ControlPlane, ns: 
     """The CronJob's pods pinned to no node for a while, so the test plays the kubelet: the
     train container exits 3. The chart's podFailurePolicy fails the Job at once."""
     batch, core = client.BatchV1Api(k8s.api_client()), client.CoreV1Api(k8s.api_client())
-
-    def pin(nodes: dict[str, str] | None) -> None:  # a merge patch: None removes it
-        pod = {"spec": {"nodeSelector": nodes}}
-        batch.patch_namespaced_cron_job(CRONJOB, ns, {"spec": {"jobTemplate": {"spec": {
-            "template": pod}}}})  # fmt: skip
-
-    pin({"vidrec.io/nowhere": "x"})
-    try:
-        retrainer = JobRetrainer(as_monitor(k8s, ns), ns, CRONJOB)
-        name = retrainer.start("sustained drift")["job"]
-    finally:
-        pin(None)
+    retrainer = JobRetrainer(as_monitor(k8s, ns), ns, CRONJOB)
+    name = start_unscheduled(k8s, ns, retrainer, "sustained drift")["job"]
     selector = f"{JOB_NAME}={name}"
 
     def pods() -> list[client.V1Pod]:
@@ -109,6 +120,24 @@ def test_a_gate_failure_is_rejected_without_a_second_try(k8s: ControlPlane, ns: 
     assert len(pods()) == 1  # no second try
     cronjob = batch.read_namespaced_cron_job(CRONJOB, ns)
     assert cronjob.spec.job_template.spec.template.spec.node_selector is None
+
+
+def test_a_restarted_monitor_takes_up_its_running_job(k8s: ControlPlane, ns: str) -> None:
+    """The monitor restarts while its Job's pod is pending: the new process, which knows
+    nothing of it, takes that Job up instead of starting a second retraining."""
+    batch = client.BatchV1Api(k8s.api_client())
+    first = JobRetrainer(as_monitor(k8s, ns), ns, CRONJOB)
+    name = start_unscheduled(k8s, ns, first, "sustained drift")["job"]
+    try:
+        before = {j.metadata.name for j in batch.list_namespaced_job(ns).items}
+        restarted = JobRetrainer(as_monitor(k8s, ns), ns, CRONJOB)
+        assert not restarted.running  # a new process knows of no Job until it looks
+        run = restarted.start("sustained drift, after a restart")
+        assert (run["job"], run.get("adopted")) == (name, True)
+        assert {j.metadata.name for j in batch.list_namespaced_job(ns).items} == before
+        assert restarted.running and restarted.poll() is None
+    finally:  # later tests must not find it running
+        batch.delete_namespaced_job(name, ns, propagation_policy="Background")
 
 
 def test_a_missing_cronjob_is_named(k8s: ControlPlane, ns: str) -> None:

@@ -21,6 +21,7 @@ from vidrec.monitoring.job_retrainer import (
     JobRetrainer,
     job_from_cronjob,
     job_outcome,
+    unfinished_drift_job,
 )
 from vidrec.monitoring.monitor import DriftMonitor
 from vidrec.monitoring.prometheus_server import free_port
@@ -71,6 +72,27 @@ def test_a_template_without_metadata_still_gives_a_job() -> None:
     del bare["spec"]["jobTemplate"]["metadata"]
     meta = job_from_cronjob(bare, "r")["metadata"]
     assert meta["labels"] == {} and meta["annotations"] == {INSTANTIATE: "manual", REASON: "r"}
+
+
+def made(name: str, created: str, owner: str = "u-1", reason: bool = True,
+         done: bool = False) -> dict[str, Any]:  # fmt: skip
+    """A Job as listed: made from a CronJob (its uid) by a monitor (with a reason) or not."""
+    job = job_from_cronjob({**CRONJOB, "metadata": {"name": "c", "uid": owner}}, "drift")
+    meta = {**job["metadata"], "name": name, "creationTimestamp": created}
+    if not reason:
+        meta["annotations"] = {}
+    status = {"conditions": [{"type": "Complete", "status": "True"}]} if done else {}
+    return {**job, "metadata": meta, "status": status}
+
+
+def test_a_restarted_monitor_takes_up_the_newest_unfinished_drift_job() -> None:
+    jobs = [made("old", "2026-01-01T00:00:00Z"), made("new", "2026-01-02T00:00:00Z"),
+            made("done", "2026-01-03T00:00:00Z", done=True),
+            made("scheduled", "2026-01-04T00:00:00Z", reason=False),
+            made("foreign", "2026-01-05T00:00:00Z", owner="u-2")]  # fmt: skip
+    assert unfinished_drift_job(CRONJOB, jobs) == "new"
+    assert unfinished_drift_job(CRONJOB, jobs[2:]) is None  # finished, scheduled, not ours
+    assert unfinished_drift_job(CRONJOB, []) is None
 
 
 def job(*conditions: tuple[str, str, str]) -> dict[str, Any]:
@@ -138,6 +160,7 @@ class Retrainer:
     def __init__(self) -> None:
         self.fail: VidrecError | None = None
         self.started: list[str] = []
+        self.adopts = False  # start takes up a Job an earlier monitor process made
 
     @property
     def running(self) -> bool:
@@ -147,7 +170,7 @@ class Retrainer:
         if self.fail is not None:
             raise self.fail
         self.started.append(reason)
-        return {"job": "j"}
+        return {"job": "j", "adopted": True} if self.adopts else {"job": "j"}
 
     def poll(self) -> dict[str, Any] | None:
         if self.fail is not None:
@@ -192,3 +215,18 @@ def test_a_retraining_that_cannot_start_is_retried_next_run(tmp_path: Path) -> N
     assert r.started == ["sustained drift over 2 windows: country"]
     errors = m.metrics.registry.get_sample_value("vidrec_retraining_total", {"result": "error"})
     assert errors == 1.0
+
+
+def test_a_job_taken_up_after_a_restart_is_counted_apart_from_new_runs(tmp_path: Path) -> None:
+    r = Retrainer()
+    r.adopts = True
+    m = monitor(tmp_path, r)
+    m.streaks[("champion", "1")] = {"country": 2}
+    decision = m._maybe_retrain(1000.0)
+    assert decision["started"] is True and decision["run"]["adopted"] is True
+    assert m.last_retrain == 1000.0  # the cooldown runs from now: a Job is running
+
+    def count(result: str) -> float | None:
+        return m.metrics.registry.get_sample_value("vidrec_retraining_total", {"result": result})
+
+    assert (count("adopted"), count("started")) == (1.0, None)

@@ -4,6 +4,7 @@
 The Job is owned by the CronJob, so the CronJob's history limits prune it and deleting
 the release deletes it. The monitor may only get that CronJob, create and read Jobs and
 list their pods (the exit code: 3 is a gate that failed); it never reads logs or Secrets.
+A monitor that restarts while its Job runs takes that Job up rather than start another.
 This module never loads a kubeconfig: the caller hands it an API client.
 """
 
@@ -46,6 +47,20 @@ def job_from_cronjob(cronjob: dict[str, Any], reason: str) -> dict[str, Any]:
                      "labels": dict(tmeta.get("labels") or {}), "ownerReferences": [owner]},
         "spec": copy.deepcopy(template["spec"]),
     }  # fmt: skip
+
+
+def unfinished_drift_job(cronjob: dict[str, Any], jobs: list[dict[str, Any]]) -> str | None:
+    """The newest Job a monitor made from this CronJob (owned by it, with a reason) that
+    has not finished: a monitor that restarts takes it up instead of starting a second."""
+    uid = cronjob["metadata"]["uid"]
+    mine = [
+        j for j in jobs
+        if REASON in (j["metadata"].get("annotations") or {})
+        and any(o.get("uid") == uid for o in j["metadata"].get("ownerReferences") or [])
+        and finished(j) is None
+    ]  # fmt: skip
+    newest = max(mine, key=lambda j: str(j["metadata"].get("creationTimestamp")), default=None)
+    return None if newest is None else str(newest["metadata"]["name"])
 
 
 def finished(job: dict[str, Any]) -> dict[str, Any] | None:
@@ -106,13 +121,20 @@ class JobRetrainer:
 
     def start(self, reason: str) -> dict[str, Any]:
         where = f"CronJob {self.namespace}/{self.cronjob}"
-        cronjob = self._call(f"reading {where}", self.batch.read_namespaced_cron_job,
-                             self.cronjob, self.namespace)  # fmt: skip
-        body = job_from_cronjob(self._plain(cronjob), reason)
+        cronjob = self._plain(self._call(f"reading {where}", self.batch.read_namespaced_cron_job,
+                                         self.cronjob, self.namespace))  # fmt: skip
+        run = {"namespace": self.namespace, "cronjob": self.cronjob}
+        listed = self._call(f"listing the Jobs of {where}", self.batch.list_namespaced_job,
+                            self.namespace)  # fmt: skip
+        earlier = unfinished_drift_job(cronjob, self._plain(listed)["items"])
+        if earlier is not None:  # started before this process (re)started: one at a time
+            self._job, self._result = earlier, None
+            return {"job": earlier, **run, "adopted": True}
+        body = job_from_cronjob(cronjob, reason)
         job = self._call(f"creating a Job from {where}", self.batch.create_namespaced_job,
                          self.namespace, body)  # fmt: skip
         self._job, self._result = job.metadata.name, None
-        return {"job": self._job, "namespace": self.namespace, "cronjob": self.cronjob}
+        return {"job": self._job, **run}
 
     def poll(self) -> dict[str, Any] | None:
         if self._job is None:

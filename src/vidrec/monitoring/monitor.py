@@ -196,8 +196,10 @@ class DriftMonitor:
                 log.error("retraining not started: %s", exc.message)
                 return {**decision, "started": False, "error": exc.to_dict()}
             self.last_retrain = now
-            self.metrics.retrains.labels("started").inc()
-            log.warning("retraining: %s", reason)
+            # a Job a previous monitor process started and this one took up: not a new run
+            adopted = bool(decision["run"].get("adopted"))
+            self.metrics.retrains.labels("adopted" if adopted else "started").inc()
+            log.warning("retraining%s: %s", " (taken up, started before)" * adopted, reason)
         elif reason != "no sustained drift":
             self.metrics.retrains.labels("skipped").inc()
         return decision
