@@ -280,6 +280,7 @@ def test_bad_feedback_gets_a_4xx_that_says_what(
 
 def test_metrics_are_on_the_scraped_port(server: dict[str, Any]) -> None:
     predict(server, {"user_id": 11, "k": 5})
+    assert predict(server, {"user_id": 11, "k": 0}).status_code == 422  # its own rejection
     text = httpx.get(f"{server['url']}/metrics", timeout=5).text
     assert 'vidrec_requests_total{code="200",variant="champion"}' in text
     for stage in ("retrieval", "features", "ranking", "total"):
