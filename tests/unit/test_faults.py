@@ -8,7 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from vidrec.serving.faults import FaultFile
+import numpy as np
+
+from vidrec.serving.faults import FaultFile, shuffled
+from vidrec.serving.recommender import Ranked
 
 CRASH = "from pathlib import Path; from vidrec.serving.faults import FaultFile; " \
         "FaultFile(Path({path!r})).apply('ranking', '2'); print('alive')"  # fmt: skip
@@ -41,3 +44,22 @@ def test_a_crash_kills_the_process_once_per_file_change(tmp_path: Path) -> None:
     first, second = run(), run()
     assert first.returncode == 17 and "alive" not in first.stdout
     assert second.returncode == 0 and "alive" in second.stdout  # the restarted replica serves
+
+
+def ranked(n: int) -> Ranked:
+    ids = np.arange(100, 100 + n, dtype=np.int64)
+    creators = np.where(ids % 3 == 0, np.nan, ids % 7).astype(np.float64)
+    scores = np.linspace(1.0, 0.0, n)  # best first, as ranking leaves them
+    return Ranked(ids, creators, scores, [], 0.0, 0.0, {}, [])
+
+
+def test_a_shuffled_ranking_keeps_its_candidates_and_scores_in_another_order() -> None:
+    good = ranked(50)
+    bad = shuffled(good, "r1")
+    pairs = {(c.video_id, c.creator_id) for c in good.ranked()}
+    assert {(c.video_id, c.creator_id) for c in bad.ranked()} == pairs  # creators travel along
+    assert [c.score for c in bad.ranked()] == [c.score for c in good.ranked()]  # best first
+    assert bad.ids.tolist() != good.ids.tolist()
+    # the request's own order: the same id shuffles alike, another differently
+    assert shuffled(good, "r1").ids.tolist() == bad.ids.tolist()
+    assert shuffled(good, "r2").ids.tolist() != bad.ids.tolist()

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from vidrec.serving.recommender import Ranked, best_first
 from vidrec.serving.rules import Candidate, compose
 
 
@@ -74,3 +75,16 @@ def test_compose_reads_the_candidates_only_as_far_as_the_slate_needs() -> None:
     slate = compose(candidates(), 4, watched=[1], max_per_creator=1)
     assert [s.video_id for s in slate] == [0, 2, 4, 6]  # 1 watched, odd ones capped
     assert len(read) <= 9  # a long popularity fallback list costs what k needs, not its length
+
+
+def test_candidates_are_ranked_by_score_then_video_id() -> None:
+    rng = np.random.default_rng(3)
+    ids = rng.permutation(200).astype(np.int64)
+    scores = rng.integers(0, 20, 200) / 20  # many ties
+    order = best_first(ids, scores)
+    want = sorted(zip(ids.tolist(), scores.tolist(), strict=True), key=lambda p: (-p[1], p[0]))
+    assert list(zip(ids[order].tolist(), scores[order].tolist(), strict=True)) == want
+    creators = np.where(ids % 2 == 0, np.nan, ids % 9).astype(np.float64)
+    got = list(Ranked(ids[order], creators[order], scores[order], [], 0, 0, {}, []).ranked())
+    assert [(c.video_id, c.score) for c in got] == want
+    assert all(c.creator_id == (None if c.video_id % 2 == 0 else c.video_id % 9) for c in got)

@@ -13,7 +13,6 @@ replicas stay pending forever.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,7 +25,7 @@ from vidrec.features.online import OnlineFeatures
 from vidrec.features.store import open_store
 from vidrec.serving import gc_pauses
 from vidrec.serving.api import RecommendRequest
-from vidrec.serving.faults import FaultFile
+from vidrec.serving.faults import FaultFile, shuffled
 from vidrec.serving.model import ServingModel
 from vidrec.serving.recommender import (
     Ranked,
@@ -40,7 +39,6 @@ from vidrec.serving.recommender import (
 )
 
 CPU = 0.2
-SHUFFLE_STREAM = 1  # `shuffled`'s draws, apart from the request's exploration draws
 
 
 class VersionStages:
@@ -73,14 +71,6 @@ class VersionStages:
 
     def ping(self) -> str:
         return "ok"
-
-
-def shuffled(ranked: Ranked, rid: str) -> Ranked:
-    """The same candidates in a random order (scores re-dealt to match): a bad model."""
-    order = request_rng(rid, SHUFFLE_STREAM).permutation(len(ranked.ranked))
-    scores = [c.score for c in ranked.ranked]  # best first
-    dealt = [replace(ranked.ranked[j], score=s) for j, s in zip(order, scores, strict=True)]
-    return replace(ranked, ranked=dealt)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": CPU})

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from vidrec.config import Strict
+from vidrec.serving.recommender import Ranked, request_rng
 from vidrec.serving.watched import WatchedJson
 
 Stage = Literal["retrieval", "ranking"]
+SHUFFLE_STREAM = 1  # `shuffled`'s draws, apart from the request's exploration draws
 
 
 class Fault(Strict):
@@ -76,3 +79,10 @@ class FaultFile:
         except FileExistsError:
             return False
         return True
+
+
+def shuffled(ranked: Ranked, rid: str) -> Ranked:
+    """The same candidates in a random order, the scores left best first (so re-dealt to
+    match): a bad model. The order is the request's own (`request_rng`)."""
+    order = request_rng(rid, SHUFFLE_STREAM).permutation(len(ranked.ids))
+    return replace(ranked, ids=ranked.ids[order], creators=ranked.creators[order])
