@@ -14,6 +14,7 @@ from vidrec.features.definitions import FEATURES
 from vidrec.features.online import OnlineFeatures, _RowCache
 from vidrec.features.store import Key, OnlineStore, Row, open_store
 from vidrec.features.transform import as_frame
+from vidrec.models.two_tower import USER_COLUMNS
 
 VIDEOS = [((1,), {"video_creator_id": 7, "video_category": "music", "video_impressions_7d": 40})]
 CREATORS = [((7,), {"creator_watches_28d": 5, "creator_impressions_28d": 9})]
@@ -77,6 +78,23 @@ class CountingStore:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
+
+
+def test_the_user_alone_gets_the_full_sets_values_without_reading_other_entities(
+    store: OnlineStore,
+) -> None:
+    """Retrieval's service (`only({"user"})`): the same values for every feature it keeps,
+    every input of the user tower among them, and no other entity's rows read."""
+    counting = CountingStore(store)
+    user = OnlineFeatures(counting, FEATURES, 5).only({"user"})  # type: ignore[arg-type]
+    req = requests([-1])
+    got = user.frame(req)
+    full = OnlineFeatures(store, FEATURES, 5).frame(req)
+    assert set(USER_COLUMNS) <= set(got.columns) < set(full.columns)
+    assert "video_impressions_7d" not in got and "creator_ctr_28d" not in got
+    pd.testing.assert_frame_equal(got, full[got.columns])
+    assert got.user_watches_7d.tolist() == [4] and got.country_code.tolist()[0] >= 0
+    assert counting.reads == {"video": 0, "creator": 0, "user": 1, "user_category": 0}
 
 
 def test_shared_rows_are_cached_until_their_snapshot_is_rewritten(store: OnlineStore) -> None:

@@ -47,6 +47,10 @@ class OnlineFeatures:
         self.shared = {e.name for e in order if "user_id" not in e.keys}
         self.cache: dict[str, _RowCache] = {}
 
+    def only(self, entities: set[str]) -> OnlineFeatures:
+        """The same service for `entities`' features alone (`FeatureSet.subset`)."""
+        return OnlineFeatures(self.store, self.fs.subset(entities), self.last_n)
+
     def as_of(self, ts: int) -> int:
         """What a request at `ts` has its user features computed as of: the user
         snapshot's time (the request's own when no snapshot was written)."""

@@ -125,6 +125,26 @@ class FeatureSet:
         """Every declared feature: batch features, then transforms, in declaration order."""
         return [f.name for f in self.batch] + [t.name for t in self.transforms]
 
+    def subset(self, entities: set[str]) -> FeatureSet:
+        """The features of `entities` alone, with every transform they can feed (the same
+        declarations and functions, fewer of them): what a stage that needs only the user's
+        features computes, without reading every other entity's rows."""
+        batch = tuple(f for f in self.batch if f.entity.name in entities)
+        known = {f.name for f in batch} | set(self.request_columns)
+        transforms = []
+        for t in self.transforms:  # in declaration order: a transform may read an earlier one
+            if set(t.inputs) <= known:
+                transforms.append(t)
+                known.add(t.name)
+        return FeatureSet(
+            self.name,
+            batch,
+            tuple(transforms),
+            self.request_columns,
+            tuple(m for m in self.model_inputs if m in known),
+            {k: v for k, v in self.derived_keys.items() if v[0] in entities},
+        )
+
     def groups(self) -> dict[tuple[str, str, str, str], list[BatchFeature]]:
         out: dict[tuple[str, str, str, str], list[BatchFeature]] = {}
         for f in self.batch:

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from vidrec.config import DAY, ServingConfig
 from vidrec.features.bins import SCORE_FEATURE, BinCounts, score_bins
-from vidrec.features.definitions import FEATURES, REQUEST_INPUT_COLUMNS, as_float_matrix
+from vidrec.features.definitions import FEATURES, REQUEST_INPUT_COLUMNS, USER, as_float_matrix
 from vidrec.features.hours import HOUR_FEATURE, hour_counts
 from vidrec.features.online import OnlineFeatures
 from vidrec.serving.api import Item, RecommendRequest, RecommendResponse
@@ -64,9 +64,14 @@ class Stages:
     features: OnlineFeatures
     cfg: ServingConfig = field(default_factory=ServingConfig)
 
+    def __post_init__(self) -> None:
+        # the user tower reads the user's features only: the same code path, without reading
+        # and finishing every video, creator and category feature for a row that has none
+        self.user_features = self.features.only({USER.name})
+
     def retrieve(self, req: RecommendRequest, rid: str, ts: int) -> Retrieved:
         t0 = time.perf_counter()
-        user = self.features.columns(rows(req, rid, ts, [-1]))
+        user = self.user_features.columns(rows(req, rid, ts, [-1]))
         emb = self.model.embed_users(user)
         n = min(max(self.cfg.candidates, 2 * req.k), len(self.model.index))
         found, _ = self.model.index.search(emb, n)
