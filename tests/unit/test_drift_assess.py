@@ -335,3 +335,27 @@ def test_the_online_detector_calibrates_on_the_block_of_the_data_end() -> None:
     assert at_end.hours == (4,) and at_end.samples == 400
     plain = _ref()
     assert plain.at_data_end() is plain
+
+
+def test_unseen_categories_are_tested_against_the_whole_reference_not_its_hour() -> None:
+    """The 04:00 block holds 40 users, the day 2,040, none of an unseen code. Six of 100
+    users in a 04:00 window from an unseen market: against 40 that is chance (about
+    (100/140)^6), against the 2,040 users training served all day it is not."""
+    from vidrec.monitoring.alibi_detector import ChiSquareDetector
+
+    c = np.array([[0, 30, 0, 10, 0], [0, 1500, 0, 500, 0]])
+    blocks = Blocks(hours=[4, 20], requests=np.array([40.0, 2000.0]),
+                    samples=np.array([40.0, 2000.0]), features={"c": c},
+                    missing={"c": np.zeros(2)}, score=np.array([[10, 80, 10]] * 2),
+                    input_blocks=np.zeros(0, dtype=np.int64))  # fmt: skip
+    ref = Reference("1", 0, 2040, {"c": c.sum(axis=0)}, {}, {"c": [0.5, 1.0, 1.5, 2.0]},
+                    np.array([20, 160, 20]), samples=2040, categorical=frozenset({"c"}),
+                    blocks=blocks)  # fmt: skip
+    w = Window(100, {"c": np.array([0, 70, 6, 24, 0])}, score=np.array([10, 80, 10]),
+               seconds=14_400, hours=_hours(h4=100))  # fmt: skip
+    cfg = MonitoringConfig(min_requests=50, exclude_features=(), max_samples=5000)
+    a = assess(ref, w, cfg, ChiSquareDetector())
+    assert a.reference_hours == (4,) and a.drifting == ["c"] and a.features[0].p_value < 1e-6
+    # the same six users in a window as large as the day's reference: chance again
+    crowd = replace(w, requests=2040, features={"c": np.array([0, 1500, 6, 534, 0])})
+    assert assess(ref, crowd, cfg, ChiSquareDetector()).features[0].p_value > 1e-3

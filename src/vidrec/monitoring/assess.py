@@ -89,6 +89,9 @@ def assess(
     """Every testable feature against the reference (its blocks nearest the window's hours
     of day), corrected together: on logged values by `sample_detector` where the window
     has them (samples mode), else on bins."""
+    # a category training never saw is unseen at every hour of day: the novelty test counts
+    # the users of the whole reference, not only those of the blocks nearest the window
+    n_all = ref.samples or ref.requests
     ref = ref.at_hours(window.hours)
     quality = {n: _quality(window, n, n in ref.categorical) for n in window.features}
     if window.requests < cfg.min_requests:
@@ -112,7 +115,10 @@ def assess(
     by_name = dict(zip(on_bins, detector.test([r for r, _ in pairs], [c for _, c in pairs]),
                        strict=True))  # fmt: skip
     for n in ref.categorical.intersection(on_bins):
-        by_name[n] = _with_novelty(by_name[n], *scaled[n], unseen_bins(len(ref.features[n])))
+        whole = to_samples(np.append(ref.features[n], ref.missing.get(n, 0)),
+                           ref.feature_samples(n, max(n_all, n_ref)))  # fmt: skip
+        by_name[n] = _with_novelty(by_name[n], whole, scaled[n][1],
+                                   unseen_bins(len(ref.features[n])))  # fmt: skip
     if on_values:
         assert sample_detector is not None and window.samples is not None
         ref_v = [with_missing(ref.input(n)) for n in on_values]
