@@ -86,6 +86,27 @@ def test_latency_slo_is_the_share_of_slow_requests_not_one_slowest_request() -> 
     assert got["latency_p99"] == "inconclusive"
 
 
+def test_a_champion_p99_past_the_last_bucket_compares_at_that_bucket() -> None:
+    """Two slow requests in 120 put the champion's interpolated p99 high in the top bucket
+    (0.25-1 s); twice that has no bucket. The shares over 1 s are compared instead."""
+    top = ((0.1, 110.0), (0.25, 118.0), (1.0, 120.0), (math.inf, 120.0))
+    champion = VariantStats(120, 0, 0.9, top, cohorts())
+    equal = VariantStats(120, 0, 0.3, top, cohorts(seed=1))
+    got = {
+        c.name: c
+        for c in analyse("canary", Measurements(champion=champion, challenger=equal), POLICY, True)
+    }
+    assert got["latency_vs_champion"].result == "pass"
+    assert "over 1 s" in got["latency_vs_champion"].detail
+    stalled = ((0.1, 80.0), (0.25, 90.0), (1.0, 95.0), (math.inf, 120.0))  # 25 over 1 s
+    slow = VariantStats(120, 0, 5.0, stalled, cohorts(seed=1))
+    got = {
+        c.name: c
+        for c in analyse("canary", Measurements(champion=champion, challenger=slow), POLICY, True)
+    }
+    assert got["latency_vs_champion"].result == "fail"
+
+
 def test_engagement_is_pending_until_the_step_is_due_then_tested() -> None:
     """Engagement is tested once per step (at alpha / steps), not at every look."""
     m = Measurements(champion=stats(), challenger=stats(ctr=0.08, seed=1))
