@@ -53,9 +53,15 @@ class Ranked:
 
     def ranked(self) -> Iterator[Candidate]:
         """The retrieval candidates best first, each built as the rules reach it."""
-        cols = (self.ids.tolist(), self.creators.tolist(), self.scores.tolist())
-        for v, c, s in zip(*cols, strict=True):
-            yield Candidate(v, None if c != c else int(c), s)  # c != c: NaN
+        return candidates(self.ids, self.creators, self.scores)
+
+
+def candidates(
+    ids: npt.NDArray[np.int64], creators: npt.NDArray[np.float64], scores: npt.NDArray[np.float64]
+) -> Iterator[Candidate]:
+    """Columns -> Candidates, lazily (a NaN creator is unknown: None)."""
+    for v, c, s in zip(ids.tolist(), creators.tolist(), scores.tolist(), strict=True):
+        yield Candidate(v, None if c != c else int(c), s)  # c != c: NaN
 
 
 @dataclass
@@ -105,10 +111,7 @@ class Stages:
         scores = np.asarray(scores, dtype=np.float64)
         n = len(got.ids)
         order = best_first(vids[:n], scores[:n])
-        fresh = [
-            Candidate(v, None if c != c else int(c), s)
-            for v, c, s in zip(got.fresh, creators[n:].tolist(), scores[n:].tolist(), strict=True)
-        ]
+        fresh = list(candidates(vids[n:], creators[n:], scores[n:]))
         bins = {**self.model.bins.count(x), SCORE_FEATURE: score_bins(scores),
                 HOUR_FEATURE: hour_counts(self.features.as_of(ts))}  # fmt: skip
         inputs = x[0, REQUEST_INPUT_COLUMNS].tolist() if len(x) else []
