@@ -250,6 +250,13 @@ class ServingConfig(Strict):
     shadow_queue: int = Field(
         64, ge=1, description="shadow calls in flight at most; more are dropped and counted"
     )
+    replica_queue: int = Field(
+        100,
+        ge=1,
+        description="calls a version's replica holds at once (Ray Serve's "
+        "max_ongoing_requests): at Serve's default of 5 a full replica made the server's "
+        "router back off for up to 0.5 s while the replica idled",
+    )
     topology: Literal["fused", "split"] = Field(
         "fused",
         description="fused: retrieval and ranking in one replica per version (one hop); "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,30 @@ from vidrec.serving.routing import RouteTable, assign
 POPULAR = [7, 8, 9, 10]
 
 
+class _Response:
+    """A DeploymentResponse: awaitable once, cancellable (as Ray Serve's: a queued call is
+    never sent, a running one is told)."""
+
+    def __init__(self, call: Awaitable[Served]) -> None:
+        self.task = asyncio.ensure_future(call)
+        self.cancelled = False
+
+    def __await__(self) -> Any:
+        return self.task.__await__()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.task.cancel()
+
+
 class _Method:
     def __init__(self, fn: Callable[..., Awaitable[Served]]) -> None:
         self.fn = fn
+        self.responses: list[_Response] = []
 
-    def remote(self, *args: Any) -> Awaitable[Served]:
-        return self.fn(*args)
+    def remote(self, *args: Any) -> _Response:
+        self.responses.append(_Response(self.fn(*args)))
+        return self.responses[-1]
 
 
 class FakeApp:
@@ -36,11 +55,16 @@ class FakeApp:
 
     def __init__(self, version: str, delay_s: float = 0.0, error: Exception | None = None):
         self.version, self.delay_s, self.error = version, delay_s, error
+        self.late = False  # answer as a replica does for a call that reached it too late
         self.calls: list[str] = []
         self.recommend = _Method(self._recommend)
 
-    async def _recommend(self, req: RecommendRequest, rid: str, ts: int, variant: str) -> Served:
+    async def _recommend(
+        self, req: RecommendRequest, rid: str, ts: int, variant: str, deadline: float
+    ) -> Served | None:
         self.calls.append(variant)
+        if self.late:
+            return None
         await asyncio.sleep(self.delay_s)
         if self.error is not None:
             raise self.error
@@ -77,10 +101,14 @@ def test_a_late_or_failing_version_degrades_to_popularity_with_the_reason(
     tmp_path: Path,
 ) -> None:
     r = router(tmp_path, RouteTable(champion="1"), deadline_s=0.05)
-    r.attach({"1": FakeApp("1", delay_s=0.5)})
+    app = FakeApp("1", delay_s=0.5)
+    r.attach({"1": app})
     late = ask(r, 1).response
     assert late.degraded and late.reason == "deadline"
     assert [i.video_id for i in late.items] == POPULAR[:3]
+    assert [x.cancelled for x in app.recommend.responses] == [True]  # not left to run for nobody
+    app.late, app.delay_s = True, 0.0
+    assert ask(r, 1).response.reason == "deadline"
     r.attach({"1": FakeApp("1", error=ConnectionError("replica died"))})
     failed = ask(r, 1).response
     assert failed.degraded and failed.reason == "ConnectionError"
@@ -117,3 +145,14 @@ def test_shadow_never_delays_the_user_and_overflow_is_dropped_and_counted(
     assert report.dropped == 3 and len(report.results) == 2 and report.failed == 0
     assert all(res.shadow.response.variant == "shadow" for res in report.results)
     assert r.drain().results == []  # drained once
+
+
+def test_a_replica_skips_a_call_that_reaches_it_after_its_deadline() -> None:
+    from vidrec.serving.deployments import ModelVersion
+
+    replica = ModelVersion.func_or_class("1", ServingConfig())  # no stages: a real call fails
+    req = RecommendRequest(user_id=1, k=3, context={"ts": 100})
+    late = replica.recommend(req, "r1", 100, "champion", time.time() - 0.001)
+    assert asyncio.run(late) is None
+    with pytest.raises(AssertionError):  # in time: it goes on to the (missing) stages
+        asyncio.run(replica.recommend(req, "r1", 100, "champion", time.time() + 60))

@@ -52,7 +52,9 @@ TARGETS = {"p50_vs_noop": 1.5, "p99_ms": 30.0, "shadow_p99_rise": 0.10}
 class Noop:
     """The serving floor: the same call, request and response types, no work."""
 
-    async def recommend(self, req: RecommendRequest, rid: str, ts: int, variant: str) -> Served:
+    async def recommend(
+        self, req: RecommendRequest, rid: str, ts: int, variant: str, deadline: float = 0.0
+    ) -> Served:
         resp = RecommendResponse(request_id=rid, ts=ts, user_id=req.user_id, variant=variant,
                                  model_version="noop", items=[])  # fmt: skip
         return Served(resp, {})

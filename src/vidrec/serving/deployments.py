@@ -13,6 +13,8 @@ replicas stay pending forever.
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -100,8 +102,15 @@ class ModelVersion:
         self.local = VersionStages(local[0], version, local[1], cfg, local[2]) if local else None
         self.retrieval, self.ranking = retrieval, ranking
 
-    async def recommend(self, req: RecommendRequest, rid: str, ts: int, variant: str) -> Served:
-        """Failures propagate: the server falls back and says why."""
+    async def recommend(
+        self, req: RecommendRequest, rid: str, ts: int, variant: str, deadline: float = math.inf
+    ) -> Served | None:
+        """Failures propagate: the server falls back and says why. None: the call reached
+        this replica after `deadline` (wall clock), when the server had already answered
+        from the fallback: under overload, computing such calls for nobody kept the replica
+        behind for good."""
+        if time.time() >= deadline:
+            return None
         if self.local is not None:  # CPU-bound and one at a time: the GIL would serialise it
             got = self.local.retrieve(req, rid, ts)
             ranked = self.local.rank(req, rid, ts, got)
@@ -136,8 +145,9 @@ def build_apps(
     )
     fault_file = str(faults) if faults else None
     apps = {}
+    queue = {"max_ongoing_requests": cfg.replica_queue}
     for version, bundle in bundles.items():
-        node = model_version.options(name=f"model-v{version}")
+        node = model_version.options(name=f"model-v{version}", **queue)
         if cfg.topology == "fused":
             apps[version] = node.bind(version, cfg, (bundle, features, fault_file))
         else:
@@ -146,8 +156,8 @@ def build_apps(
                 version,
                 cfg,
                 None,
-                retrieval.options(name=f"retrieval-v{version}").bind(*args),
-                ranking.options(name=f"ranking-v{version}").bind(*args),
+                retrieval.options(name=f"retrieval-v{version}", **queue).bind(*args),
+                ranking.options(name=f"ranking-v{version}", **queue).bind(*args),
             )
     return apps
 

@@ -87,15 +87,25 @@ class Router:
     async def _serve(
         self, req: RecommendRequest, rid: str, ts: int, variant: str, version: str
     ) -> Served:
-        handle = self.handles[version]
+        # the replica skips a call that reaches it after this (wall clock: the server and its
+        # replicas share a host here, and NTP keeps nodes within ms of a 0.5 s budget)
+        deadline = time.time() + self.cfg.deadline_s
+        pending = self.handles[version].recommend.remote(req, rid, ts, variant, deadline)
 
         async def call() -> Served:
-            served: Served = await handle.recommend.remote(req, rid, ts, variant)
+            served: Served | None = await pending
+            if served is None:  # the replica found it late: nobody waits for it any more
+                raise TimeoutError
             return served
 
         try:
             return await asyncio.wait_for(call(), timeout=self.cfg.deadline_s)
         except Exception as exc:  # a failed or late model path degrades, never a 500
+            if isinstance(exc, TimeoutError):
+                # a late call still queued would cost a replica the whole model path for an
+                # answer nobody reads: under overload every call went late that way and the
+                # server never caught up (100 req/s stuck at the deadline, measured)
+                pending.cancel()
             cause = getattr(exc, "cause", None) or exc  # Ray wraps what the replica raised
             reason = "deadline" if isinstance(exc, TimeoutError) else type(cause).__name__
             items = fallback(req, self.popular[version], self.cfg)
