@@ -156,3 +156,16 @@ def test_a_replica_skips_a_call_that_reaches_it_after_its_deadline() -> None:
     assert asyncio.run(late) is None
     with pytest.raises(AssertionError):  # in time: it goes on to the (missing) stages
         asyncio.run(replica.recommend(req, "r1", 100, "champion", time.time() + 60))
+
+
+def test_a_handle_that_cannot_send_the_call_degrades_too(tmp_path: Path) -> None:
+    class Unsendable:
+        class recommend:  # a handle's method
+            @staticmethod
+            def remote(*args: Any) -> Any:
+                raise RuntimeError("router not ready")
+
+    r = router(tmp_path, RouteTable(champion="1"))
+    r.attach({"1": Unsendable()})
+    got = ask(r, 1).response
+    assert got.degraded and got.reason == "RuntimeError"

@@ -90,21 +90,14 @@ class Router:
         # the replica skips a call that reaches it after this (wall clock: the server and its
         # replicas share a host here, and NTP keeps nodes within ms of a 0.5 s budget)
         deadline = time.time() + self.cfg.deadline_s
-        pending = self.handles[version].recommend.remote(req, rid, ts, variant, deadline)
-
-        async def call() -> Served:
-            served: Served | None = await pending
-            if served is None:  # the replica found it late: nobody waits for it any more
-                raise TimeoutError
-            return served
-
+        pending: Any = None
         try:
-            return await asyncio.wait_for(call(), timeout=self.cfg.deadline_s)
+            pending = self.handles[version].recommend.remote(req, rid, ts, variant, deadline)
+            return await asyncio.wait_for(_served(pending), timeout=self.cfg.deadline_s)
         except Exception as exc:  # a failed or late model path degrades, never a 500
-            if isinstance(exc, TimeoutError):
-                # a late call still queued would cost a replica the whole model path for an
-                # answer nobody reads: under overload every call went late that way and the
-                # server never caught up (100 req/s stuck at the deadline, measured)
+            if isinstance(exc, TimeoutError) and pending is not None:
+                # awaiting under wait_for does not cancel the call: still queued, it would be
+                # sent later and cost a replica the whole model path for nobody
                 pending.cancel()
             cause = getattr(exc, "cause", None) or exc  # Ray wraps what the replica raised
             reason = "deadline" if isinstance(exc, TimeoutError) else type(cause).__name__
@@ -142,3 +135,11 @@ class Router:
         """Shadow outcomes since the last call."""
         report, self.report = self.report, ShadowReport()
         return report
+
+
+async def _served(pending: Any) -> Served:
+    """A version app's answer; None from the replica means it reached it after its deadline."""
+    served: Served | None = await pending
+    if served is None:
+        raise TimeoutError
+    return served
