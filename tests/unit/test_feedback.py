@@ -88,3 +88,25 @@ def test_a_remembered_request_costs_the_collector_one_object() -> None:
     log.flush()  # the buffered log rows go; what is remembered stays
     gc.collect()
     assert len(gc.get_objects()) - before <= 500 * 1.2
+
+
+def test_a_part_appears_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers list the folder while the server writes: each part is written aside (a hidden
+    name readers skip) and renamed into place."""
+    seen: list[list[str]] = []
+    write = pq.write_table
+
+    def watched(table: object, where: Path) -> None:
+        write(table, where)
+        seen.append(sorted(p.name for p in where.parent.iterdir() if not p.name.startswith(".")))
+
+    monkeypatch.setattr(pq, "write_table", watched)
+    log = ImpressionLog(tmp_path, clock=lambda: 5000.0)
+    log.served(RecommendRequest(user_id=7), served("a", [10, 11]), [0.0] * len(REQUEST_INPUTS))
+    log.flush()
+    assert seen and all(names == [] for names in seen)  # nothing visible while written
+    parts = sorted(p.name for p in (tmp_path / "impressions").iterdir())
+    assert len(parts) == 1 and parts[0].endswith(".parquet") and not parts[0].startswith(".")
+    assert pq.read_table(tmp_path / "impressions").num_rows == 2

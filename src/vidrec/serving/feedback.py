@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -227,7 +228,11 @@ class ImpressionLog:
             folder = self.out / table
             folder.mkdir(parents=True, exist_ok=True)
             name = f"part-{time.time_ns()}-{next(self._part):05d}.parquet"
-            pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS[table]), folder / name)
+            # written aside and renamed: a reader listing the folder meanwhile (training, the
+            # tests) saw a part without its footer and failed on it (CI, once)
+            tmp = folder / f".{name}.tmp"
+            pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS[table]), tmp)
+            os.replace(tmp, folder / name)
             rows.clear()
         return written
 
