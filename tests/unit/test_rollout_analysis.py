@@ -271,3 +271,12 @@ def test_skewed_watch_time_on_few_cohorts_keeps_the_level() -> None:
     t_p, perm_p = np.array([trial() for _ in range(500)]).T
     assert np.mean(t_p < 0.01) > 0.025
     assert np.mean(perm_p < 0.01) < 0.02
+
+
+def test_the_mean_overlap_stays_within_its_range_whatever_increase_extrapolates() -> None:
+    from vidrec.rollout.measure import mean_overlap
+
+    assert mean_overlap(27.2, 26.0) == 1.0  # _sum extrapolated past _count: CI saw 1.046
+    assert mean_overlap(-0.1, 5.0) == 0.0
+    assert mean_overlap(13.0, 26.0) == 0.5
+    assert mean_overlap(3.0, 0.0) is None  # no compared calls
