@@ -254,9 +254,7 @@ class ServingConfig(Strict):
         5,
         ge=1,
         description="calls a version's replica holds at once (Ray Serve's "
-        "max_ongoing_requests, default 5); when full, the server's router backs off for up "
-        "to 0.5 s. 100 was tried: it did not keep 100 req/s out of collapse, and a CI run "
-        "with it rolled back good challengers on latency",
+        "max_ongoing_requests); when full, the server's router backs off for up to 0.5 s",
     )
     topology: Literal["fused", "split"] = Field(
         "fused",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
 import os
 import re
@@ -53,7 +54,7 @@ class Noop:
     """The serving floor: the same call, request and response types, no work."""
 
     async def recommend(
-        self, req: RecommendRequest, rid: str, ts: int, variant: str, deadline: float = 0.0
+        self, req: RecommendRequest, rid: str, ts: int, variant: str, deadline: float = math.inf
     ) -> Served:
         resp = RecommendResponse(request_id=rid, ts=ts, user_id=req.user_id, variant=variant,
                                  model_version="noop", items=[])  # fmt: skip

@@ -107,8 +107,7 @@ class ModelVersion:
     ) -> Served | None:
         """Failures propagate: the server falls back and says why. None: the call reached
         this replica after `deadline` (wall clock), when the server had already answered
-        from the fallback: under overload, computing such calls for nobody kept the replica
-        behind for good."""
+        from the fallback, so the model path is not run for nobody."""
         if time.time() >= deadline:
             return None
         if self.local is not None:  # CPU-bound and one at a time: the GIL would serialise it
