@@ -77,13 +77,40 @@ def test_latency_slo_is_the_share_of_slow_requests_not_one_slowest_request() -> 
 
     def slo(requests: float, slow: float) -> dict[str, str]:
         ch = stats(requests=requests, slow=slow, p99=0.2)
-        return results(Measurements(champion=stats(slow=slow), challenger=ch))
+        return results(Measurements(champion=stats(), challenger=ch))
 
     assert slo(120, 1 / 120)["latency_p99"] == "pass"
     assert slo(200, 0.1)["latency_p99"] == "fail"
+    # increase() extrapolates counts: 179.8 requests, all slow, are 180 of 180, not 100.1 %
+    extrapolated = VariantStats(180, 0, 0.25, ((0.1, -0.2), (math.inf, 179.8)), cohorts())
+    got_c = analyse("canary", Measurements(champion=stats(), challenger=extrapolated), POLICY, True)
+    check = next(c for c in got_c if c.name == "latency_p99")
+    assert check.value == 1.0 and check.detail.startswith("180 of 180 requests"), check.detail
     no_edge = VariantStats(500, 0, 0.02, ((0.25, 500.0), (math.inf, 500.0)), cohorts())
     got = results(Measurements(champion=stats(), challenger=no_edge))
     assert got["latency_p99"] == "inconclusive"
+
+
+def test_a_slo_the_champion_breaks_too_fails_only_a_slower_challenger() -> None:
+    """CI's overloaded machine put half of both variants' requests over the 0.1 s SLO and
+    a good challenger was rolled back for it. With the champion over the SLO in the same
+    window, the challenger is judged against it: equal is inconclusive, slower fails."""
+
+    def slo(champion: VariantStats, challenger: VariantStats) -> tuple[str, str]:
+        got = analyse("canary", Measurements(champion=champion, challenger=challenger),
+                      POLICY, True)  # fmt: skip
+        check = next(c for c in got if c.name == "latency_p99")
+        return check.result, check.detail
+
+    platform_slow = stats(requests=500, slow=0.5, p99=0.24)
+    result, detail = slo(platform_slow, stats(requests=120, slow=0.5, p99=0.24, seed=1))
+    assert result == "inconclusive" and "the champion too: 250 of 500" in detail
+    assert slo(platform_slow, stats(requests=120, slow=0.8, p99=0.24, seed=1))[0] == "fail"
+    # a champion within its budget (3 of 500 over) leaves the absolute test as it was
+    assert slo(stats(slow=0.006), stats(requests=120, slow=0.5, p99=0.24, seed=1))[0] == "fail"
+    # too few champion requests to say: the absolute test as well
+    few = stats(requests=50, slow=0.5, p99=0.24)
+    assert slo(few, stats(requests=120, slow=0.5, p99=0.24, seed=1))[0] == "fail"
 
 
 def test_a_champion_p99_past_the_last_bucket_compares_at_that_bucket() -> None:
