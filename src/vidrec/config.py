@@ -429,7 +429,12 @@ class AnalysisPolicy(Strict):
     window_s: float = Field(
         30.0, gt=0, description="rate window of the latency and error queries (seconds)"
     )
-    latency_slo_s: float = Field(0.1, gt=0, description="the challenger's p99 must stay under this")
+    latency_slo_s: float = Field(
+        0.1,
+        gt=0,
+        description="the challenger's p99 must stay under this (when the champion's is over it "
+        "too, the challenger must not be slower than the champion)",
+    )
     latency_max_regression: float = Field(
         0.5,
         ge=0,
