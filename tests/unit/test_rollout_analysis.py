@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from vidrec.config import AnalysisPolicy, RolloutPolicy, ShadowPolicy
-from vidrec.rollout.analysis import Cohort, Measurements, ShadowStats, VariantStats, analyse
+from vidrec.rollout.analysis import (
+    Check,
+    Cohort,
+    Measurements,
+    ShadowStats,
+    VariantStats,
+    analyse,
+)
 from vidrec.rollout.stats import Clusters, adjusted_worse, proportion_worse
 
 POLICY = RolloutPolicy(
@@ -43,8 +50,12 @@ def stats(requests: float = 500, failed: float = 0, p99: float | None = 0.02,
                         cohorts(ctr, watch, imp, seed))  # fmt: skip
 
 
+def checks(m: Measurements, phase: str = "canary", due: bool = True) -> dict[str, Check]:
+    return {c.name: c for c in analyse(phase, m, POLICY, due)}
+
+
 def results(m: Measurements, phase: str = "canary", due: bool = True) -> dict[str, str]:
-    return {c.name: c.result for c in analyse(phase, m, POLICY, due)}
+    return {name: c.result for name, c in checks(m, phase, due).items()}
 
 
 def test_equal_variants_pass_every_check() -> None:
@@ -83,8 +94,7 @@ def test_latency_slo_is_the_share_of_slow_requests_not_one_slowest_request() -> 
     assert slo(200, 0.1)["latency_p99"] == "fail"
     # increase() extrapolates counts: 179.8 requests, all slow, are 180 of 180, not 100.1 %
     extrapolated = VariantStats(180, 0, 0.25, ((0.1, -0.2), (math.inf, 179.8)), cohorts())
-    got_c = analyse("canary", Measurements(champion=stats(), challenger=extrapolated), POLICY, True)
-    check = next(c for c in got_c if c.name == "latency_p99")
+    check = checks(Measurements(champion=stats(), challenger=extrapolated))["latency_p99"]
     assert check.value == 1.0 and check.detail.startswith("180 of 180 requests"), check.detail
     no_edge = VariantStats(500, 0, 0.02, ((0.25, 500.0), (math.inf, 500.0)), cohorts())
     got = results(Measurements(champion=stats(), challenger=no_edge))
@@ -97,9 +107,7 @@ def test_a_slo_the_champion_breaks_too_fails_only_a_slower_challenger() -> None:
     window, the challenger is judged against it: equal is inconclusive, slower fails."""
 
     def slo(champion: VariantStats, challenger: VariantStats) -> tuple[str, str]:
-        got = analyse("canary", Measurements(champion=champion, challenger=challenger),
-                      POLICY, True)  # fmt: skip
-        check = next(c for c in got if c.name == "latency_p99")
+        check = checks(Measurements(champion=champion, challenger=challenger))["latency_p99"]
         return check.result, check.detail
 
     platform_slow = stats(requests=500, slow=0.5, p99=0.24)
@@ -119,25 +127,19 @@ def test_a_champion_p99_past_the_last_bucket_compares_at_that_bucket() -> None:
     top = ((0.1, 110.0), (0.25, 118.0), (1.0, 120.0), (math.inf, 120.0))
     champion = VariantStats(120, 0, 0.9, top, cohorts())
     equal = VariantStats(120, 0, 0.3, top, cohorts(seed=1))
-    got = {
-        c.name: c
-        for c in analyse("canary", Measurements(champion=champion, challenger=equal), POLICY, True)
-    }
+    got = checks(Measurements(champion=champion, challenger=equal))
     assert got["latency_vs_champion"].result == "pass"
     assert "over 1 s" in got["latency_vs_champion"].detail
     stalled = ((0.1, 80.0), (0.25, 90.0), (1.0, 95.0), (math.inf, 120.0))  # 25 over 1 s
     slow = VariantStats(120, 0, 5.0, stalled, cohorts(seed=1))
-    got = {
-        c.name: c
-        for c in analyse("canary", Measurements(champion=champion, challenger=slow), POLICY, True)
-    }
+    got = checks(Measurements(champion=champion, challenger=slow))
     assert got["latency_vs_champion"].result == "fail"
 
 
 def test_engagement_is_pending_until_the_step_is_due_then_tested() -> None:
     """Engagement is tested once per step (at alpha / steps), not at every look."""
     m = Measurements(champion=stats(), challenger=stats(ctr=0.08, seed=1))
-    early = {c.name: c for c in analyse("canary", m, POLICY, due=False)}
+    early = checks(m, due=False)
     assert early["ctr"].result == early["watch_time"].result == "pending"
     assert "alpha 0.00333" in early["ctr"].detail
     assert early["latency_p99"].result == "pass"  # service checks run at every look

@@ -170,14 +170,14 @@ def _champion_over_slo(
     is otherwise inconclusive. None: the champion meets the SLO, or cannot say."""
     if c0 is None or c0.requests < a.min_requests:
         return None
-    fast_0, n_0 = c0.under(edge), c0.under(math.inf)
-    fast_c, n_c = ch.under(edge), ch.under(math.inf)
-    if fast_0 is None or not n_0 or fast_c is None or not n_c:
+    counts = _counts_at(ch, c0, edge)
+    if counts is None:
         return None
+    fast_c, n_c, fast_0, n_0 = counts
     slow_0 = round(n_0 - fast_0)
     if exceeds(slow_0, round(n_0), BUDGET) >= a.alpha:
         return None
-    test = proportion_worse(fast_c, n_c, fast_0, n_0)
+    test = proportion_worse(*counts)
     worse = test.p < a.alpha
     verdict = "slower than it" if worse else "not significantly slower: the platform is slow"
     return Check(
@@ -204,13 +204,12 @@ def _latency_vs_champion(ch: VariantStats, c0: VariantStats | None, a: AnalysisP
     # slow requests in ~100), compare at that bucket: a stricter edge, still one common
     # to both. Inconclusive there paused a random ranker's rollout in CI, 6 looks in a row.
     edge = next((le for le in finite if le >= limit), max(finite, default=None))
-    fast_c, fast_0 = (None, None) if edge is None else (ch.under(edge), c0.under(edge))
-    n_c, n_0 = ch.under(math.inf), c0.under(math.inf)
-    if edge is None or None in (fast_c, fast_0) or not n_c or not n_0:
+    counts = None if edge is None else _counts_at(ch, c0, edge)
+    if counts is None:
         detail = f"no latency bucket at or above {limit:.4g} s to compare on"
         return _few("latency_vs_champion", None, limit, detail)
-    assert fast_c is not None and fast_0 is not None
-    test = proportion_worse(fast_c, n_c, fast_0, n_0)
+    fast_c, n_c, fast_0, n_0 = counts
+    test = proportion_worse(*counts)
     slow_c, slow_0 = 1 - fast_c / n_c, 1 - fast_0 / n_0
     worse = test.p < a.alpha
     return Check(
@@ -220,6 +219,18 @@ def _latency_vs_champion(ch: VariantStats, c0: VariantStats | None, a: AnalysisP
         f" challenger {slow_c:.1%} of requests, champion {slow_0:.1%}; one-sided p = "
         f"{test.p:.3g}",
     )  # fmt: skip
+
+
+def _counts_at(
+    ch: VariantStats, c0: VariantStats, edge: float
+) -> tuple[float, float, float, float] | None:
+    """(challenger at or under `edge`, challenger in all, the same for the champion): the
+    two shares a latency comparison tests; None if either variant's buckets do not say."""
+    fast_c, n_c = ch.under(edge), ch.under(math.inf)
+    fast_0, n_0 = c0.under(edge), c0.under(math.inf)
+    if fast_c is None or fast_0 is None or not n_c or not n_0:
+        return None
+    return fast_c, n_c, fast_0, n_0
 
 
 def _engagement_checks(
