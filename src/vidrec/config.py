@@ -256,6 +256,20 @@ class ServingConfig(Strict):
         description="calls a version's replica holds at once (Ray Serve's "
         "max_ongoing_requests); when full, the server's router backs off for up to 0.5 s",
     )
+    max_batch: int = Field(
+        16,
+        ge=1,
+        le=64,
+        description="requests sent to a version's app in one call at most; a call carries "
+        "more than one only while calls_in_flight are outstanding (1: one request per call)",
+    )
+    calls_in_flight: int = Field(
+        1,
+        ge=1,
+        description="calls to a version's app outstanding at once (its replicas run one at a "
+        "time); requests that arrive meanwhile wait in the server and leave together in the "
+        "next call (no timer: alone at low load)",
+    )
     topology: Literal["fused", "split"] = Field(
         "fused",
         description="fused: retrieval and ranking in one replica per version (one hop); "

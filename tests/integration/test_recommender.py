@@ -133,3 +133,30 @@ def test_a_bundle_for_another_feature_schema_is_refused(served: Any, tmp_path: P
     with pytest.raises(NotReady, match="0123456789abcdef") as exc:
         ServingModel.load(other, "9")
     assert exc.value.http_status == 503
+
+
+def test_a_request_gets_the_same_candidates_and_scores_alone_or_in_a_batch(served: Any) -> None:
+    import numpy as np
+
+    rec, ts, _, _ = served
+    stages = rec.stages
+    # different users, times, devices and k (so candidate counts differ too)
+    asked = [
+        (
+            RecommendRequest(user_id=u, k=k, context=Context(ts=ts - lag, device=d)),
+            f"r{u}",
+            ts - lag,
+        )
+        for u, k, lag, d in [(3, 10, 0, "ios"), (10**12, 5, 60, "web"), (17, 150, 3600, "android")]
+    ]
+    got = stages.retrieve_many(asked)
+    ranked = stages.rank_many(asked, got)
+    for (req, rid, t), g, r in zip(asked, got, ranked, strict=True):
+        alone = stages.retrieve(req, rid, t)
+        assert (alone.ids, alone.fresh, alone.watched) == (g.ids, g.fresh, g.watched)
+        one = stages.rank(req, rid, t, alone)
+        assert np.array_equal(one.ids, r.ids) and np.allclose(one.scores, r.scores)
+        assert [c.video_id for c in one.fresh] == [c.video_id for c in r.fresh]
+        assert one.bins == r.bins
+        assert np.array_equal(one.inputs, r.inputs, equal_nan=True)  # NaN: missing
+    assert len(got[2].ids) > len(got[0].ids)  # k=150 asks for 300 candidates, k=10 for 200

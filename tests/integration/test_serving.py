@@ -288,6 +288,23 @@ def test_metrics_are_on_the_scraped_port(server: dict[str, Any]) -> None:
     assert 'vidrec_requests_total{code="422",variant="none"}' in text
 
 
+def test_requests_that_arrive_together_share_model_calls(server: dict[str, Any]) -> None:
+    """One body of 20 instances reaches the router at once: the first call leaves alone,
+    the rest wait for it and go in calls of at most `max_batch` (16); each gets its own
+    answer, from the model."""
+    with routes(server):
+        set_routes(server, canary_percent=0.0, shadow_fraction=0.0)
+        calls = _metric(server, 'vidrec_model_call_requests_count{version="1"}')
+        sent = _metric(server, 'vidrec_model_call_requests_sum{version="1"}')
+        r = predict(server, *({"user_id": u, "k": 5} for u in range(100, 120)))
+        assert r.status_code == 200, r.text
+        answers = r.json()["predictions"]
+        assert [a["user_id"] for a in answers] == list(range(100, 120))
+        assert not any(a["degraded"] for a in answers), [a["reason"] for a in answers]
+        assert _metric(server, 'vidrec_model_call_requests_sum{version="1"}') - sent == 20
+        assert _metric(server, 'vidrec_model_call_requests_count{version="1"}') - calls == 3
+
+
 def test_the_collectors_pauses_are_on_metrics_by_generation(server: dict[str, Any]) -> None:
     """Every collection since start-up is timed, full ones (generation 2) included. That
     start-up's objects were frozen is not visible from here (test_gc_pauses checks it)."""

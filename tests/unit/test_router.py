@@ -17,7 +17,7 @@ from vidrec.config import ServingConfig
 from vidrec.errors import NotReady
 from vidrec.serving.api import RecommendRequest, RecommendResponse
 from vidrec.serving.file_routes import FileRouteSource
-from vidrec.serving.recommender import Served
+from vidrec.serving.recommender import Call, Failed, Outcome, Served
 from vidrec.serving.router import Router
 from vidrec.serving.routing import RouteTable, assign
 
@@ -51,25 +51,33 @@ class _Method:
 
 
 class FakeApp:
-    """A version app's handle: answers after `delay_s`, or raises `error`."""
+    """A version app's handle: answers each call of a batch after `delay_s`, or raises
+    `error` for the whole batch (a dead replica), or fails the calls of the users in `fails`."""
 
     def __init__(self, version: str, delay_s: float = 0.0, error: Exception | None = None):
         self.version, self.delay_s, self.error = version, delay_s, error
         self.late = False  # answer as a replica does for a call that reached it too late
+        self.fails: set[int] = set()
         self.calls: list[str] = []
+        self.batches: list[int] = []
         self.recommend = _Method(self._recommend)
 
-    async def _recommend(
-        self, req: RecommendRequest, rid: str, ts: int, variant: str, deadline: float
-    ) -> Served | None:
-        self.calls.append(variant)
+    async def _recommend(self, calls: list[Call]) -> list[Outcome]:
+        self.batches.append(len(calls))
+        self.calls += [c.variant for c in calls]
         if self.late:
-            return None
+            return [None for _ in calls]
         await asyncio.sleep(self.delay_s)
         if self.error is not None:
             raise self.error
-        resp = RecommendResponse(request_id=rid, ts=ts, user_id=req.user_id, variant=variant,
-                                 model_version=self.version, items=[])  # fmt: skip
+        return [self._one(c) for c in calls]
+
+    def _one(self, c: Call) -> Outcome:
+        if c.req.user_id in self.fails:
+            return Failed("KeyError")
+        resp = RecommendResponse(request_id=c.rid, ts=c.ts, user_id=c.req.user_id,
+                                 variant=c.variant, model_version=self.version,
+                                 items=[])  # fmt: skip
         return Served(resp, {})
 
 
@@ -152,10 +160,10 @@ def test_a_replica_skips_a_call_that_reaches_it_after_its_deadline() -> None:
 
     replica = ModelVersion.func_or_class("1", ServingConfig())  # no stages: a real call fails
     req = RecommendRequest(user_id=1, k=3, context={"ts": 100})
-    late = replica.recommend(req, "r1", 100, "champion", time.time() - 0.001)
-    assert asyncio.run(late) is None
-    with pytest.raises(AssertionError):  # in time: it goes on to the (missing) stages
-        asyncio.run(replica.recommend(req, "r1", 100, "champion", time.time() + 60))
+    late = Call(req, "r1", 100, "champion", time.time() - 0.001)
+    in_time = Call(req, "r2", 100, "champion", time.time() + 60)
+    # the late one is skipped; the one in time goes on to the (missing) stages and fails alone
+    assert asyncio.run(replica.recommend([late, in_time])) == [None, Failed("AssertionError")]
 
 
 def test_a_handle_that_cannot_send_the_call_degrades_too(tmp_path: Path) -> None:
@@ -169,3 +177,22 @@ def test_a_handle_that_cannot_send_the_call_degrades_too(tmp_path: Path) -> None
     r.attach({"1": Unsendable()})
     got = ask(r, 1).response
     assert got.degraded and got.reason == "RuntimeError"
+
+
+def test_requests_that_arrive_while_the_app_is_busy_share_a_call_and_fail_alone(
+    tmp_path: Path,
+) -> None:
+    r = router(tmp_path, RouteTable(champion="1"), calls_in_flight=1, max_batch=8)
+    app = FakeApp("1", delay_s=0.05)
+    app.fails = {3}
+    r.attach({"1": app})
+
+    async def burst() -> list[Served]:
+        return list(await asyncio.gather(
+            *(r.recommend(RecommendRequest(user_id=u, k=3)) for u in range(6))))  # fmt: skip
+
+    served = [s.response for s in asyncio.run(burst())]
+    assert app.batches == [1, 5]  # the first alone; the rest waited for it and went together
+    assert [s.user_id for s in served] == list(range(6))
+    assert [s.degraded for s in served] == [u == 3 for u in range(6)]
+    assert served[3].reason == "KeyError" and [i.video_id for i in served[3].items] == POPULAR[:3]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import multiprocessing
 import os
 import re
@@ -43,7 +42,7 @@ prepare_ray_env()
 from ray import serve  # noqa: E402
 
 from vidrec.serving.api import RecommendRequest, RecommendResponse  # noqa: E402
-from vidrec.serving.recommender import Served  # noqa: E402
+from vidrec.serving.recommender import Call, Served  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "vidrec" / "bench-serve"
 TARGETS = {"p50_vs_noop": 1.5, "p99_ms": 30.0, "shadow_p99_rise": 0.10}
@@ -53,12 +52,10 @@ TARGETS = {"p50_vs_noop": 1.5, "p99_ms": 30.0, "shadow_p99_rise": 0.10}
 class Noop:
     """The serving floor: the same call, request and response types, no work."""
 
-    async def recommend(
-        self, req: RecommendRequest, rid: str, ts: int, variant: str, deadline: float = math.inf
-    ) -> Served:
-        resp = RecommendResponse(request_id=rid, ts=ts, user_id=req.user_id, variant=variant,
-                                 model_version="noop", items=[])  # fmt: skip
-        return Served(resp, {})
+    async def recommend(self, calls: list[Call]) -> list[Served]:
+        return [Served(RecommendResponse(request_id=c.rid, ts=c.ts, user_id=c.req.user_id,
+                                         variant=c.variant, model_version="noop", items=[]), {})
+                for c in calls]  # fmt: skip
 
     def ping(self) -> str:
         return "ok"

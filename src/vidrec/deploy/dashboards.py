@@ -148,6 +148,18 @@ SERVING = Dashboard(
             unit="s",
         ),
         Panel(
+            "Requests per model call (mean)",
+            "Requests that waited while a version's app was busy leave together in one call: "
+            "above 1 under load, where it saves the per-call cost",
+            (
+                _q(
+                    f"{_rate('vidrec_model_call_requests_sum', 'version')} / "
+                    f"{_rate('vidrec_model_call_requests_count', 'version')}",
+                    "v{{version}}",
+                ),
+            ),
+        ),
+        Panel(
             "Loaded model versions",
             "1 for each version a variant serves",
             (_q("max by (variant, version) (vidrec_model_info)", "{{variant}} v{{version}}"),),

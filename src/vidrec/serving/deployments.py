@@ -1,8 +1,9 @@
 """The Ray Serve applications: one per model version, answering `recommend`.
 
-A version's app runs retrieval -> ranking -> business rules and returns a
-`Served`. Topology "fused" (the default) runs both stages in one replica, so a
-request makes one hop from the server; "split" makes Retrieval and Ranking
+A version's app runs retrieval -> ranking -> business rules for a batch of
+calls (`vidrec.serving.batcher`) and returns a `Served` per call. Topology
+"fused" (the default) runs both stages in one replica, each stage once for
+the whole batch, so a request makes one hop from the server; "split" makes Retrieval and Ranking
 deployments of their own, scaled apart, composed by the version's replica.
 Every hop costs milliseconds of scheduling on a small machine (`vidrec bench
 serve` measures both). Routing, shadowing and the popularity fallback live in
@@ -13,7 +14,7 @@ replicas stay pending forever.
 
 from __future__ import annotations
 
-import math
+import asyncio
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -30,6 +31,10 @@ from vidrec.serving.api import RecommendRequest
 from vidrec.serving.faults import FaultFile, shuffled
 from vidrec.serving.model import ServingModel
 from vidrec.serving.recommender import (
+    Asked,
+    Call,
+    Failed,
+    Outcome,
     Ranked,
     Retrieved,
     Served,
@@ -63,13 +68,21 @@ class VersionStages:
         gc_pauses.freeze()
 
     def retrieve(self, req: RecommendRequest, rid: str, ts: int) -> Retrieved:
-        self.faults.apply("retrieval", self.version)
-        return self.stages.retrieve(req, rid, ts)
+        return self.retrieve_many([(req, rid, ts)])[0]
 
     def rank(self, req: RecommendRequest, rid: str, ts: int, got: Retrieved) -> Ranked:
+        return self.rank_many([(req, rid, ts)], [got])[0]
+
+    def retrieve_many(self, calls: list[Asked]) -> list[Retrieved]:
+        self.faults.apply("retrieval", self.version)
+        return self.stages.retrieve_many(calls)
+
+    def rank_many(self, calls: list[Asked], got: list[Retrieved]) -> list[Ranked]:
         self.faults.apply("ranking", self.version)
-        ranked = self.stages.rank(req, rid, ts, got)
-        return shuffled(ranked, rid) if self.faults.shuffles(self.version) else ranked
+        ranked = self.stages.rank_many(calls, got)
+        if not self.faults.shuffles(self.version):
+            return ranked
+        return [shuffled(r, rid) for r, (_, rid, _) in zip(ranked, calls, strict=True)]
 
     def ping(self) -> str:
         return "ok"
@@ -102,23 +115,55 @@ class ModelVersion:
         self.local = VersionStages(local[0], version, local[1], cfg, local[2]) if local else None
         self.retrieval, self.ranking = retrieval, ranking
 
-    async def recommend(
-        self, req: RecommendRequest, rid: str, ts: int, variant: str, deadline: float = math.inf
-    ) -> Served | None:
-        """Failures propagate: the server falls back and says why. None: the call reached
-        this replica after `deadline` (wall clock), when the server had already answered
-        from the fallback, so the model path is not run for nobody."""
-        if time.time() >= deadline:
+    async def recommend(self, calls: list[Call]) -> list[Outcome]:
+        """One outcome per call, in order (the server batches calls while this replica is
+        busy). A call's failure is its own `Failed`; None: the call reached this replica after
+        its deadline, when the server had already answered from the fallback, so the model
+        path is not run for nobody."""
+        if self.local is not None:
+            return self._fused(calls)
+        return list(await asyncio.gather(*(self._split(c) for c in calls)))
+
+    def _fused(self, calls: list[Call]) -> list[Outcome]:
+        """The batch's live calls through each stage at once (CPU-bound, one batch at a time:
+        the GIL would serialise it). A batch that fails is retried a call at a time, so a
+        request that breaks the model path degrades alone."""
+        now = time.time()
+        live = [i for i, c in enumerate(calls) if now < c.deadline]
+        out: list[Outcome] = [None] * len(calls)
+        if not live:
+            return out
+        try:
+            for i, served in zip(live, self._run([calls[i] for i in live]), strict=True):
+                out[i] = served
+        except Exception as exc:
+            for i in live:
+                out[i] = (
+                    Failed(type(exc).__name__) if len(live) == 1 else self._fused([calls[i]])[0]
+                )
+        return out
+
+    def _run(self, calls: list[Call]) -> list[Served]:
+        assert self.local is not None
+        asked = [(c.req, c.rid, c.ts) for c in calls]
+        got = self.local.retrieve_many(asked)
+        ranked = self.local.rank_many(asked, got)
+        return [self._served(*x) for x in zip(calls, got, ranked, strict=True)]
+
+    async def _split(self, c: Call) -> Outcome:
+        if time.time() >= c.deadline:
             return None
-        if self.local is not None:  # CPU-bound and one at a time: the GIL would serialise it
-            got = self.local.retrieve(req, rid, ts)
-            ranked = self.local.rank(req, rid, ts, got)
-        else:
+        try:
             assert self.retrieval is not None and self.ranking is not None
-            got = await self.retrieval.retrieve.remote(req, rid, ts)
-            ranked = await self.ranking.rank.remote(req, rid, ts, got)
-        items = slate(req, got, ranked, self.cfg, request_rng(rid))
-        resp = response(req, rid, ts, variant, self.version, items, timings(got, ranked))
+            got = await self.retrieval.retrieve.remote(c.req, c.rid, c.ts)
+            return self._served(c, got, await self.ranking.rank.remote(c.req, c.rid, c.ts, got))
+        except Exception as exc:  # Ray wraps what the stage's replica raised
+            return Failed(type(getattr(exc, "cause", None) or exc).__name__)
+
+    def _served(self, c: Call, got: Retrieved, ranked: Ranked) -> Served:
+        items = slate(c.req, got, ranked, self.cfg, request_rng(c.rid))
+        timed = timings(got, ranked)
+        resp = response(c.req, c.rid, c.ts, c.variant, self.version, items, timed)
         return Served(resp, ranked.bins, ranked.inputs)
 
     async def ping(self) -> str:

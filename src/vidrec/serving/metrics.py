@@ -79,6 +79,13 @@ class ServingMetrics:
             buckets=GC_BUCKETS,
             registry=r,
         )
+        self.batch = Histogram(
+            "vidrec_model_call_requests",
+            "Requests per call to a version's app (more than 1 while the app is busy)",
+            ["version"],
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
         self._shadow(r)
         self._feedback(r)
 

@@ -26,7 +26,7 @@ from vidrec.features.definitions import FEATURES, REQUEST_INPUT_COLUMNS, USER, a
 from vidrec.features.hours import HOUR_FEATURE, hour_counts
 from vidrec.features.online import OnlineFeatures
 from vidrec.serving.api import Item, RecommendRequest, RecommendResponse
-from vidrec.serving.model import ServingModel, popular_in
+from vidrec.serving.model import Array, ServingModel, popular_in
 from vidrec.serving.rules import Candidate, SlateItem, compose
 
 
@@ -64,6 +64,9 @@ def candidates(
         yield Candidate(v, None if c != c else int(c), s)  # c != c: NaN
 
 
+Asked = tuple[RecommendRequest, str, int]  # a request, its id and its time
+
+
 @dataclass
 class Stages:
     model: ServingModel
@@ -76,16 +79,41 @@ class Stages:
         self.user_features = self.features.only({USER.name})
 
     def retrieve(self, req: RecommendRequest, rid: str, ts: int) -> Retrieved:
+        return self.retrieve_many([(req, rid, ts)])[0]
+
+    def rank(self, req: RecommendRequest, rid: str, ts: int, got: Retrieved) -> Ranked:
+        return self.rank_many([(req, rid, ts)], [got])[0]
+
+    def retrieve_many(self, calls: list[Asked]) -> list[Retrieved]:
+        """Each call's candidates: the user tower and the index take the batch's users at
+        once (a call's Python overhead is most of a request's cost). A request's result does
+        not depend on the others in its batch. `seconds` is the batch's: each waited for it."""
         t0 = time.perf_counter()
-        user = self.user_features.columns(rows(req, rid, ts, [-1]))
+        user = self.user_features.columns(rows_of([(req, rid, ts, [-1]) for req, rid, ts in calls]))
         emb = self.model.embed_users(user)
-        n = min(max(self.cfg.candidates, 2 * req.k), len(self.model.index))
-        found, _ = self.model.index.search(emb, n)
-        up = self.model.item_values("upload_ts", found[0])
-        ids = [int(v) for v, u in zip(found[0], up, strict=True) if v >= 0 and u <= ts]
-        fresh = self._fresh(emb, ts, set(ids))
-        watched = [int(v) for v in user["user_last_watched"][0].as_py()]
-        return Retrieved(ids, fresh, watched, time.perf_counter() - t0)
+        found = self._search(emb, [self._wanted(req) for req, _, _ in calls])
+        up = [self.model.item_values("upload_ts", f) for f in found]
+        ids = [[int(v) for v, u in zip(f, t, strict=True) if v >= 0 and u <= ts]
+               for f, t, (_, _, ts) in zip(found, up, calls, strict=True)]  # fmt: skip
+        fresh = [self._fresh(emb[i : i + 1], ts, set(ids[i])) for i, (_, _, ts) in enumerate(calls)]
+        watched = user["user_last_watched"]
+        seconds = time.perf_counter() - t0
+        return [Retrieved(ids[i], fresh[i], [int(v) for v in watched[i].as_py()], seconds)
+                for i in range(len(calls))]  # fmt: skip
+
+    def _wanted(self, req: RecommendRequest) -> int:
+        return min(max(self.cfg.candidates, 2 * req.k), len(self.model.index))
+
+    def _search(self, emb: npt.NDArray[np.float32], wanted: list[int]) -> list[Array]:
+        """Each row's nearest `wanted[i]`: one index search per distinct count (the index's
+        probes depend on it, so a request finds what it would alone)."""
+        out: list[Array] = [np.empty(0, np.int64)] * len(wanted)
+        for n in set(wanted):
+            at = [i for i, w in enumerate(wanted) if w == n]
+            found, _ = self.model.index.search(emb[at], n)
+            for j, i in enumerate(at):
+                out[i] = found[j]
+        return out
 
     def _fresh(self, emb: npt.NDArray[np.float32], ts: int, exclude: set[int]) -> list[int]:
         index, pool = self.model.fresh_index(ts, self.cfg.fresh_days * DAY)
@@ -98,17 +126,26 @@ class Stages:
         keep = ~np.isin(ids, np.fromiter(exclude, np.int64, len(exclude)))
         return [int(v) for v in ids[keep][:n]]
 
-    def rank(self, req: RecommendRequest, rid: str, ts: int, got: Retrieved) -> Ranked:
+    def rank_many(self, calls: list[Asked], got: list[Retrieved]) -> list[Ranked]:
+        """Each call's candidates scored: one feature read and one ranker call for the batch's
+        rows, split back per call (`seconds` as in `retrieve_many`)."""
         t0 = time.perf_counter()
-        ids = got.ids + got.fresh
-        cols = self.features.columns(rows(req, rid, ts, ids))
+        ids = [g.ids + g.fresh for g in got]
+        cols = self.features.columns(rows_of([(*c, i) for c, i in zip(calls, ids, strict=True)]))
         t1 = time.perf_counter()
         x = as_float_matrix(cols, FEATURES)
-        scores = self.model.scorer.score(x)
+        scores = np.asarray(self.model.scorer.score(x), dtype=np.float64)
         t2 = time.perf_counter()
-        vids = np.asarray(ids, dtype=np.int64)
+        vids = np.fromiter((v for i in ids for v in i), np.int64, len(x))
         creators = self.model.item_values("creator_id", vids)
-        scores = np.asarray(scores, dtype=np.float64)
+        cuts = np.cumsum([0] + [len(i) for i in ids])
+        return [self._ranked(c[2], g, vids[a:b], creators[a:b], scores[a:b], x[a:b],
+                             t1 - t0, t2 - t1)
+                for c, g, a, b in zip(calls, got, cuts[:-1], cuts[1:], strict=True)]  # fmt: skip
+
+    def _ranked(self, ts: int, got: Retrieved, vids: Array, creators: npt.NDArray[np.float64],
+                scores: npt.NDArray[np.float64], x: npt.NDArray[np.float64],
+                features_s: float, ranking_s: float) -> Ranked:  # fmt: skip
         n = len(got.ids)
         order = best_first(vids[:n], scores[:n])
         fresh = list(candidates(vids[n:], creators[n:], scores[n:]))
@@ -116,7 +153,7 @@ class Stages:
                 HOUR_FEATURE: hour_counts(self.features.as_of(ts))}  # fmt: skip
         inputs = x[0, REQUEST_INPUT_COLUMNS].tolist() if len(x) else []
         return Ranked(vids[:n][order], creators[:n][order], scores[:n][order], fresh,
-                      t1 - t0, t2 - t1, bins, inputs)  # fmt: skip
+                      features_s, ranking_s, bins, inputs)  # fmt: skip
 
 
 def best_first(ids: npt.NDArray[np.int64], scores: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
@@ -126,14 +163,23 @@ def best_first(ids: npt.NDArray[np.int64], scores: npt.NDArray[np.float64]) -> n
 
 def rows(req: RecommendRequest, rid: str, ts: int, ids: list[int]) -> dict[str, npt.NDArray[Any]]:
     """The feature pipeline's request columns: one row per candidate video (-1: the user alone)."""
-    n = len(ids)
+    return rows_of([(req, rid, ts, ids)])
+
+
+def rows_of(
+    asked: list[tuple[RecommendRequest, str, int, list[int]]],
+) -> dict[str, npt.NDArray[Any]]:
+    """`rows` of several requests, one after another (a batch's features in one read)."""
+    lens = [len(ids) for *_, ids in asked]
     return {
-        "request_id": np.full(n, rid, dtype=object),
-        "ts": np.full(n, ts, dtype=np.int64),
-        "user_id": np.full(n, req.user_id, dtype=np.int64),
-        "video_id": np.asarray(ids, dtype=np.int64),
-        "device": np.full(n, req.context.device, dtype=object),
-        "session_position": np.full(n, req.context.session_position, dtype=np.int64),
+        "request_id": np.repeat(np.array([rid for _, rid, _, _ in asked], dtype=object), lens),
+        "ts": np.repeat(np.array([ts for _, _, ts, _ in asked], dtype=np.int64), lens),
+        "user_id": np.repeat(np.array([r.user_id for r, *_ in asked], dtype=np.int64), lens),
+        "video_id": np.fromiter((v for *_, ids in asked for v in ids), np.int64, sum(lens)),
+        "device": np.repeat(np.array([r.context.device for r, *_ in asked], dtype=object), lens),
+        "session_position": np.repeat(
+            np.array([r.context.session_position for r, *_ in asked], dtype=np.int64), lens
+        ),
     }
 
 
@@ -208,6 +254,27 @@ class Served:
     response: RecommendResponse
     bins: dict[str, BinCounts]  # empty when degraded (no features were computed)
     inputs: list[float] = field(default_factory=list)  # REQUEST_INPUTS; empty when degraded
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request's call to a version's app (several travel in one Ray Serve call)."""
+
+    req: RecommendRequest
+    rid: str
+    ts: int
+    variant: str
+    deadline: float = float("inf")  # wall clock: the server has answered from the fallback
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A call whose model path raised, in a batch that went on without it."""
+
+    reason: str  # the exception's type name: the degraded response's reason
+
+
+Outcome = Served | Failed | None  # None: the call reached the replica after its deadline
 
 
 @dataclass

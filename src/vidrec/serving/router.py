@@ -1,9 +1,10 @@
 """Champion / challenger routing in the server process, in front of the version apps.
 
 Per request: read the live route table, assign the user's variant (sticky
-buckets), call that version's app under the deadline, and degrade to the
-segment's popularity list when the call fails or is late (the response says
-so and why: never a 500). A fraction of requests is shadowed to the
+buckets), call that version's app under the deadline (through its `Batcher`: requests
+that arrive while the app is busy share a call), and degrade to the segment's
+popularity list when the call fails or is late (the response says so and
+why: never a 500). A fraction of requests is shadowed to the
 challenger through a bounded set of slots: full means dropped and counted,
 and the user's response never waits for it. Routing here rather than in a
 Ray deployment saves a hop per request.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,9 @@ from typing import Any
 from vidrec.config import ServingConfig
 from vidrec.errors import NotReady
 from vidrec.serving.api import RecommendRequest
+from vidrec.serving.batcher import Batcher
 from vidrec.serving.model import ServingModel
-from vidrec.serving.recommender import Served, fallback, response
+from vidrec.serving.recommender import Call, Failed, Outcome, Served, fallback, response
 from vidrec.serving.route_source import RouteSource
 from vidrec.serving.routing import Variant, assign, shadowed
 from vidrec.serving.shadow import Comparison, compare
@@ -47,21 +50,38 @@ class ShadowReport:
 
 
 class Router:
-    def __init__(self, routes: RouteSource, bundles: dict[str, Path], cfg: ServingConfig) -> None:
-        self.routes, self.cfg = routes, cfg
+    def __init__(
+        self,
+        routes: RouteSource,
+        bundles: dict[str, Path],
+        cfg: ServingConfig,
+        observe_batch: Callable[[str, int], None] = lambda version, size: None,
+    ) -> None:
+        self.routes, self.cfg, self.observe_batch = routes, cfg, observe_batch
         self.popular = {v: ServingModel.popularity_of(b) for v, b in bundles.items()}
         self.handles: dict[str, Any] = {}  # model version -> its app's handle, once up
+        self.batchers: dict[str, Batcher[Call, Outcome]] = {}  # model version -> its calls
         self.shadow_slots = asyncio.Semaphore(cfg.shadow_queue)
         self.report = ShadowReport()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def attach(self, handles: dict[str, Any]) -> None:
+        self.batchers = {v: self._batcher(v, h) for v, h in handles.items()}
         self.handles = dict(handles)
 
     def add(self, version: str, bundle: Path, handle: Any) -> None:
         """A version loaded while serving (a new challenger): routable from now on."""
         self.popular[version] = ServingModel.popularity_of(bundle)
+        self.batchers = {**self.batchers, version: self._batcher(version, handle)}
         self.handles = {**self.handles, version: handle}  # one swap: readers see old or new
+
+    def _batcher(self, version: str, handle: Any) -> Batcher[Call, Outcome]:
+        return Batcher(
+            handle.recommend.remote,
+            self.cfg.max_batch,
+            self.cfg.calls_in_flight,
+            lambda size: self.observe_batch(version, size),
+        )
 
     async def recommend(self, req: RecommendRequest) -> Served:
         table = self.routes.get()
@@ -89,20 +109,20 @@ class Router:
     ) -> Served:
         # the replica skips a call that reaches it after this (wall clock: the server and its
         # replicas share a host here, and NTP keeps nodes within ms of a 0.5 s budget)
-        deadline = time.time() + self.cfg.deadline_s
-        pending: Any = None
+        call = Call(req, rid, ts, variant, time.time() + self.cfg.deadline_s)
         try:
-            pending = self.handles[version].recommend.remote(req, rid, ts, variant, deadline)
-            return await asyncio.wait_for(_served(pending), timeout=self.cfg.deadline_s)
+            # on timeout wait_for withdraws the call: unsent, it never leaves this process
+            outcome = await asyncio.wait_for(
+                self.batchers[version].submit(call), timeout=self.cfg.deadline_s
+            )
         except Exception as exc:  # a failed or late model path degrades, never a 500
-            if isinstance(exc, TimeoutError) and pending is not None:
-                # awaiting under wait_for does not cancel the call: still queued, it would be
-                # sent later and cost a replica the whole model path for nobody
-                pending.cancel()
             cause = getattr(exc, "cause", None) or exc  # Ray wraps what the replica raised
-            reason = "deadline" if isinstance(exc, TimeoutError) else type(cause).__name__
-            items = fallback(req, self.popular[version], self.cfg)
-            return Served(response(req, rid, ts, variant, version, items, {}, reason), {})
+            outcome = Failed("deadline" if isinstance(exc, TimeoutError) else type(cause).__name__)
+        if isinstance(outcome, Served):
+            return outcome
+        reason = "deadline" if outcome is None else outcome.reason
+        items = fallback(req, self.popular[version], self.cfg)
+        return Served(response(req, rid, ts, variant, version, items, {}, reason), {})
 
     def _shadow(
         self, req: RecommendRequest, rid: str, ts: int, version: str, served: Served
@@ -135,11 +155,3 @@ class Router:
         """Shadow outcomes since the last call."""
         report, self.report = self.report, ShadowReport()
         return report
-
-
-async def _served(pending: Any) -> Served:
-    """A version app's answer; None from the replica means it reached it after its deadline."""
-    served: Served | None = await pending
-    if served is None:
-        raise TimeoutError
-    return served

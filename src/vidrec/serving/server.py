@@ -116,7 +116,12 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
     ) -> None:
         super().__init__(name)
         self.app, self.metrics, self.timeout_s = app, metrics, timeout_s
-        self.router = Router(FileRouteSource(app.routes), app.bundles, app.cfg)
+        self.router = Router(
+            FileRouteSource(app.routes),
+            app.bundles,
+            app.cfg,
+            lambda version, size: metrics.batch.labels(version).observe(size),
+        )
         self.attached = False
         self.log = ImpressionLog(app.log_dir, app.cfg.remember_requests, app.cfg.log_flush_rows)
         self.ticker: asyncio.Task[None] | None = None

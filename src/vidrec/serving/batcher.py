@@ -1,0 +1,98 @@
+"""Calls to one version's app, sent together while the app is busy (adaptive batching).
+
+A Ray Serve handle call costs CPU whatever it carries: measured here, ~5 ms in
+the calling process and ~4 ms in the replica, as much as the whole model path.
+At most `in_flight` calls per version are outstanding; requests that arrive
+meanwhile wait here and leave together in the next call (at most `max_batch`).
+There is no timer: at low load every request leaves alone and at once, so
+batching adds no latency; under load calls grow, and the CPU per request falls
+exactly when the machine runs short of it (Clipper's and Triton's dynamic
+batching, without their wait window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batcher(Generic[T, R]):
+    """`send(items)` returns an awaitable for one result per item (a Ray Serve
+    DeploymentResponse, so also `cancel()`); `submit(item)` is one item's future."""
+
+    def __init__(
+        self,
+        send: Callable[[list[T]], Any],
+        max_batch: int = 16,
+        in_flight: int = 1,
+        observe: Callable[[int], None] = lambda size: None,  # each call's size (a metric)
+    ) -> None:
+        if max_batch < 1 or in_flight < 1:
+            raise ValueError("max_batch and in_flight must be >= 1")
+        self.send, self.max_batch, self.in_flight = send, max_batch, in_flight
+        self.observe = observe
+        self.waiting: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self.busy = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, item: T) -> asyncio.Future[R]:
+        """Cancel the future to withdraw the item: unsent, it is never sent; sent, the
+        whole call is cancelled once every item in it is withdrawn."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self.waiting.append((item, future))
+        self._pump()
+        return future
+
+    def _pump(self) -> None:
+        while self.busy < self.in_flight and self.waiting:
+            batch = self._take()
+            if not batch:
+                continue
+            self.busy += 1
+            self.observe(len(batch))
+            task = asyncio.get_running_loop().create_task(self._call(batch))
+            self._tasks.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._tasks.discard)
+
+    def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        while self.waiting and len(batch) < self.max_batch:
+            item, future = self.waiting.popleft()
+            if not future.done():  # withdrawn while waiting (its caller gave up)
+                batch.append((item, future))
+        return batch
+
+    async def _call(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        futures = [f for _, f in batch]
+        try:
+            response = self.send([item for item, _ in batch])
+            _cancel_when_all_withdrawn(response, futures)
+            results: Sequence[R] = await response
+            if len(results) != len(futures):
+                raise RuntimeError(f"{len(results)} results for a batch of {len(futures)}")
+            for f, r in zip(futures, results, strict=True):
+                if not f.done():
+                    f.set_result(r)
+        except Exception as exc:  # one failed call fails each of its items
+            for f in futures:
+                if not f.done():
+                    f.set_exception(exc)
+        finally:
+            self.busy -= 1
+            self._pump()
+
+
+def _cancel_when_all_withdrawn(response: Any, futures: list[asyncio.Future[Any]]) -> None:
+    """Still queued in Ray, a call nobody waits for would cost a replica the model path."""
+
+    def withdrawn(f: asyncio.Future[Any]) -> None:
+        if f.cancelled() and all(g.cancelled() for g in futures):
+            response.cancel()
+
+    for f in futures:
+        f.add_done_callback(withdrawn)
