@@ -6,9 +6,11 @@ the ratios compare like with like on a noisy machine: (b)/(a) is what our retrie
 features, ranking and rules add over the serving floor, (b)/(c) what serving adds over
 the bare computation. One catalogue size is deployed at a time. Catalogues are the
 champion's bundle grown with synthetic videos (cached under ~/.cache/vidrec/bench-serve).
-At the first size two more runs: shadow at 100 % (the champion's p99 with and without a
-challenger shadowing every request) and the split topology (retrieval and ranking as
-deployments of their own: what the two extra hops cost).
+At the first size three more runs: shadow at 100 % (the champion's p99 with and without a
+challenger shadowing every request), the same replicas called once per request (adaptive
+batching off: what it saves) and the split topology (retrieval and ranking as deployments
+of their own: what the two extra hops cost). The no-op is called as the endpoint is,
+batches included.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from vidrec.serving.api import RecommendRequest, RecommendResponse  # noqa: E402
 from vidrec.serving.recommender import Call, Served  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "vidrec" / "bench-serve"
+UNBATCHED = "vidrec-unbatched"
 TARGETS = {"p50_vs_noop": 1.5, "p99_ms": 30.0, "shadow_p99_rise": 0.10}
 
 
@@ -120,6 +123,7 @@ class _Bench:
             runs[f"vidrec-{n}"] = ({"1": bundle, "2": bundle}, "1", "2") if i == 0 else (
                 {"1": bundle}, "1", None)  # fmt: skip
         runs["vidrec-split"] = ({"1": first}, "1", None)
+        runs[UNBATCHED] = ({"1": first}, "1", None)
         self._serve_http(runs)
         noop = serve.run(cast(Any, Noop).bind(), name="noop", route_prefix=None)
         self.models["noop"].attach({"noop": noop})
@@ -142,7 +146,10 @@ class _Bench:
         for name, (bundles, champion, challenger) in runs.items():
             routes = self.out / f"routes-{name}.json"
             FileRouteSource(routes).set(RouteTable(champion=champion, challenger=challenger))
-            app = Deployment(bundles, routes, None, self.settings.serving)
+            cfg = self.settings.serving
+            if name == UNBATCHED:  # a call per request, up to the replica's queue at once
+                cfg = cfg.model_copy(update={"max_batch": 1, "calls_in_flight": cfg.replica_queue})
+            app = Deployment(bundles, routes, None, cfg)
             self.models[name] = VidrecModel(name, app, metrics)
         install_routes(metrics, self.models["noop"])
         server = LoopbackModelServer(http_port=self.port, enable_grpc=False, workers=1,
@@ -160,7 +167,7 @@ class _Bench:
         raise RuntimeError("benchmark server did not start")
 
     @contextmanager
-    def deployed(self, name: str, topology: str = "fused") -> Iterator[None]:
+    def deployed(self, name: str, topology: str = "fused") -> Iterator[dict[str, Any]]:
         """Run `name`'s model versions deployed and attached to its KServe model; deleted
         afterwards, so one catalogue at a time holds memory and CPU."""
         from vidrec.serving.deployments import app_name, run_apps
@@ -173,7 +180,7 @@ class _Bench:
             h.ping.remote().result(timeout_s=600)
         model.attach(handles)
         try:
-            yield
+            yield handles
         finally:
             for v in handles:
                 serve.delete(app_name(v))
@@ -186,11 +193,13 @@ class _Bench:
         sizes: dict[str, Any] = {}
         shadow: dict[str, Any] = {}
         split: dict[str, Any] = {}
+        unbatched: dict[str, Any] = {}
         for i, (n, bundle) in enumerate(grown.items()):
-            with self.deployed(f"vidrec-{n}"):
+            with self.deployed(f"vidrec-{n}") as handles:
                 endpoint = {key(r): self._http(f"vidrec-{n}", r, duration_s, ts) for r in rates}
                 if i == 0:
                     shadow = self._shadow(n, max(rates), duration_s, ts)
+                    unbatched = self._unbatched(n, handles, endpoint, rates, duration_s, ts)
             local = _in_process(bundle, self.settings, rates, duration_s, ts)
             sizes[str(n)] = {
                 "endpoint": endpoint,
@@ -202,17 +211,29 @@ class _Bench:
             if i == 0:
                 split = self._split(n, endpoint, rates, duration_s, ts)
         return {"rates": list(rates), "duration_s": duration_s, "request_ts": ts,
-                "noop": noop, "sizes": sizes, "shadow": shadow, "split": split}  # fmt: skip
+                "noop": noop, "sizes": sizes, "shadow": shadow, "split": split,
+                "unbatched": unbatched}  # fmt: skip
+
+    def _unbatched(
+        self,
+        n: int,
+        handles: dict[str, Any],
+        batched: dict[str, Any],
+        rates: Sequence[float],
+        duration_s: float,
+        ts: int,
+    ) -> dict[str, Any]:
+        """The same replicas called once per request, as before adaptive batching."""
+        self.models[UNBATCHED].attach({"1": handles["1"]})
+        runs = {key(r): self._http(UNBATCHED, r, duration_s, ts) for r in rates}
+        return {"items": n, "endpoint": runs, "ratios": _vs(runs, batched, rates, "batched")}
 
     def _split(self, n: int, fused: dict[str, Any], rates: Sequence[float], duration_s: float,
                ts: int) -> dict[str, Any]:  # fmt: skip
         """The same model with retrieval and ranking as deployments of their own."""
         with self.deployed("vidrec-split", "split"):
             runs = {key(r): self._http("vidrec-split", r, duration_s, ts) for r in rates}
-        ratios = {key(r): {"p50_vs_fused": _round(ratio(runs[key(r)], fused[key(r)])),
-                           "p99_vs_fused": _round(ratio(runs[key(r)], fused[key(r)], "p99_ms"))}
-                  for r in rates}  # fmt: skip
-        return {"items": n, "endpoint": runs, "ratios": ratios}
+        return {"items": n, "endpoint": runs, "ratios": _vs(runs, fused, rates, "fused")}
 
     def _http(self, model: str, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
         url = f"{self.url}/v1/models/{model}:predict"
@@ -328,6 +349,15 @@ def _ratios(
     }
 
 
+def _vs(
+    runs: dict[str, Any], base: dict[str, Any], rates: Sequence[float], name: str
+) -> dict[str, Any]:
+    """Per rate, p50 and p99 of `runs` over those of `base` (the `name`d run)."""
+    return {key(r): {f"p50_vs_{name}": _round(ratio(runs[key(r)], base[key(r)])),
+                     f"p99_vs_{name}": _round(ratio(runs[key(r)], base[key(r)], "p99_ms"))}
+            for r in rates}  # fmt: skip
+
+
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
@@ -420,10 +450,12 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     for ax, (n, s) in zip(axes[0], sizes.items(), strict=True):
         series = {"no-op Ray Serve (a)": report["noop"], "vidrec endpoint (b)": s["endpoint"],
                   "in-process (c)": s["in_process"]}  # fmt: skip
-        split = report.get("split") or {}
-        if str(split.get("items")) == n:
-            series["split topology"] = split["endpoint"]
-        for (label, runs), color in zip(series.items(), ("grey", "C0", "C2", "C1"), strict=False):
+        for name, label in (("unbatched", "unbatched endpoint"), ("split", "split topology")):
+            other = report.get(name) or {}
+            if str(other.get("items")) == n:
+                series[label] = other["endpoint"]
+        colors = ("grey", "C0", "C2", "C3", "C1")
+        for (label, runs), color in zip(series.items(), colors, strict=False):
             for q, style in (("p50_ms", "-o"), ("p99_ms", "--x")):
                 ys = [runs[key(r)][q] for r in rates]
                 ax.plot(rates, ys, style, color=color, label=f"{label} {q[:3]}")
