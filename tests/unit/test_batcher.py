@@ -19,6 +19,7 @@ class Calls:
         self.cancelled: list[list[int]] = []
         self.running = 0
         self.most_running = 0
+        self.uncancellable = False  # a lost call: cancel() is recorded but changes nothing
 
     def __call__(self, items: list[int]) -> Any:
         self.sent.append(items)
@@ -31,7 +32,8 @@ class Calls:
 
             def cancel(self) -> None:
                 calls.cancelled.append(items)
-                task.cancel()
+                if not calls.uncancellable:
+                    task.cancel()
 
         return Response()
 
@@ -109,3 +111,18 @@ def test_a_failed_call_fails_each_of_its_items_and_the_next_call_goes() -> None:
 def test_bounds_are_checked() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         Batcher(Calls(), max_batch=0)
+
+
+def test_a_call_that_never_answers_frees_its_slot_when_its_callers_give_up() -> None:
+    calls = Calls(delay_s=3600)
+    calls.uncancellable = True
+
+    async def lost() -> None:
+        b: Batcher[int, int] = Batcher(calls, max_batch=4, in_flight=1)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(b.submit(0), 0.05)  # the router's deadline
+        calls.delay_s = 0.01
+        assert await asyncio.wait_for(b.submit(1), 1.0) == 2  # sent: the slot was freed
+
+    asyncio.run(lost())
+    assert calls.sent == [[0], [1]] and calls.cancelled == [[0]]

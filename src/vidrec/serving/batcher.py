@@ -70,9 +70,9 @@ class Batcher(Generic[T, R]):
     async def _call(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         futures = [f for _, f in batch]
         try:
-            response = self.send([item for item, _ in batch])
-            _cancel_when_all_withdrawn(response, futures)
-            results: Sequence[R] = await response
+            results = await _unless_all_withdrawn(self.send([item for item, _ in batch]), futures)
+            if results is None:
+                return  # every caller gave up: the call is cancelled, its slot free again
             if len(results) != len(futures):
                 raise RuntimeError(f"{len(results)} results for a batch of {len(futures)}")
             for f, r in zip(futures, results, strict=True):
@@ -87,12 +87,23 @@ class Batcher(Generic[T, R]):
             self._pump()
 
 
-def _cancel_when_all_withdrawn(response: Any, futures: list[asyncio.Future[Any]]) -> None:
-    """Still queued in Ray, a call nobody waits for would cost a replica the model path."""
+async def _unless_all_withdrawn(response: Any, futures: list[asyncio.Future[Any]]) -> Any:
+    """The call's results, or None once every item in it is withdrawn: then the call is
+    cancelled (still queued in Ray, it would cost a replica the model path for nobody) and
+    not awaited further, so a call that never answers holds its slot no longer than its
+    callers wait (their deadline)."""
+    gave_up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def withdrawn(f: asyncio.Future[Any]) -> None:
-        if f.cancelled() and all(g.cancelled() for g in futures):
+        if f.cancelled() and all(g.cancelled() for g in futures) and not gave_up.done():
+            gave_up.set_result(None)
             response.cancel()
 
     for f in futures:
         f.add_done_callback(withdrawn)
+    answer = asyncio.ensure_future(response)
+    await asyncio.wait({answer, gave_up}, return_when=asyncio.FIRST_COMPLETED)
+    if answer.done():
+        return answer.result()
+    answer.add_done_callback(lambda a: a.cancelled() or a.exception())  # retrieved: no warning
+    return None

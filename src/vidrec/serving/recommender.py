@@ -89,7 +89,7 @@ class Stages:
         once (a call's Python overhead is most of a request's cost). A request's result does
         not depend on the others in its batch. `seconds` is the batch's: each waited for it."""
         t0 = time.perf_counter()
-        user = self.user_features.columns(rows_of([(req, rid, ts, [-1]) for req, rid, ts in calls]))
+        user = self.user_features.columns(rows([(req, rid, ts, [-1]) for req, rid, ts in calls]))
         emb = self.model.embed_users(user)
         found = self._search(emb, [self._wanted(req) for req, _, _ in calls])
         up = [self.model.item_values("upload_ts", f) for f in found]
@@ -131,7 +131,7 @@ class Stages:
         rows, split back per call (`seconds` as in `retrieve_many`)."""
         t0 = time.perf_counter()
         ids = [g.ids + g.fresh for g in got]
-        cols = self.features.columns(rows_of([(*c, i) for c, i in zip(calls, ids, strict=True)]))
+        cols = self.features.columns(rows([(*c, i) for c, i in zip(calls, ids, strict=True)]))
         t1 = time.perf_counter()
         x = as_float_matrix(cols, FEATURES)
         scores = np.asarray(self.model.scorer.score(x), dtype=np.float64)
@@ -161,15 +161,10 @@ def best_first(ids: npt.NDArray[np.int64], scores: npt.NDArray[np.float64]) -> n
     return np.lexsort((ids, -scores))
 
 
-def rows(req: RecommendRequest, rid: str, ts: int, ids: list[int]) -> dict[str, npt.NDArray[Any]]:
-    """The feature pipeline's request columns: one row per candidate video (-1: the user alone)."""
-    return rows_of([(req, rid, ts, ids)])
-
-
-def rows_of(
-    asked: list[tuple[RecommendRequest, str, int, list[int]]],
-) -> dict[str, npt.NDArray[Any]]:
-    """`rows` of several requests, one after another (a batch's features in one read)."""
+def rows(asked: list[tuple[RecommendRequest, str, int, list[int]]]) -> dict[str, npt.NDArray[Any]]:
+    """The feature pipeline's request columns for requests (each with its id, time and
+    candidate videos; -1: the user alone): a row per candidate, request after request, so a
+    batch's features are one read."""
     lens = [len(ids) for *_, ids in asked]
     return {
         "request_id": np.repeat(np.array([rid for _, rid, _, _ in asked], dtype=object), lens),
