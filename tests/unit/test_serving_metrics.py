@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from prometheus_client import generate_latest
 
-from vidrec.features.bins import FeatureBins
+from vidrec.features.bins import FeatureBins, count_column
 from vidrec.serving.api import Item, RecommendResponse
 from vidrec.serving.metrics import ServingMetrics
 from vidrec.serving.routing import cohort
@@ -97,3 +98,19 @@ def test_a_loaded_version_exports_its_engagement_series_at_zero() -> None:
         ):
             assert value(m, name, variant="challenger", version="7", cohort=group) == 0
             assert f'{name}{{cohort="{group}",variant="challenger",version="7"}} 0.0' in text
+
+
+def test_a_matrix_is_binned_as_each_column_alone() -> None:
+    # FeatureBins.count bins every column in one pass; count_column is the rule it follows
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[0, 1], x[3, 2] = np.inf, -np.inf
+    edges = [np.array([]), np.array([0.0]), np.sort(rng.normal(size=9)), np.array([-1.0, 1.0])]
+    counts = FeatureBins(list("abcd"), edges).count(x)
+    for j, name in enumerate("abcd"):
+        alone = count_column(x[:, j], edges[j])
+        assert counts[name].counts == alone.counts and counts[name].missing == alone.missing
+        assert counts[name].total == pytest.approx(alone.total)
+    empty = FeatureBins(list("abcd"), edges).count(np.empty((0, 4)))
+    assert empty["c"].counts == [0] * 10 and empty["c"].missing == 0

@@ -140,7 +140,7 @@ def test_the_serving_user_tower_equals_embed_users() -> None:
     hist = [list(rng.choice(cat.video_id.to_numpy(), rng.integers(0, 6))) for _ in range(n)]
     users = {
         "user_last_watched": [*hist[:-1], [999_999]],  # the last: a video not in the catalogue
-        "country_code": rng.integers(0, 50, n),
+        "country_code": [-1, *rng.integers(0, 50, n - 1)],  # -1: unknown
         "age_code": rng.integers(0, 5, n),
         "device_code": rng.integers(0, 3, n),
         "hour_of_day": rng.integers(0, 24, n),

@@ -89,10 +89,23 @@ class FeatureBins:
         return cls(list(names), edges)
 
     def count(self, x: npt.NDArray[Any]) -> dict[str, BinCounts]:
-        return {
-            name: count_column(x[:, j], edges)
-            for j, (name, edges) in enumerate(zip(self.names, self.edges, strict=True))
-        }
+        """`count_column` of every column (`total` up to float rounding), in one bincount
+        over the matrix: a few numpy calls per feature were a tenth of a served request."""
+        x = np.asarray(x, dtype=np.float64)
+        finite = np.isfinite(x)
+        sizes = [len(e) + 1 for e in self.edges]
+        where = np.empty(x.shape, dtype=np.intp)
+        for j, edges in enumerate(self.edges):
+            where[:, j] = np.searchsorted(edges, x[:, j], side="left")
+        where += np.cumsum([0, *sizes[:-1]], dtype=np.intp)  # column j's bins after j-1's
+        counts = np.bincount(where[finite], minlength=sum(sizes)).tolist()
+        missing = (~finite).sum(axis=0).tolist()
+        totals = np.where(finite, x, 0.0).sum(axis=0).tolist()
+        out, at = {}, 0
+        for j, (name, size) in enumerate(zip(self.names, sizes, strict=True)):
+            out[name] = BinCounts(counts[at : at + size], missing[j], totals[j])
+            at += size
+        return out
 
 
 def score_bins(scores: npt.NDArray[Any]) -> BinCounts:

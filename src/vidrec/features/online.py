@@ -28,7 +28,8 @@ from vidrec.features.spec import Columns, FeatureSet
 from vidrec.features.store import OnlineStore, Row
 from vidrec.features.transform import as_frame, columns_of, finish_columns, id_lists
 
-CACHE_ROWS = 50_000  # per entity (~30 MB of videos); then it starts over
+CACHE_ROWS = 50_000
+NUMERIC = ("int64", "float64")  # per entity (~30 MB of videos); then it starts over
 
 
 class OnlineFeatures:
@@ -45,6 +46,9 @@ class OnlineFeatures:
         self.realtime = [f for f in fs.batch if f.freshness == "realtime"]
         # a user's own rows are rarely read twice: caching them would only hold memory
         self.shared = {e.name for e in order if "user_id" not in e.keys}
+        # numbers are read into float arrays (NaN: missing), converted once per row read,
+        # not once per request in `finish` (and never through a failed int conversion)
+        self.numeric = frozenset(f.name for f in fs.batch if f.dtype in NUMERIC)
         self.cache: dict[str, _RowCache] = {}
 
     def only(self, entities: set[str]) -> OnlineFeatures:
@@ -96,14 +100,14 @@ class OnlineFeatures:
         found = dict(zip(valid, self.store.read(entity, [_key(t) for t in valid]), strict=True))
         rows = [found.get(t) or {} for t in uniq]
         for n in names:
-            raw[n] = np.fromiter((r.get(n) for r in rows), object, len(rows))[where]
+            raw[n] = _column([r.get(n) for r in rows], n in self.numeric)[where]
 
     def _table(self, entity: str, version: str, names: list[str]) -> _RowCache:
         """A shared entity's rows of snapshot `version`, as columns; a new version (or a full
         cache) starts over."""
         cached = self.cache.get(entity)
         if cached is None or cached.version != version or len(cached) > CACHE_ROWS:
-            cached = self.cache[entity] = _RowCache(version, names)
+            cached = self.cache[entity] = _RowCache(version, names, self.numeric)
         # a rewrite between the version check and this read is seen by the next request
         return cached
 
@@ -112,31 +116,32 @@ class OnlineFeatures:
             if e != entity:
                 continue
             is_str = self.fs.by_name(attr).dtype == "str"
-            raw[key] = [None if _missing(v) else (str(v) if is_str else int(v)) for v in raw[attr]]
+            values = raw[attr].tolist() if isinstance(raw[attr], np.ndarray) else raw[attr]
+            raw[key] = [None if _missing(v) else (str(v) if is_str else int(v)) for v in values]
 
 
 def _distinct(*cols: Any) -> tuple[list[tuple[Any, ...]], npt.NDArray[np.intp]]:
     """The distinct rows of `cols` in order of appearance, and each row's index among them.
     As Python values: hashing numpy scalars costs far more."""
     rows = list(zip(*(c.tolist() if isinstance(c, np.ndarray) else c for c in cols), strict=True))
-    index: dict[tuple[Any, ...], int] = {}
-    where = np.fromiter((index.setdefault(r, len(index)) for r in rows), np.intp, len(rows))
-    return list(index), where
+    index = {r: i for i, r in enumerate(dict.fromkeys(rows))}
+    return list(index), np.fromiter(map(index.__getitem__, rows), np.intp, len(rows))
 
 
 class _RowCache:
-    """Snapshot rows of one entity as object columns, one row per key seen; row 0 is all
-    None, for keys with a missing part or absent from the store. A request's columns are
-    then one fancy index each, not a dict lookup per row and feature."""
+    """Snapshot rows of one entity as columns, one row per key seen: `numeric` names as
+    floats, the others as objects. Row 0 is all missing (NaN or None), for keys with a
+    missing part or absent from the store. A request's columns are then one fancy index
+    each, not a dict lookup per row and feature."""
 
-    def __init__(self, version: str, names: list[str]) -> None:
+    def __init__(self, version: str, names: list[str], numeric: frozenset[str] = frozenset()):
         self.version = version
         # a replica ranks requests in worker threads: unlocked, one saw another's keys as
         # absent while they were read, and two appends raced (a ValueError in CI)
         self.lock = threading.Lock()
         self.index: dict[tuple[Any, ...], int] = {}  # key -> row (0: absent)
         self.size = 1
-        self.columns = {n: np.full(256, None, dtype=object) for n in names}
+        self.columns = {n: _column([None] * 256, n in numeric) for n in names}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -160,12 +165,22 @@ class _RowCache:
         if end > capacity:  # double: appending stays linear over the cache's life
             grown = max(end, 2 * capacity)
             for n, col in self.columns.items():
-                self.columns[n] = np.concatenate([col, np.full(grown - capacity, None, object)])
+                more = _column([None] * (grown - capacity), col.dtype != object)
+                self.columns[n] = np.concatenate([col, more])
         for n, col in self.columns.items():
-            col[self.size : end] = np.fromiter((r.get(n) for _, r in found), object, len(found))
+            col[self.size : end] = _column([r.get(n) for _, r in found], col.dtype != object)
         for i, (t, _) in enumerate(found):
             self.index[t] = self.size + i
         self.size = end
+
+
+def _column(values: list[Any], numeric: bool) -> npt.NDArray[Any]:
+    """Stored values as a column: floats with NaN for None, or objects as they are."""
+    if numeric:
+        return np.array(values, dtype=np.float64)
+    out = np.empty(len(values), dtype=object)
+    out[:] = values  # never a 2-D array, whatever the values are
+    return out
 
 
 def _any_missing(t: tuple[Any, ...]) -> bool:
@@ -173,7 +188,7 @@ def _any_missing(t: tuple[Any, ...]) -> bool:
 
 
 def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and np.isnan(v))
+    return v is None or (isinstance(v, float) and v != v)  # v != v: NaN (np.isnan: 1 us)
 
 
 def _key(t: tuple[Any, ...]) -> tuple[Any, ...]:

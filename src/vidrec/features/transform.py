@@ -30,7 +30,7 @@ def id_lists(col: Any) -> pa.ListArray:
     """A column of id lists as Arrow list<int64>, missing -> []: vectorisable, one type
     whether the lists came from DuckDB (Arrow), the online store (Python) or a frame."""
     arr = pa.array(col, type=ID_LIST, from_pandas=True)
-    return arr.fill_null(pa.scalar([], ID_LIST))
+    return arr.fill_null(pa.scalar([], ID_LIST)) if arr.null_count else arr
 
 
 def list_contains(lists: Any, values: Any) -> Array:
@@ -91,6 +91,8 @@ def _filled(col: Any, f: BatchFeature, n: int) -> Any:
 def _numbers(col: Any, ints: bool) -> Array:
     """`pd.to_numeric(col)`, but numpy's own conversion for Python values (the online
     store's): pandas' per-call cost was most of `finish`'s time on a served request."""
+    if isinstance(col, np.ndarray) and col.dtype.kind in "fiub":
+        return col  # numbers already (the online store's numeric columns, offline arrays)
     if not (isinstance(col, np.ndarray) and col.dtype == object):
         return np.asarray(pd.to_numeric(col))
     if ints:

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 
 from vidrec.errors import NotReady
 from vidrec.features.bins import FeatureBins
@@ -79,7 +80,8 @@ class ServingModel:
                 version=version,
             )
         faiss.omp_set_num_threads(1)  # one query per call: threads only add contention
-        torch.set_num_threads(1)  # likewise for the user tower's one row
+        torch.set_num_threads(1)  # likewise for the item tower, run once here
+        threadpool_limits(1, "blas")  # and the user tower's matmuls (numpy's BLAS)
         idx = bundle / "retrieval" / "index"
         ids = np.load(idx / "item_ids.npy")
         return cls(

@@ -92,9 +92,9 @@ class Stages:
         user = self.user_features.columns(rows([(req, rid, ts, [-1]) for req, rid, ts in calls]))
         emb = self.model.embed_users(user)
         found = self._search(emb, [self._wanted(req) for req, _, _ in calls])
-        up = [self.model.item_values("upload_ts", f) for f in found]
-        ids = [[int(v) for v, u in zip(f, t, strict=True) if v >= 0 and u <= ts]
-               for f, t, (_, _, ts) in zip(found, up, calls, strict=True)]  # fmt: skip
+        # found and uploaded by the request's time (an id outside the catalogue has NaN)
+        ids = [f[(f >= 0) & (self.model.item_values("upload_ts", f) <= ts)].tolist()
+               for f, (_, _, ts) in zip(found, calls, strict=True)]  # fmt: skip
         fresh = [self._fresh(emb[i : i + 1], ts, set(ids[i])) for i, (_, _, ts) in enumerate(calls)]
         watched = user["user_last_watched"]
         seconds = time.perf_counter() - t0
@@ -122,9 +122,7 @@ class Stages:
         # at most len(exclude) of the nearest are excluded: no need to rank the whole pool
         n = self.cfg.fresh_candidates
         found, _ = index.search(emb, min(len(pool), n + len(exclude)))
-        ids = found[0][found[0] >= 0]
-        keep = ~np.isin(ids, np.fromiter(exclude, np.int64, len(exclude)))
-        return [int(v) for v in ids[keep][:n]]
+        return [v for v in found[0].tolist() if v >= 0 and v not in exclude][:n]
 
     def rank_many(self, calls: list[Asked], got: list[Retrieved]) -> list[Ranked]:
         """Each call's candidates scored: one feature read and one ranker call for the batch's
