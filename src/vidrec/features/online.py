@@ -28,8 +28,8 @@ from vidrec.features.spec import Columns, FeatureSet
 from vidrec.features.store import OnlineStore, Row
 from vidrec.features.transform import as_frame, columns_of, finish_columns, id_lists
 
-CACHE_ROWS = 50_000
-NUMERIC = ("int64", "float64")  # per entity (~30 MB of videos); then it starts over
+CACHE_ROWS = 50_000  # per entity (~30 MB of videos); then it starts over
+NUMERIC = ("int64", "float64")  # feature dtypes read into float columns
 
 
 class OnlineFeatures:

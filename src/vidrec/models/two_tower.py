@@ -216,7 +216,8 @@ class Towers:
         the same weights, equal to `embed_users` up to float rounding (tested)."""
         self.net.eval()
         vectors = self.net.items(self.encoder.catalog_inputs).numpy()
-        w = {k: v.numpy().copy() for k, v in self.net.state_dict().items()}
+        sd = self.net.state_dict()  # copied below: the user tower's alone, not the id table
+        w = {k: sd[k].numpy().copy() for k in sd if k.split(".")[0] in (*CONTEXT, "user_mlp")}
         tables = [w[f"{k}.weight"] for k in CONTEXT]
         layers = [(w[f"user_mlp.{i}.weight"].T.copy(), w[f"user_mlp.{i}.bias"]) for i in (0, 2)]
 
