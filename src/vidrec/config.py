@@ -306,13 +306,22 @@ class AlertConfig(Strict):
         0.1, gt=0, lt=1, description="relative drop of online CTR vs its trailing baseline"
     )
     ctr_z: float = Field(
-        3.5,
+        3.0,
         gt=0,
         description="and the drop must be this many standard errors (two-proportion z-test): "
         "a quiet hour's noise does not alert",
     )
+    ctr_window_s: int = Field(
+        8 * 3600,
+        ge=1,
+        description="window whose CTR is tested: long enough to hold the impressions that "
+        "show a drop of ctr_drop",
+    )
     ctr_baseline_window_s: int = Field(
-        6 * 3600, ge=1, description="trailing window the CTR is compared with"
+        24 * 3600,
+        ge=1,
+        description="the baseline: this long a window, ending where ctr_window_s starts "
+        "(a whole day weighs every hour of the day alike)",
     )
     ctr_min_impressions_per_s: float = Field(
         0.5, ge=0, description="below this impression rate the CTR alert stays silent (no data)"

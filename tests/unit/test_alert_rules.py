@@ -28,6 +28,7 @@ CONFIG = MonitoringConfig(
         rule_window_s=120,
         alert_for_s=60,
         slo_long_window_s=600,
+        ctr_window_s=180,
         ctr_baseline_window_s=600,
         max_model_age_s=600,
     ),

@@ -56,17 +56,29 @@ def test_served_ctr_pools_the_windows_on_each_side_of_onset() -> None:
     assert _served_ctr(ws[:2])["after"] is None and _served_ctr(ws[:2])["change"] is None
 
 
-def test_ctr_drop_compares_a_window_with_the_windows_before_it() -> None:
+def test_ctr_drop_compares_a_span_of_windows_with_the_windows_before_it() -> None:
     from vidrec.bench.drift import ctr_drops
     from vidrec.config import AlertConfig
 
     a = AlertConfig(ctr_drop=0.2, ctr_z=2.0)
     shown = [(1000, 50), (1000, 50), (1000, 45), (1000, 30), (0, 0), (1000, 20)]
-    # window 2: 4.5 % vs 5 % (10 % down: quiet); 3: 3 % vs 4.75 % (37 % down, z = 2.3:
-    # alarm); 4: nothing shown; 5: 2 % vs window 3's 3 % alone (33 % down, but z = 1.4)
-    assert ctr_drops(shown, a, baseline=2) == [False, False, False, True, False, False]
-    assert ctr_drops(shown, a.model_copy(update={"ctr_drop": 0.4}), 2)[3] is False
-    assert ctr_drops([(1000, 50), (1000, 10)], a, baseline=2) == [False, False]  # no baseline
+    # one window against two: 2: 4.5 % vs 5 % (10 % down: quiet); 3: 3 % vs 4.75 % (37 %
+    # down, z = 2.3: alarm); 4: nothing shown; 5: 2 % vs window 3's 3 % alone (33 % down,
+    # but z = 1.4); 0 and 1 lack a baseline: not tested
+    assert ctr_drops(shown, a, 1, 2) == [None, None, False, True, False, False]
+    assert ctr_drops(shown, a.model_copy(update={"ctr_drop": 0.4}), 1, 2)[3] is False
+    # two windows against two: 3: 3.75 % vs 5 % (25 % down, z = 1.9: quiet); 4: window 4
+    # shows nothing, so window 3's 3 % vs 4.75 % (z = 2.3: alarm); 5: 2 % vs 3.75 % (z = 2.6)
+    assert ctr_drops(shown, a, 2, 2) == [None, None, None, False, True, True]
+
+
+def test_a_window_the_ctr_drop_could_not_test_is_neither_quiet_nor_an_alarm() -> None:
+    from vidrec.bench.drift import _as_alarm
+
+    ws = [_as_alarm({**_w(False, "ok"), "ctr_drop": d}, d) for d in (None, False, True)]
+    s = _summary("interest-shift", ws)
+    assert s["quiet_windows"] == 2 and s["false_alarm_windows"] == 1
+    assert s["windows_insufficient"] == 1
 
 
 def test_outcomes_click_the_top_of_each_slate_as_the_oracle_says() -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import os
 import time
 
-from vidrec.bench.serve import ROLES, TARGETS, open_loop_local, role_of, verdict, with_cpu
+from vidrec.bench.serve import (
+    ROLES,
+    TARGETS,
+    open_loop_local,
+    role_of,
+    shadow_rise,
+    verdict,
+    with_cpu,
+)
 
 
 def test_a_slow_call_queues_the_next_ones() -> None:
@@ -34,6 +42,18 @@ def test_the_verdict_applies_the_targets_at_the_highest_rate() -> None:
     bad = verdict(report(8 * TARGETS["p50_vs_noop"] + 1, 31.0, None))
     assert not bad["100000"]["p50_vs_noop_ok"] and not bad["100000"]["p99_ok"]
     assert not bad["shadow_ok"]  # no measurement is not a pass
+
+
+def test_the_shadow_rise_pools_the_runs_on_each_side() -> None:
+    def runs(*p99s: float | None) -> list[dict[str, object]]:
+        return [{"p99_ms": p} for p in p99s]
+
+    # ABBA: 20, 24, 26, 22 ms -> (24 + 26) / (20 + 22) - 1; a drifting machine alone
+    # (20, 22, 24, 26) would count as a rise with one off/on pair, far less with both
+    assert shadow_rise(runs(20.0, 22.0), runs(24.0, 26.0)) == round(50 / 42 - 1, 4)
+    assert shadow_rise(runs(20.0, 26.0), runs(22.0, 24.0)) == 0.0
+    assert shadow_rise(runs(20.0, None), runs(24.0, 26.0)) is None  # a run without a p99
+    assert shadow_rise([], runs(24.0)) is None
 
 
 def test_processes_get_their_role_in_a_run() -> None:

@@ -194,8 +194,10 @@ def _scenario(
         a = assess(ref, replace(w, samples=values), cfg, detector, sample_detector)
         samples.append(_row(i, lo, hi, onset, seed, a))
         shown.append(_outcomes(served, part, oracle, slate, rng))
-    baseline = math.ceil(cfg.alerts.ctr_baseline_window_s / (window_hours * 3600))
-    drops = ctr_drops(shown, cfg.alerts, baseline)
+    alerts = cfg.alerts
+    span, baseline = (math.ceil(s / (window_hours * 3600))
+                      for s in (alerts.ctr_window_s, alerts.ctr_baseline_window_s))  # fmt: skip
+    drops = ctr_drops(shown, alerts, span, baseline)
     for row, (imps, clicks), drop in zip(windows, shown, drops, strict=True):
         row.update(impressions=imps, clicks=clicks, ctr_drop=drop)
     return {"windows": windows, "samples": samples}
@@ -226,7 +228,7 @@ def _summaries(
     scenario: str, windows: list[dict[str, Any]], samples: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Each signal's summary over a scenario's windows (of every seed it ran)."""
-    either = [_as_alarm(w, w["ctr_drop"] or w["status"] == "drift") for w in windows]
+    either = [_as_alarm(w, bool(w["ctr_drop"]) or w["status"] == "drift") for w in windows]
     return {**_summary(scenario, windows),
             "samples_mode": _summary(scenario, samples),
             "ctr_drop": _summary(scenario, [_as_alarm(w, w["ctr_drop"]) for w in windows]),
@@ -284,22 +286,33 @@ def _outcomes(
     return len(top), int((rng.random(len(p)) < p).sum())
 
 
-def ctr_drops(shown: list[tuple[int, int]], a: AlertConfig, baseline: int) -> list[bool]:
-    """Per window, `VidrecCTRDrop`'s condition (`ctr_dropped`) against the `baseline`
-    windows before it (pooled); never for the first windows. The rule's impression-rate
-    floor is left out: a simulated window's rate says nothing about a real service's."""
-    out = []
-    for i, now in enumerate(shown):
-        before = shown[max(0, i - baseline) : i]
-        pooled = (sum(n for n, _ in before), sum(c for _, c in before))
-        out.append(i >= baseline and ctr_dropped(now, pooled, a))
+def ctr_drops(
+    shown: list[tuple[int, int]], a: AlertConfig, span: int, baseline: int
+) -> list[bool | None]:
+    """Per window, `VidrecCTRDrop`'s condition (`ctr_dropped`) on the `span` windows ending
+    with it against the `baseline` windows before those (each side pooled); None (not
+    tested) for the first windows, which lack either. The rule's impression-rate floor is
+    left out: a simulated window's rate says nothing about a real service's."""
+
+    def pooled(part: list[tuple[int, int]]) -> tuple[int, int]:
+        return sum(n for n, _ in part), sum(c for _, c in part)
+
+    out: list[bool | None] = []
+    for i in range(len(shown)):
+        start = i + 1 - span
+        if start - baseline < 0:
+            out.append(None)
+            continue
+        now, before = pooled(shown[start : i + 1]), pooled(shown[start - baseline : start])
+        out.append(ctr_dropped(now, before, a))
     return out
 
 
-def _as_alarm(w: dict[str, Any], alarm: bool) -> dict[str, Any]:
-    """A window row whose status is `alarm` (another signal than feature drift)."""
-    return {**w, "status": "drift" if alarm else "ok", "drifting": [],
-            "prediction_drift": False}  # fmt: skip
+def _as_alarm(w: dict[str, Any], alarm: bool | None) -> dict[str, Any]:
+    """A window row whose status is `alarm` (another signal than feature drift; None: the
+    signal could not be tested there)."""
+    status = "insufficient_data" if alarm is None else "drift" if alarm else "ok"
+    return {**w, "status": status, "drifting": [], "prediction_drift": False}
 
 
 def _inputs(served: ServedRows, part: pd.DataFrame, names: list[str], seed: int) -> Any:

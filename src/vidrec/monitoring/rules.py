@@ -282,11 +282,11 @@ def _error_ratio_alert(a: AlertConfig) -> Rule:
 
 
 def _ctr_drop_alert(a: AlertConfig) -> Rule:
-    """`vidrec.monitoring.ctr.ctr_dropped` in PromQL: the window's CTR materially and
-    significantly below the trailing baseline's (a two-proportion z-test on the counts)."""
-    w, base = _dur(a.rule_window_s), _dur(a.ctr_baseline_window_s)
+    """`vidrec.monitoring.ctr.ctr_dropped` in PromQL: the CTR over `ctr_window_s` materially
+    and significantly below the baseline's (a two-proportion z-test on the counts)."""
+    w, base = _dur(a.ctr_window_s), _dur(a.ctr_baseline_window_s)
     impressions = _sum_rate("vidrec_impressions_total", "variant", w)
-    # The baseline ends where the current window starts, so a drop does not dilute it.
+    # The baseline ends where the window starts, so a drop does not dilute it.
     counts = ("vidrec_impressions_total", "vidrec_clicks_total")
     n, c = (_sum_rate(m, "variant", w, fn="increase") for m in counts)
     nb, cb = (_sum_rate(m, "variant", base, offset=w, fn="increase") for m in counts)
@@ -304,7 +304,7 @@ def _ctr_drop_alert(a: AlertConfig) -> Rule:
         "warning",
         "Online CTR of {{ $labels.variant }} dropped",
         "CTR of {{ $labels.variant }} is {{ $value | humanizePercentage }} over "
-        f"{_human(a.rule_window_s)}, more than {_num(a.ctr_drop * 100)}% and "
+        f"{_human(a.ctr_window_s)}, more than {_num(a.ctr_drop * 100)}% and "
         f"{_num(a.ctr_z)} standard errors below its CTR over "
         f"the {_human(a.ctr_baseline_window_s)} before.",
         for_s=a.alert_for_s,
