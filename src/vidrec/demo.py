@@ -146,7 +146,8 @@ def _lifecycle(out: Path, rate: float = 25.0, window_s: int = 10) -> tuple[Any, 
         rollout_target=f"127.0.0.1:{free_port()}",
         window_s=window_s, interval_s=window_s, min_requests=int(rate * window_s / 3),
         sustained_windows=2, retrain_data=(out / "sim").resolve(),
-        alerts=AlertConfig(rule_window_s=window_s, alert_for_s=0),
+        # seconds, not hours: the CTR alert tests one monitor window against the run before it
+        alerts=AlertConfig(rule_window_s=window_s, ctr_window_s=window_s, alert_for_s=0),
     )  # fmt: skip
     files = write_prometheus_files(cfg, mon / "prometheus")
     with _served(out, settings_file, port) as url, \
