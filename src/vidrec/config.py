@@ -270,6 +270,20 @@ class ServingConfig(Strict):
         "time); requests that arrive meanwhile wait in the server and leave together in the "
         "next call (no timer: alone at low load)",
     )
+    shadow_linger_s: float = Field(
+        0.1,
+        ge=0,
+        description="a shadow call waits up to this for others to share its model call (a "
+        "handle call costs CPU whatever it carries); at most half of deadline_s is used",
+    )
+    shadow_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="a replica runs batches of shadow calls alone on a thread this many nice "
+        "steps below its served calls (Linux; 0: same priority): on a shared machine, a "
+        "challenger shadowing every request must not take the champion's CPU",
+    )
     topology: Literal["fused", "split"] = Field(
         "fused",
         description="fused: retrieval and ranking in one replica per version (one hop); "

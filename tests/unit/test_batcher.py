@@ -126,3 +126,24 @@ def test_a_call_that_never_answers_frees_its_slot_when_its_callers_give_up() -> 
 
     asyncio.run(lost())
     assert calls.sent == [[0], [1]] and calls.cancelled == [[0]]
+
+
+def test_lingering_calls_leave_when_full_or_when_the_oldest_has_waited() -> None:
+    calls = Calls(delay_s=0.01)
+
+    async def lingering() -> tuple[list[int], list[int], float, float]:
+        b: Batcher[int, int] = Batcher(calls, max_batch=3, in_flight=1, linger_s=0.3)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        full = await asyncio.gather(*(b.submit(i) for i in range(3)))  # full: goes at once
+        t_full, t1 = loop.time() - t0, loop.time()
+        first = b.submit(10)
+        await asyncio.sleep(0.1)  # arrives while the first lingers: shares its call
+        rest = await asyncio.gather(first, b.submit(11))
+        return full, rest, t_full, loop.time() - t1
+
+    full, rest, t_full, t_lingered = asyncio.run(lingering())
+    assert full == [0, 2, 4] and rest == [20, 22]
+    assert calls.sent == [[0, 1, 2], [10, 11]]
+    assert t_full < 0.25  # full: it did not linger
+    assert t_lingered >= 0.29  # the pair left when the first had waited its 0.3 s

@@ -150,6 +150,7 @@ def test_shadow_never_delays_the_user_and_overflow_is_dropped_and_counted(
     assert all(s.response.variant == "champion" for s in served)
     report = r.drain()
     assert slow.calls == ["shadow", "shadow"]  # two slots: two sent
+    assert slow.batches == [2]  # in one model call: the first lingered for the second
     assert report.dropped == 3 and len(report.results) == 2 and report.failed == 0
     assert all(res.shadow.response.variant == "shadow" for res in report.results)
     assert r.drain().results == []  # drained once

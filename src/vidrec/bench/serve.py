@@ -38,11 +38,12 @@ from vidrec.bench.catalogue import grow_bundle
 from vidrec.bench.load import V1Load, driver_pid, ratio, scheduled_count
 from vidrec.bench.machine import machine
 from vidrec.config import Settings
-from vidrec.serving.server import prepare_ray_env
+from vidrec.serving.server import TICK_S, prepare_ray_env
 
 prepare_ray_env()
 from ray import serve  # noqa: E402
 
+from vidrec.serving import gc_pauses  # noqa: E402
 from vidrec.serving.api import RecommendRequest, RecommendResponse  # noqa: E402
 from vidrec.serving.recommender import Call, Served  # noqa: E402
 
@@ -141,7 +142,7 @@ class _Bench:
             install_routes,
         )
 
-        metrics = ServingMetrics(CollectorRegistry())
+        metrics = self.metrics = ServingMetrics(CollectorRegistry())
         self.models: dict[str, Any] = {}
         for name, (bundles, champion, challenger) in runs.items():
             routes = self.out / f"routes-{name}.json"
@@ -152,6 +153,7 @@ class _Bench:
             app = Deployment(bundles, routes, None, cfg)
             self.models[name] = VidrecModel(name, app, metrics)
         install_routes(metrics, self.models["noop"])
+        gc_pauses.observe(metrics.gc_pauses)
         server = LoopbackModelServer(http_port=self.port, enable_grpc=False, workers=1,
                                      enable_latency_logging=False)  # fmt: skip
         threading.Thread(target=server.start, args=(list(self.models.values()),),
@@ -179,6 +181,7 @@ class _Bench:
         for h in handles.values():
             h.ping.remote().result(timeout_s=600)
         model.attach(handles)
+        gc_pauses.freeze()  # as `vidrec serve` does once its apps are up
         try:
             yield handles
         finally:
@@ -239,7 +242,19 @@ class _Bench:
         url = f"{self.url}/v1/models/{model}:predict"
         load = V1Load(url, rate, duration_s, min(3.0, duration_s / 4), ts)
         roles = {os.getpid(): "server", self.driver_pid: "driver"}
-        return with_cpu(lambda: self.driver.submit(load).result(), rate, duration_s, roles)
+        before = self._gc_pauses()
+        run = with_cpu(lambda: self.driver.submit(load).result(), rate, duration_s, roles)
+        after = self._gc_pauses()
+        return run | {"server_gc": {k: round(after[k] - before[k], 4) for k in after}}
+
+    def _gc_pauses(self) -> dict[str, float]:
+        """The server process's full collections so far and the seconds all collections
+        stopped it (every thread, the event loop answering requests included)."""
+        get = self.metrics.registry.get_sample_value
+        seconds = sum(get("vidrec_gc_pause_seconds_sum", {"generation": str(g)}) or 0.0
+                      for g in range(3))  # fmt: skip
+        full = get("vidrec_gc_pause_seconds_count", {"generation": "2"}) or 0.0
+        return {"full_collections": full, "paused_s": seconds}
 
     def _shadow(self, n: int, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
         """The champion's p99 without, with, with and without a challenger shadowing every
@@ -252,11 +267,21 @@ class _Bench:
         for shadowing in (False, True, True, False):
             src.set(src.get().model_copy(update={"shadow_fraction": 1.0 if shadowing else 0.0}))
             time.sleep(0.5)
-            runs["on" if shadowing else "off"].append(
-                self._http(f"vidrec-{n}", rate, duration_s, ts)
-            )
+            before = self._shadow_outcomes()
+            run = self._http(f"vidrec-{n}", rate, duration_s, ts)
+            time.sleep(2 * TICK_S)  # the server's tick turns shadow results into metrics
+            after = self._shadow_outcomes()
+            run["shadow_calls"] = {k: round(after[k] - before[k]) for k in after}
+            runs["on" if shadowing else "off"].append(run)
         src.set(src.get().model_copy(update={"shadow_fraction": 0.0}))
-        return {"items": n, "rate": rate, **runs, "p99_rise": shadow_rise(runs["off"], runs["on"])}
+        return {"items": n, "rate": rate, "shadow_nice": self.settings.serving.shadow_nice,
+                **runs, "p99_rise": shadow_rise(runs["off"], runs["on"])}  # fmt: skip
+
+    def _shadow_outcomes(self) -> dict[str, float]:
+        """Shadow calls so far by outcome (compared: the challenger answered in time)."""
+        get = self.metrics.registry.get_sample_value
+        return {o: get("vidrec_shadow_requests_total", {"outcome": o}) or 0.0
+                for o in ("compared", "degraded", "dropped", "failed")}  # fmt: skip
 
     def stop(self) -> None:
         import ray
@@ -391,6 +416,7 @@ def _in_process(
     rec = Recommender(ServingModel.load(bundle, "1"), OnlineFeatures(
         open_store(f.online_store), FEATURES, f.last_n), settings.serving)  # fmt: skip
     users = np.random.default_rng(7).integers(0, 20_000, 100_000)
+    gc_pauses.freeze()  # as a replica does once loaded
 
     def call(i: int) -> None:
         rec.recommend(RecommendRequest(user_id=int(users[i]), k=10, context=Context(ts=ts)))

@@ -7,7 +7,9 @@ meanwhile wait here and leave together in the next call (at most `max_batch`).
 There is no timer: at low load every request leaves alone and at once, so
 batching adds no latency; under load calls grow, and the CPU per request falls
 exactly when the machine runs short of it (Clipper's and Triton's dynamic
-batching, without their wait window).
+batching, without their wait window). Shadow calls, which nobody waits for, take
+one (`linger_s`): a call leaves when full or when its oldest item has waited that
+long, so a shadow costs the machine a handle call per batch, not per request.
 """
 
 from __future__ import annotations
@@ -31,25 +33,47 @@ class Batcher(Generic[T, R]):
         max_batch: int = 16,
         in_flight: int = 1,
         observe: Callable[[int], None] = lambda size: None,  # each call's size (a metric)
+        linger_s: float = 0.0,  # an item waits up to this for others to share its call
     ) -> None:
-        if max_batch < 1 or in_flight < 1:
-            raise ValueError("max_batch and in_flight must be >= 1")
+        if max_batch < 1 or in_flight < 1 or linger_s < 0:
+            raise ValueError("max_batch and in_flight must be >= 1, linger_s >= 0")
         self.send, self.max_batch, self.in_flight = send, max_batch, in_flight
-        self.observe = observe
+        self.observe, self.linger_s = observe, linger_s
         self.waiting: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self.since: deque[float] = deque()  # when each waiting item arrived (loop time)
         self.busy = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
 
     def submit(self, item: T) -> asyncio.Future[R]:
         """Cancel the future to withdraw the item: unsent, it is never sent; sent, the
         whole call is cancelled once every item in it is withdrawn."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
         self.waiting.append((item, future))
+        self.since.append(loop.time())
         self._pump()
         return future
 
+    def _ready(self) -> bool:
+        """A call may leave: no lingering, a full batch waiting, or the oldest item's wait
+        over (else a timer calls back when it is)."""
+        if not self.linger_s or len(self.waiting) >= self.max_batch:
+            return True
+        loop = asyncio.get_running_loop()
+        left = self.since[0] + self.linger_s - loop.time()
+        if left <= 0:
+            return True
+        if self._timer is None:
+            self._timer = loop.call_later(left, self._linger_over)
+        return False
+
+    def _linger_over(self) -> None:
+        self._timer = None
+        self._pump()
+
     def _pump(self) -> None:
-        while self.busy < self.in_flight and self.waiting:
+        while self.busy < self.in_flight and self.waiting and self._ready():
             batch = self._take()
             if not batch:
                 continue
@@ -63,6 +87,7 @@ class Batcher(Generic[T, R]):
         batch: list[tuple[T, asyncio.Future[R]]] = []
         while self.waiting and len(batch) < self.max_batch:
             item, future = self.waiting.popleft()
+            self.since.popleft()
             if not future.done():  # withdrawn while waiting (its caller gave up)
                 batch.append((item, future))
         return batch

@@ -26,7 +26,7 @@ from vidrec.config import FeatureConfig, ServingConfig
 from vidrec.features.definitions import FEATURES
 from vidrec.features.online import OnlineFeatures
 from vidrec.features.store import open_store
-from vidrec.serving import gc_pauses
+from vidrec.serving import gc_pauses, priority
 from vidrec.serving.api import RecommendRequest
 from vidrec.serving.faults import FaultFile, shuffled
 from vidrec.serving.model import ServingModel
@@ -114,15 +114,20 @@ class ModelVersion:
         self.version, self.cfg = version, cfg
         self.local = VersionStages(local[0], version, local[1], cfg, local[2]) if local else None
         self.retrieval, self.ranking = retrieval, ranking
+        self.shadow_thread = priority.background(cfg.shadow_nice) if local else None
 
     async def recommend(self, calls: list[Call]) -> list[Outcome]:
         """One outcome per call, in order (the server batches calls while this replica is
         busy). A call's failure is its own `Failed`; None: the call reached this replica after
         its deadline, when the server had already answered from the fallback, so the model
-        path is not run for nobody."""
-        if self.local is not None:
-            return self._fused(calls)
-        return list(await asyncio.gather(*(self._split(c) for c in calls)))
+        path is not run for nobody. A batch of shadow calls alone runs on the low-priority
+        thread (`vidrec.serving.priority`)."""
+        if self.local is None:
+            return list(await asyncio.gather(*(self._split(c) for c in calls)))
+        if self.shadow_thread is not None and all(c.variant == "shadow" for c in calls):
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.shadow_thread, self._fused, calls)
+        return self._fused(calls)
 
     def _fused(self, calls: list[Call]) -> list[Outcome]:
         """The batch's live calls through each stage at once (CPU-bound, one batch at a time:

@@ -117,10 +117,12 @@ class ServingModel:
         """A small exact index over videos uploaded in the last `fresh_s` (exploration pool),
         built once a minute: as of the minute's start, so nothing from the future is in it."""
         key = (now // FRESH_REFRESH_S, fresh_s)
-        if key not in self._fresh:
-            self._fresh.clear()
-            self._fresh[key] = self._build_fresh(key[0] * FRESH_REFRESH_S, fresh_s)
-        return self._fresh[key]
+        found = self._fresh.get(key)
+        if found is None:
+            found = self._build_fresh(key[0] * FRESH_REFRESH_S, fresh_s)
+            # one swap: a replica's shadow thread reads this beside its served calls
+            self._fresh = {key: found}
+        return found
 
     def _build_fresh(self, now: int, fresh_s: float) -> tuple[ExactIndex, pd.Index]:
         up = self.items.upload_ts.to_numpy()

@@ -42,7 +42,7 @@ class ShadowResult:
 
 @dataclass
 class ShadowReport:
-    """Shadow outcomes since the last drain; the server's tick turns them into metrics."""
+    """Shadow outcomes since the last drain (`results`: those no `on_shadow` took)."""
 
     results: list[ShadowResult] = field(default_factory=list)
     dropped: int = 0  # no free slot (never sent), or results over MAX_UNDRAINED (never drained)
@@ -56,31 +56,41 @@ class Router:
         bundles: dict[str, Path],
         cfg: ServingConfig,
         observe_batch: Callable[[str, int], None] = lambda version, size: None,
+        on_shadow: Callable[[ShadowResult], None] | None = None,
     ) -> None:
         self.routes, self.cfg, self.observe_batch = routes, cfg, observe_batch
+        # each shadow result as it completes (default: kept for `drain`)
+        self.on_shadow = on_shadow or self._keep
         self.popular = {v: ServingModel.popularity_of(b) for v, b in bundles.items()}
         self.handles: dict[str, Any] = {}  # model version -> its app's handle, once up
         self.batchers: dict[str, Batcher[Call, Outcome]] = {}  # model version -> its calls
+        self.shadow_batchers: dict[str, Batcher[Call, Outcome]] = {}  # its shadow calls
         self.shadow_slots = asyncio.Semaphore(cfg.shadow_queue)
         self.report = ShadowReport()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def attach(self, handles: dict[str, Any]) -> None:
         self.batchers = {v: self._batcher(v, h) for v, h in handles.items()}
+        self.shadow_batchers = {v: self._batcher(v, h, shadow=True) for v, h in handles.items()}
         self.handles = dict(handles)
 
     def add(self, version: str, bundle: Path, handle: Any) -> None:
         """A version loaded while serving (a new challenger): routable from now on."""
         self.popular[version] = ServingModel.popularity_of(bundle)
         self.batchers = {**self.batchers, version: self._batcher(version, handle)}
+        shadow = self._batcher(version, handle, shadow=True)
+        self.shadow_batchers = {**self.shadow_batchers, version: shadow}
         self.handles = {**self.handles, version: handle}  # one swap: readers see old or new
 
-    def _batcher(self, version: str, handle: Any) -> Batcher[Call, Outcome]:
+    def _batcher(self, version: str, handle: Any, shadow: bool = False) -> Batcher[Call, Outcome]:
+        """Served calls leave at once; shadow calls, which nobody waits for, in batches of
+        their own that linger (fewer handle calls: the CPU the champion would lose)."""
         return Batcher(
             handle.recommend.remote,
             self.cfg.max_batch,
             self.cfg.calls_in_flight,
             lambda size: self.observe_batch(version, size),
+            min(self.cfg.shadow_linger_s, self.cfg.deadline_s / 2) if shadow else 0.0,
         )
 
     async def recommend(self, req: RecommendRequest) -> Served:
@@ -112,8 +122,9 @@ class Router:
         call = Call(req, rid, ts, variant, time.time() + self.cfg.deadline_s)
         try:
             # on timeout wait_for withdraws the call: unsent, it never leaves this process
+            batchers = self.shadow_batchers if variant == "shadow" else self.batchers
             outcome = await asyncio.wait_for(
-                self.batchers[version].submit(call), timeout=self.cfg.deadline_s
+                batchers[version].submit(call), timeout=self.cfg.deadline_s
             )
         except Exception as exc:  # a failed or late model path degrades, never a 500
             cause = getattr(exc, "cause", None) or exc  # Ray wraps what the replica raised
@@ -142,14 +153,17 @@ class Router:
             shown = [i.video_id for i in served.response.items]
             theirs = [i.video_id for i in shadow.response.items]
             comparison = None if shadow.response.degraded else compare(shown, theirs)
-            if len(self.report.results) >= MAX_UNDRAINED:  # nobody drains: keep memory bounded
-                self.report.dropped += 1
-                return
-            self.report.results.append(ShadowResult(shown, shadow, comparison))
+            self.on_shadow(ShadowResult(shown, shadow, comparison))
 
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._tasks.discard)
+
+    def _keep(self, result: ShadowResult) -> None:
+        if len(self.report.results) >= MAX_UNDRAINED:  # nobody drains: keep memory bounded
+            self.report.dropped += 1
+            return
+        self.report.results.append(result)
 
     def drain(self) -> ShadowReport:
         """Shadow outcomes since the last call."""

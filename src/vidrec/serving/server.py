@@ -59,8 +59,9 @@ from vidrec.serving.feedback import FeedbackRequest, FeedbackResult, ImpressionL
 from vidrec.serving.file_routes import FileRouteSource  # noqa: E402
 from vidrec.serving.metrics import ServingMetrics  # noqa: E402
 from vidrec.serving.recommender import Served  # noqa: E402
-from vidrec.serving.router import Router  # noqa: E402
+from vidrec.serving.router import Router, ShadowResult  # noqa: E402
 from vidrec.serving.routing import cohort  # noqa: E402
+from vidrec.serving.shadow import Comparison  # noqa: E402
 
 log = logging.getLogger("vidrec.serving")
 
@@ -121,7 +122,9 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             app.bundles,
             app.cfg,
             lambda version, size: metrics.batch.labels(version).observe(size),
+            self._shadow_result,
         )
+        self.shadow_lines: list[str] = []  # for log/shadow.jsonl at the next tick
         self.attached = False
         self.log = ImpressionLog(app.log_dir, app.cfg.remember_requests, app.cfg.log_flush_rows)
         self.ticker: asyncio.Task[None] | None = None
@@ -218,24 +221,30 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
                 log.exception("serving tick failed")
             await asyncio.sleep(TICK_S)
 
+    def _shadow_result(self, r: ShadowResult) -> None:
+        """A shadow result into metrics as it completes. Held until the tick, results
+        outlived the collector's young generations, and at 100 % shadow enough of them
+        made it walk the oldest: 2-3 full collections per 15 s, stopping the server."""
+        resp = r.shadow.response
+        self.metrics.observe_model(resp, r.shadow.bins)
+        if r.comparison is None:
+            self.metrics.shadow.labels("degraded").inc()
+            return
+        self.metrics.shadow.labels("compared").inc()
+        self.metrics.shadow_overlap.labels(resp.model_version).observe(r.comparison.overlap)
+        if r.comparison.rank_correlation is not None:
+            tau = r.comparison.rank_correlation
+            self.metrics.shadow_correlation.labels(resp.model_version).observe(tau)
+        if self.app.log_dir is not None:
+            # a str: untracked by the collector
+            self.shadow_lines.append(_shadow_line(r, r.comparison))
+
     async def tick(self) -> None:
-        """Shadow results into metrics and the shadow log; model gauges; log flush."""
+        """Shadow counts into metrics and the shadow log; model gauges; log flush."""
         report = self.router.drain()
         self.metrics.shadow.labels("dropped").inc(report.dropped)
         self.metrics.shadow.labels("failed").inc(report.failed)
-        lines = []
-        for r in report.results:
-            resp = r.shadow.response
-            self.metrics.observe_model(resp, r.shadow.bins)
-            if r.comparison is None:
-                self.metrics.shadow.labels("degraded").inc()
-                continue
-            self.metrics.shadow.labels("compared").inc()
-            self.metrics.shadow_overlap.labels(resp.model_version).observe(r.comparison.overlap)
-            if r.comparison.rank_correlation is not None:
-                tau = r.comparison.rank_correlation
-                self.metrics.shadow_correlation.labels(resp.model_version).observe(tau)
-            lines.append(_shadow_line(r))
+        lines, self.shadow_lines = self.shadow_lines, []
         if lines and self.app.log_dir is not None:
             self.app.log_dir.mkdir(parents=True, exist_ok=True)
             with open(self.app.log_dir / "shadow.jsonl", "a") as f:
@@ -255,7 +264,7 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             self.metrics.model_created.labels(variant).set(self.created[version])
 
 
-def _shadow_line(r: Any) -> str:
+def _shadow_line(r: ShadowResult, c: Comparison) -> str:
     resp = r.shadow.response
     return (
         json.dumps(
@@ -266,8 +275,8 @@ def _shadow_line(r: Any) -> str:
                 "challenger": resp.model_version,
                 "served": r.served,
                 "shadow": [i.video_id for i in resp.items],
-                "overlap": r.comparison.overlap,
-                "rank_correlation": r.comparison.rank_correlation,
+                "overlap": c.overlap,
+                "rank_correlation": c.rank_correlation,
             }
         )
         + "\n"
