@@ -80,3 +80,22 @@ def test_cpu_is_split_by_role_and_adds_up() -> None:
     assert split["server"] >= 0.3 * 1000 / 10 * 0.95  # 0.3 s over 10 requests, at least
     assert abs(sum(split.values()) - out["cpu_ms_per_request"]) < 0.1
     assert "cpu_ms_per_request_by_role" not in with_cpu(burn, rate=10, duration_s=1.0)
+
+
+def test_the_no_op_runs_right_before_the_endpoint_at_each_rate() -> None:
+    from vidrec.bench.serve import _Bench
+
+    bench = _Bench.__new__(_Bench)  # no Ray, no server: the order of runs alone
+    order: list[tuple[str, float]] = []
+
+    def http(model: str, rate: float, duration_s: float, ts: int) -> dict[str, object]:
+        order.append((model, rate))
+        return {"model": model, "rate": rate}
+
+    bench._http = http  # type: ignore[method-assign]
+    noop, runs = bench._paired("vidrec-100000", [25.0, 100.0], 1.0, 0)
+    assert order == [("noop", 25.0), ("vidrec-100000", 25.0), ("noop", 100.0),
+                     ("vidrec-100000", 100.0)]  # fmt: skip
+    assert (
+        noop["100"] == {"model": "noop", "rate": 100.0} and runs["25"]["model"] == "vidrec-100000"
+    )

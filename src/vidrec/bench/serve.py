@@ -10,7 +10,7 @@ At the first size three more runs: shadow at 100 % (the champion's p99 with and 
 challenger shadowing every request), the same replicas called once per request (adaptive
 batching off: what it saves) and the split topology (retrieval and ranking as deployments
 of their own: what the two extra hops cost). The no-op is called as the endpoint is,
-batches included.
+batches included, and runs right before it at each rate and size (ratios of adjacent runs).
 """
 
 from __future__ import annotations
@@ -192,23 +192,25 @@ class _Bench:
         self, grown: dict[int, Path], rates: Sequence[float], duration_s: float
     ) -> dict[str, Any]:
         ts = _log_end(next(iter(grown.values())))
-        noop = {key(r): self._http("noop", r, duration_s, ts) for r in rates}
+        noop: dict[str, Any] = {}
         sizes: dict[str, Any] = {}
         shadow: dict[str, Any] = {}
         split: dict[str, Any] = {}
         unbatched: dict[str, Any] = {}
         for i, (n, bundle) in enumerate(grown.items()):
             with self.deployed(f"vidrec-{n}") as handles:
-                endpoint = {key(r): self._http(f"vidrec-{n}", r, duration_s, ts) for r in rates}
+                paired, endpoint = self._paired(f"vidrec-{n}", rates, duration_s, ts)
                 if i == 0:
+                    noop = paired
                     shadow = self._shadow(n, max(rates), duration_s, ts)
                     unbatched = self._unbatched(n, handles, endpoint, rates, duration_s, ts)
             local = _in_process(bundle, self.settings, rates, duration_s, ts)
             sizes[str(n)] = {
+                "noop": paired,
                 "endpoint": endpoint,
                 "in_process": local,
                 "ratios": {
-                    key(r): _ratios(endpoint[key(r)], noop[key(r)], local[key(r)]) for r in rates
+                    key(r): _ratios(endpoint[key(r)], paired[key(r)], local[key(r)]) for r in rates
                 },
             }
             if i == 0:
@@ -216,6 +218,18 @@ class _Bench:
         return {"rates": list(rates), "duration_s": duration_s, "request_ts": ts,
                 "noop": noop, "sizes": sizes, "shadow": shadow, "split": split,
                 "unbatched": unbatched}  # fmt: skip
+
+    def _paired(
+        self, model: str, rates: Sequence[float], duration_s: float, ts: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The no-op's run and `model`'s, back to back at each rate: this machine's speed
+        drifts by up to 2x over minutes, and a ratio of runs minutes apart carried it."""
+        noop: dict[str, Any] = {}
+        runs: dict[str, Any] = {}
+        for r in rates:
+            noop[key(r)] = self._http("noop", r, duration_s, ts)
+            runs[key(r)] = self._http(model, r, duration_s, ts)
+        return noop, runs
 
     def _unbatched(
         self,
@@ -488,7 +502,8 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4), squeeze=False)
     rates = report["rates"]
     for ax, (n, s) in zip(axes[0], sizes.items(), strict=True):
-        series = {"no-op Ray Serve (a)": report["noop"], "vidrec endpoint (b)": s["endpoint"],
+        series = {"no-op Ray Serve (a)": s.get("noop", report["noop"]),
+                  "vidrec endpoint (b)": s["endpoint"],
                   "in-process (c)": s["in_process"]}  # fmt: skip
         for name, label in (("unbatched", "unbatched endpoint"), ("split", "split topology")):
             other = report.get(name) or {}
