@@ -39,8 +39,8 @@ class Batcher(Generic[T, R]):
             raise ValueError("max_batch and in_flight must be >= 1, linger_s >= 0")
         self.send, self.max_batch, self.in_flight = send, max_batch, in_flight
         self.observe, self.linger_s = observe, linger_s
-        self.waiting: deque[tuple[T, asyncio.Future[R]]] = deque()
-        self.since: deque[float] = deque()  # when each waiting item arrived (loop time)
+        # each waiting item, its future and when it arrived (loop time)
+        self.waiting: deque[tuple[T, asyncio.Future[R], float]] = deque()
         self.busy = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -50,8 +50,7 @@ class Batcher(Generic[T, R]):
         whole call is cancelled once every item in it is withdrawn."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        self.waiting.append((item, future))
-        self.since.append(loop.time())
+        self.waiting.append((item, future, loop.time()))
         self._pump()
         return future
 
@@ -61,7 +60,7 @@ class Batcher(Generic[T, R]):
         if not self.linger_s or len(self.waiting) >= self.max_batch:
             return True
         loop = asyncio.get_running_loop()
-        left = self.since[0] + self.linger_s - loop.time()
+        left = self.waiting[0][2] + self.linger_s - loop.time()
         if left <= 0:
             return True
         if self._timer is None:
@@ -86,8 +85,7 @@ class Batcher(Generic[T, R]):
     def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
         batch: list[tuple[T, asyncio.Future[R]]] = []
         while self.waiting and len(batch) < self.max_batch:
-            item, future = self.waiting.popleft()
-            self.since.popleft()
+            item, future, _ = self.waiting.popleft()
             if not future.done():  # withdrawn while waiting (its caller gave up)
                 batch.append((item, future))
         return batch
