@@ -45,6 +45,7 @@ from ray import serve  # noqa: E402
 
 from vidrec.serving import gc_pauses  # noqa: E402
 from vidrec.serving.api import RecommendRequest, RecommendResponse  # noqa: E402
+from vidrec.serving.deployments import REPLICA, by_value  # noqa: E402
 from vidrec.serving.recommender import Call, Served  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "vidrec" / "bench-serve"
@@ -52,7 +53,7 @@ UNBATCHED = "vidrec-unbatched"
 TARGETS = {"p50_vs_noop": 1.5, "p99_ms": 30.0, "shadow_p99_rise": 0.10}
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.2})
+@serve.deployment(**REPLICA)
 class Noop:
     """The serving floor: the same call, request and response types, no work."""
 
@@ -126,7 +127,7 @@ class _Bench:
         runs["vidrec-split"] = ({"1": first}, "1", None)
         runs[UNBATCHED] = ({"1": first}, "1", None)
         self._serve_http(runs)
-        noop = serve.run(cast(Any, Noop).bind(), name="noop", route_prefix=None)
+        noop = by_value(serve.run(cast(Any, Noop).bind(), name="noop", route_prefix=None))
         self.models["noop"].attach({"noop": noop})
 
     def _serve_http(self, runs: dict[str, tuple[dict[str, Path], str, str | None]]) -> None:

@@ -46,6 +46,25 @@ from vidrec.serving.recommender import (
 )
 
 CPU = 0.2
+# Two of Ray Serve's replica defaults cost a small machine per call: a flushed access-log
+# line, and user code on a second event loop thread each call hops to and back from (our
+# batches hold the GIL: it overlapped nothing). Both off, as in Ray's own throughput mode
+# (RAY_SERVE_THROUGHPUT_OPTIMIZED), the no-op's replica CPU at 100 req/s fell from 3.2-3.8
+# to 2.2-2.8 ms per request (separate runs: see `vidrec bench serve`).
+REPLICA: dict[str, Any] = {
+    "ray_actor_options": {
+        "num_cpus": CPU,
+        "runtime_env": {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}},
+    },
+    "logging_config": {"enable_access_log": False},
+}
+
+
+def by_value(handle: DeploymentHandle[Any]) -> DeploymentHandle[Any]:
+    """Calls over the replica's gRPC server, arguments and results sent by value, instead of
+    Ray tasks and the object store: 1 ms less CPU per request in the server, 0.5 in the
+    replica, and p50 15-22 ms against 24-27 at 100 req/s (alternating runs, one cluster)."""
+    return handle.options(_by_reference=False)
 
 
 class VersionStages:
@@ -88,17 +107,17 @@ class VersionStages:
         return "ok"
 
 
-@serve.deployment(ray_actor_options={"num_cpus": CPU})
+@serve.deployment(**REPLICA)
 class Retrieval(VersionStages):
     """Split topology: the retrieval stage alone."""
 
 
-@serve.deployment(ray_actor_options={"num_cpus": CPU})
+@serve.deployment(**REPLICA)
 class Ranking(VersionStages):
     """Split topology: the ranking stage alone."""
 
 
-@serve.deployment(ray_actor_options={"num_cpus": CPU})
+@serve.deployment(**REPLICA)
 class ModelVersion:
     """One model version's recommendation: stages in this replica (`local`, fused) or two
     deployment handles (split)."""
@@ -113,7 +132,8 @@ class ModelVersion:
     ):
         self.version, self.cfg = version, cfg
         self.local = VersionStages(local[0], version, local[1], cfg, local[2]) if local else None
-        self.retrieval, self.ranking = retrieval, ranking
+        self.retrieval = by_value(retrieval) if retrieval else None
+        self.ranking = by_value(ranking) if ranking else None
         self.shadow_thread = priority.background(cfg.shadow_nice) if local else None
 
     async def recommend(self, calls: list[Call]) -> list[Outcome]:
@@ -223,4 +243,4 @@ def run_apps(
 ) -> dict[str, Any]:
     """Deploy every version's app (Serve must be started); model version -> handle."""
     apps = build_apps(bundles, features, cfg, faults)
-    return {v: serve.run(a, name=app_name(v), route_prefix=None) for v, a in apps.items()}
+    return {v: by_value(serve.run(a, name=app_name(v), route_prefix=None)) for v, a in apps.items()}
