@@ -13,8 +13,10 @@ from vidrec.serving import gc_pauses
 
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
+    threshold = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*threshold)
 
 
 def test_every_collection_is_timed_by_generation() -> None:
@@ -38,3 +40,12 @@ def test_what_start_up_made_is_kept_out_of_later_collections(unfrozen: None) -> 
     assert gc.get_freeze_count() >= len(made)
     collected = {id(x) for x in gc.get_objects()}  # every generation a collection walks
     assert all(gc.is_tracked(x) and id(x) not in collected for x in made)
+
+
+def test_young_objects_wait_longer_for_a_collection(unfrozen: None) -> None:
+    gc.set_threshold(700, 10, 10)
+    gc_pauses.freeze()
+    assert gc.get_threshold() == (gc_pauses.YOUNG_THRESHOLD, 10, 10)
+    gc.collect(0)
+    made = [[i] for i in range(1000)]  # net allocations past CPython's 700 ...
+    assert gc.get_count()[0] >= len(made)  # ... and no young collection ran
