@@ -8,6 +8,7 @@ import time
 from vidrec.bench.serve import (
     ROLES,
     TARGETS,
+    degraded,
     open_loop_local,
     role_of,
     shadow_rise,
@@ -99,3 +100,16 @@ def test_the_no_op_runs_right_before_the_endpoint_at_each_rate() -> None:
     assert (
         noop["100"] == {"model": "noop", "rate": 100.0} and runs["25"]["model"] == "vidrec-100000"
     )
+
+
+def test_fallback_answers_are_counted_apart_from_shadow_calls() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from vidrec.serving.metrics import ServingMetrics
+
+    m = ServingMetrics(CollectorRegistry())
+    assert degraded(m.registry) == 0
+    m.degraded.labels("champion", "deadline").inc(3)
+    m.degraded.labels("challenger", "RayActorError").inc()
+    m.degraded.labels("shadow", "deadline").inc(5)  # the user was answered by the model
+    assert degraded(m.registry) == 4

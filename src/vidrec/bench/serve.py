@@ -257,10 +257,12 @@ class _Bench:
         url = f"{self.url}/v1/models/{model}:predict"
         load = V1Load(url, rate, duration_s, min(3.0, duration_s / 4), ts)
         roles = {os.getpid(): "server", self.driver_pid: "driver"}
-        before = self._gc_pauses()
+        before, fell_back = self._gc_pauses(), degraded(self.metrics.registry)
         run = with_cpu(lambda: self.driver.submit(load).result(), rate, duration_s, roles)
         after = self._gc_pauses()
-        return run | {"server_gc": {k: round(after[k] - before[k], 4) for k in after}}
+        # a fallback answer is a 200 too: counted apart (warm-up included), never as the model's
+        return run | {"server_gc": {k: round(after[k] - before[k], 4) for k in after},
+                      "degraded": degraded(self.metrics.registry) - fell_back}  # fmt: skip
 
     def _gc_pauses(self) -> dict[str, float]:
         """The server process's full collections so far and the seconds all collections
@@ -314,6 +316,15 @@ def shadow_rise(off: list[dict[str, Any]], on: list[dict[str, Any]]) -> float | 
         return None
     total_off = sum(r["p99_ms"] for r in off)
     return round(sum(r["p99_ms"] for r in on) / total_off - 1, 4) if total_off else None
+
+
+def degraded(registry: Any) -> int:
+    """Answers from the popularity fallback so far (`vidrec_degraded_responses`), served ones
+    of any variant and reason; shadow calls are not answers."""
+    samples = (s for m in registry.collect() if m.name == "vidrec_degraded_responses"
+               for s in m.samples)  # fmt: skip
+    return round(sum(s.value for s in samples
+                     if s.name.endswith("_total") and s.labels["variant"] != "shadow"))  # fmt: skip
 
 
 def with_cpu(
