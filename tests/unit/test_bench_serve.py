@@ -108,8 +108,8 @@ def test_fallback_answers_are_counted_apart_from_shadow_calls() -> None:
     from vidrec.serving.metrics import ServingMetrics
 
     m = ServingMetrics(CollectorRegistry())
-    assert degraded(m.registry) == 0
+    assert degraded(m.degraded) == 0
     m.degraded.labels("champion", "deadline").inc(3)
     m.degraded.labels("challenger", "RayActorError").inc()
     m.degraded.labels("shadow", "deadline").inc(5)  # the user was answered by the model
-    assert degraded(m.registry) == 4
+    assert degraded(m.degraded) == 4

@@ -33,6 +33,7 @@ from typing import Any, cast
 import httpx
 import numpy as np
 import psutil
+from prometheus_client import Counter
 
 from vidrec.bench.catalogue import grow_bundle
 from vidrec.bench.load import V1Load, driver_pid, ratio, scheduled_count
@@ -257,12 +258,12 @@ class _Bench:
         url = f"{self.url}/v1/models/{model}:predict"
         load = V1Load(url, rate, duration_s, min(3.0, duration_s / 4), ts)
         roles = {os.getpid(): "server", self.driver_pid: "driver"}
-        before, fell_back = self._gc_pauses(), degraded(self.metrics.registry)
+        before, fell_back = self._gc_pauses(), degraded(self.metrics.degraded)
         run = with_cpu(lambda: self.driver.submit(load).result(), rate, duration_s, roles)
         after = self._gc_pauses()
         # a fallback answer is a 200 too: counted apart (warm-up included), never as the model's
         return run | {"server_gc": {k: round(after[k] - before[k], 4) for k in after},
-                      "degraded": degraded(self.metrics.registry) - fell_back}  # fmt: skip
+                      "degraded": degraded(self.metrics.degraded) - fell_back}  # fmt: skip
 
     def _gc_pauses(self) -> dict[str, float]:
         """The server process's full collections so far and the seconds all collections
@@ -318,11 +319,10 @@ def shadow_rise(off: list[dict[str, Any]], on: list[dict[str, Any]]) -> float | 
     return round(sum(r["p99_ms"] for r in on) / total_off - 1, 4) if total_off else None
 
 
-def degraded(registry: Any) -> int:
-    """Answers from the popularity fallback so far (`vidrec_degraded_responses`), served ones
+def degraded(counter: Counter) -> int:
+    """Answers from the popularity fallback so far (`ServingMetrics.degraded`), served ones
     of any variant and reason; shadow calls are not answers."""
-    samples = (s for m in registry.collect() if m.name == "vidrec_degraded_responses"
-               for s in m.samples)  # fmt: skip
+    samples = (s for m in counter.collect() for s in m.samples)
     return round(sum(s.value for s in samples
                      if s.name.endswith("_total") and s.labels["variant"] != "shadow"))  # fmt: skip
 
@@ -514,8 +514,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4), squeeze=False)
     rates = report["rates"]
     for ax, (n, s) in zip(axes[0], sizes.items(), strict=True):
-        series = {"no-op Ray Serve (a)": s.get("noop", report["noop"]),
-                  "vidrec endpoint (b)": s["endpoint"],
+        series = {"no-op Ray Serve (a)": s["noop"], "vidrec endpoint (b)": s["endpoint"],
                   "in-process (c)": s["in_process"]}  # fmt: skip
         for name, label in (("unbatched", "unbatched endpoint"), ("split", "split topology")):
             other = report.get(name) or {}
