@@ -366,12 +366,14 @@ def serve(
     from vidrec.serving.server import prepare_ray_env
 
     prepare_ray_env()
+    from vidrec.serving.deployments import check_fits
     from vidrec.serving.server import Deployment, serve_forever
 
     settings = _settings(config)
     features = _features_cfg(config, online_store=store)
     routes = routes.resolve()  # replicas run in other working directories
     bundles = _serving_bundles(settings, routes, model_version)
+    check_fits(settings.serving, len(bundles))
     app_ = Deployment(
         bundles=bundles,
         routes=routes,
@@ -387,9 +389,9 @@ def serve(
         from ray import serve as ray_serve
         from ray.serve.config import ProxyLocation
 
-        from vidrec.serving.deployments import run_apps
+        from vidrec.serving.deployments import RAY_CPUS, run_apps
 
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+        ray.init(num_cpus=RAY_CPUS, include_dashboard=False, _node_ip_address="127.0.0.1",
                  logging_level=logging.WARNING)  # fmt: skip
         ray_serve.start(proxy_location=ProxyLocation.Disabled)
         return run_apps({v: str(b) for v, b in bundles.items()}, features, settings.serving,
@@ -455,7 +457,10 @@ def bench_serve(
     settings = _settings(config)
     sizes_n = [int(x) for x in sizes.split(",") if x.strip()]
     rates_f = [float(x) for x in rates.split(",") if x.strip()]
-    emit(run(settings, sizes_n, rates_f, duration, out / "serve"), json_out, "serving benchmark")
+    # Ray's driver prints its actors' last words to stdout: that is for the one summary
+    with contextlib.redirect_stdout(sys.stderr):
+        report = run(settings, sizes_n, rates_f, duration, out / "serve")
+    emit(report, json_out, "serving benchmark")
 
 
 @bench_app.command("drift")

@@ -266,9 +266,16 @@ class ServingConfig(Strict):
     calls_in_flight: int = Field(
         1,
         ge=1,
-        description="calls to a version's app outstanding at once (its replicas run one at a "
-        "time); requests that arrive meanwhile wait in the server and leave together in the "
-        "next call (no timer: alone at low load)",
+        description="calls outstanding at once per replica of a version's app (a replica runs "
+        "one at a time); requests that arrive meanwhile wait in the server and leave together "
+        "in the next call (no timer: alone at low load)",
+    )
+    replicas_per_version: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="replicas of each version's model path (fused: the version's app; split: "
+        "Retrieval and Ranking each), a fifth of a CPU each, all in one 2-CPU Ray node",
     )
     shadow_linger_s: float = Field(
         0.1,

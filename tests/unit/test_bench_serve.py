@@ -9,6 +9,7 @@ from vidrec.bench.serve import (
     ROLES,
     TARGETS,
     degraded,
+    median_run,
     open_loop_local,
     role_of,
     shadow_rise,
@@ -83,23 +84,36 @@ def test_cpu_is_split_by_role_and_adds_up() -> None:
     assert "cpu_ms_per_request_by_role" not in with_cpu(burn, rate=10, duration_s=1.0)
 
 
-def test_the_no_op_runs_right_before_the_endpoint_at_each_rate() -> None:
-    from vidrec.bench.serve import _Bench
+def test_the_no_op_runs_beside_the_endpoint_and_alternates_with_it_at_the_top_rate() -> None:
+    from vidrec.bench.serve import ROUNDS, _Bench
 
     bench = _Bench.__new__(_Bench)  # no Ray, no server: the order of runs alone
     order: list[tuple[str, float]] = []
 
     def http(model: str, rate: float, duration_s: float, ts: int) -> dict[str, object]:
         order.append((model, rate))
-        return {"model": model, "rate": rate}
+        return {"model": model, "rate": rate, "p50_ms": len(order), "p99_ms": 100 - len(order)}
 
     bench._http = http  # type: ignore[method-assign]
     noop, runs = bench._paired("vidrec-100000", [25.0, 100.0], 1.0, 0)
-    assert order == [("noop", 25.0), ("vidrec-100000", 25.0), ("noop", 100.0),
-                     ("vidrec-100000", 100.0)]  # fmt: skip
-    assert (
-        noop["100"] == {"model": "noop", "rate": 100.0} and runs["25"]["model"] == "vidrec-100000"
-    )
+    top = [("noop", 100.0), ("vidrec-100000", 100.0), ("vidrec-100000", 100.0),
+           ("noop", 100.0), ("noop", 100.0), ("vidrec-100000", 100.0)]  # fmt: skip
+    assert ROUNDS == 3 and order == [("noop", 25.0), ("vidrec-100000", 25.0), *top]
+    assert runs["25"] == {"model": "vidrec-100000", "rate": 25.0, "p50_ms": 2, "p99_ms": 98}
+    # the top rate: each side's median run by p99 (the no-op's 97, 94, 93; the endpoint's
+    # 96, 95, 92), whole: its own p50
+    assert noop["100"]["p99_ms"] == 94 and noop["100"]["p50_ms"] == 6
+    assert [r["p50_ms"] for r in runs["100"]["rounds"]] == [4, 5, 8]
+    assert runs["100"]["p99_ms"] == 95 and runs["100"]["p50_ms"] == 5
+
+
+def test_the_median_run_is_a_whole_run_and_lists_the_rounds() -> None:
+    p50_p99 = [(9.0, 30.0), (12.0, None), (10.0, 20.0), (11.0, 25.0)]
+    runs = [{"p50_ms": a, "p99_ms": b, "ok": i} for i, (a, b) in enumerate(p50_p99, 1)]
+    got = median_run(runs)
+    assert got["ok"] == 4 and got["p50_ms"] == 11.0  # p99s 20, 25, 30, none: the lower middle
+    assert got["rounds"] == [{"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]} for r in runs]
+    assert median_run(runs[:1]) == runs[0]
 
 
 def test_fallback_answers_are_counted_apart_from_shadow_calls() -> None:

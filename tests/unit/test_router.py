@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from vidrec.config import ServingConfig
-from vidrec.errors import NotReady
+from vidrec.errors import ConfigError, NotReady
 from vidrec.serving.api import RecommendRequest, RecommendResponse
+from vidrec.serving.deployments import check_fits
 from vidrec.serving.file_routes import FileRouteSource
 from vidrec.serving.recommender import Call, Failed, Outcome, Served
 from vidrec.serving.router import Router
@@ -197,3 +198,36 @@ def test_requests_that_arrive_while_the_app_is_busy_share_a_call_and_fail_alone(
     assert [s.user_id for s in served] == list(range(6))
     assert [s.degraded for s in served] == [u == 3 for u in range(6)]
     assert served[3].reason == "KeyError" and [i.video_id for i in served[3].items] == POPULAR[:3]
+
+
+def test_each_replica_of_a_version_gets_a_call_of_its_own(tmp_path: Path) -> None:
+    r = router(
+        tmp_path, RouteTable(champion="1"), calls_in_flight=1, max_batch=8, replicas_per_version=2
+    )
+    app = FakeApp("1", delay_s=0.05)
+    r.attach({"1": app})
+
+    async def burst() -> list[Served]:
+        return list(await asyncio.gather(
+            *(r.recommend(RecommendRequest(user_id=u, k=3)) for u in range(6))))  # fmt: skip
+
+    served = [s.response for s in asyncio.run(burst())]
+    assert app.batches == [1, 1, 4]  # two calls at once (one per replica), then the rest
+    assert not any(s.degraded for s in served)
+
+
+@pytest.mark.parametrize(
+    ("topology", "replicas", "versions", "fits"),
+    [("fused", 2, 2, True), ("fused", 5, 2, True), ("fused", 6, 2, False),
+     ("split", 2, 2, True), ("split", 3, 2, False), ("fused", 8, 1, True)],
+)  # fmt: skip
+def test_replicas_that_ray_could_not_start_are_refused_by_name(
+    topology: str, replicas: int, versions: int, fits: bool
+) -> None:
+    cfg = ServingConfig(topology=topology, replicas_per_version=replicas)
+    if fits:
+        check_fits(cfg, versions)
+        return
+    refused = r"serving\.replicas_per_version = \d: .* more than Ray's 2 CPUs"
+    with pytest.raises(ConfigError, match=refused):
+        check_fits(cfg, versions)

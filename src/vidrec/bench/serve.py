@@ -6,11 +6,14 @@ the ratios compare like with like on a noisy machine: (b)/(a) is what our retrie
 features, ranking and rules add over the serving floor, (b)/(c) what serving adds over
 the bare computation. One catalogue size is deployed at a time. Catalogues are the
 champion's bundle grown with synthetic videos (cached under ~/.cache/vidrec/bench-serve).
-At the first size three more runs: shadow at 100 % (the champion's p99 with and without a
+At the first size four more runs: shadow at 100 % (the champion's p99 with and without a
 challenger shadowing every request), the same replicas called once per request (adaptive
-batching off: what it saves) and the split topology (retrieval and ranking as deployments
-of their own: what the two extra hops cost). The no-op is called as the endpoint is,
-batches included, and runs right before it at each rate and size (ratios of adjacent runs).
+batching off: what it saves), the split topology (retrieval and ranking as deployments
+of their own: what the two extra hops cost) and the model path in two replicas
+(`serving.replicas_per_version`: what ranking two calls at once gains on two cores).
+The no-op is called as the endpoint is, batches included, and runs beside it at each
+rate and size (ratios of adjacent runs); at the top rate, where the verdict is read, in
+`ROUNDS` alternating rounds, each side reported by its median run.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -51,6 +55,10 @@ from vidrec.serving.recommender import Call, Served  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "vidrec" / "bench-serve"
 UNBATCHED = "vidrec-unbatched"
+REPLICATED = "vidrec-replicas"
+REPLICAS = 2  # the replicated run's `serving.replicas_per_version`
+# no-op/endpoint rounds at the top rate: one 15 s run's p99 moved by 2x between runs here
+ROUNDS = 3
 TARGETS = {"p50_vs_noop": 1.5, "p99_ms": 30.0, "shadow_p99_rise": 0.10}
 
 
@@ -126,6 +134,7 @@ class _Bench:
             runs[f"vidrec-{n}"] = ({"1": bundle, "2": bundle}, "1", "2") if i == 0 else (
                 {"1": bundle}, "1", None)  # fmt: skip
         runs["vidrec-split"] = ({"1": first}, "1", None)
+        runs[REPLICATED] = ({"1": first}, "1", None)
         runs[UNBATCHED] = ({"1": first}, "1", None)
         self._serve_http(runs)
         noop = by_value(serve.run(cast(Any, Noop).bind(), name="noop", route_prefix=None))
@@ -152,6 +161,8 @@ class _Bench:
             cfg = self.settings.serving
             if name == UNBATCHED:  # a call per request, up to the replica's queue at once
                 cfg = cfg.model_copy(update={"max_batch": 1, "calls_in_flight": cfg.replica_queue})
+            if name == REPLICATED:  # a call in flight per replica
+                cfg = cfg.model_copy(update={"replicas_per_version": REPLICAS})
             app = Deployment(bundles, routes, None, cfg)
             self.models[name] = VidrecModel(name, app, metrics)
         install_routes(metrics, self.models["noop"])
@@ -162,22 +173,24 @@ class _Bench:
                          daemon=True).start()  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/v2/health/live", timeout=1).status_code == 200:
-                    _quiet()  # again: KServe configures its loggers when it starts
-                    return
-            except httpx.HTTPError:
+            try:  # a connection, not a request: uvicorn would log it to stdout
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
                 time.sleep(0.2)
+                continue
+            _quiet()  # again: KServe configured its loggers before it listened
+            if httpx.get(f"{self.url}/v2/health/live", timeout=5).status_code == 200:
+                return
         raise RuntimeError("benchmark server did not start")
 
     @contextmanager
-    def deployed(self, name: str, topology: str = "fused") -> Iterator[dict[str, Any]]:
-        """Run `name`'s model versions deployed and attached to its KServe model; deleted
-        afterwards, so one catalogue at a time holds memory and CPU."""
+    def deployed(self, name: str, **serving: Any) -> Iterator[dict[str, Any]]:
+        """Run `name`'s model versions deployed (`serving`: settings changed) and attached to
+        its KServe model; deleted afterwards, so one catalogue at a time holds memory and CPU."""
         from vidrec.serving.deployments import app_name, run_apps
 
         model = self.models[name]
-        cfg = self.settings.serving.model_copy(update={"topology": topology})
+        cfg = self.settings.serving.model_copy(update=serving)
         bundles = {v: str(b) for v, b in model.app.bundles.items()}
         handles = run_apps(bundles, self.settings.features, cfg)
         for h in handles.values():
@@ -199,6 +212,7 @@ class _Bench:
         shadow: dict[str, Any] = {}
         split: dict[str, Any] = {}
         unbatched: dict[str, Any] = {}
+        replicated: dict[str, Any] = {}
         for i, (n, bundle) in enumerate(grown.items()):
             with self.deployed(f"vidrec-{n}") as handles:
                 paired, endpoint = self._paired(f"vidrec-{n}", rates, duration_s, ts)
@@ -217,20 +231,27 @@ class _Bench:
             }
             if i == 0:
                 split = self._split(n, endpoint, rates, duration_s, ts)
+                replicated = self._replicated(n, endpoint, rates, duration_s, ts)
         return {"rates": list(rates), "duration_s": duration_s, "request_ts": ts,
                 "noop": noop, "sizes": sizes, "shadow": shadow, "split": split,
-                "unbatched": unbatched}  # fmt: skip
+                "unbatched": unbatched, "replicas": replicated}  # fmt: skip
 
     def _paired(
         self, model: str, rates: Sequence[float], duration_s: float, ts: int
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The no-op's run and `model`'s, back to back at each rate: this machine's speed
-        drifts by up to 2x over minutes, and a ratio of runs minutes apart carried it."""
+        """The no-op's run and `model`'s, back to back at each rate (at the top rate, in
+        `ROUNDS` rounds, alternating which goes first): this machine's speed drifts by up to
+        2x over minutes, and a ratio of runs minutes apart carried it."""
         noop: dict[str, Any] = {}
         runs: dict[str, Any] = {}
         for r in rates:
-            noop[key(r)] = self._http("noop", r, duration_s, ts)
-            runs[key(r)] = self._http(model, r, duration_s, ts)
+            pairs = []
+            for i in range(ROUNDS if r == max(rates) else 1):
+                order = ("noop", model) if i % 2 == 0 else (model, "noop")
+                got = {m: self._http(m, r, duration_s, ts) for m in order}
+                pairs.append((got["noop"], got[model]))
+            noop[key(r)] = median_run([a for a, _ in pairs])
+            runs[key(r)] = median_run([b for _, b in pairs])
         return noop, runs
 
     def _unbatched(
@@ -250,9 +271,17 @@ class _Bench:
     def _split(self, n: int, fused: dict[str, Any], rates: Sequence[float], duration_s: float,
                ts: int) -> dict[str, Any]:  # fmt: skip
         """The same model with retrieval and ranking as deployments of their own."""
-        with self.deployed("vidrec-split", "split"):
+        with self.deployed("vidrec-split", topology="split"):
             runs = {key(r): self._http("vidrec-split", r, duration_s, ts) for r in rates}
         return {"items": n, "endpoint": runs, "ratios": _vs(runs, fused, rates, "fused")}
+
+    def _replicated(self, n: int, one: dict[str, Any], rates: Sequence[float],
+                    duration_s: float, ts: int) -> dict[str, Any]:  # fmt: skip
+        """The same model path in `REPLICAS` replicas, a call in flight to each."""
+        with self.deployed(REPLICATED, replicas_per_version=REPLICAS):
+            runs = {key(r): self._http(REPLICATED, r, duration_s, ts) for r in rates}
+        return {"items": n, "replicas": REPLICAS, "endpoint": runs,
+                "ratios": _vs(runs, one, rates, "one_replica")}  # fmt: skip
 
     def _http(self, model: str, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
         url = f"{self.url}/v1/models/{model}:predict"
@@ -307,6 +336,16 @@ class _Bench:
         self.driver.shutdown()
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose p99 is the runs' median (a whole run: its figures agree with each
+    other), listing every run's p50 and p99 under `rounds`; one run as it is."""
+    if len(runs) == 1:
+        return runs[0]
+    ranked = sorted(runs, key=lambda r: float("inf") if r["p99_ms"] is None else r["p99_ms"])
+    rounds = [{"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]} for r in runs]
+    return {**ranked[(len(ranked) - 1) // 2], "rounds": rounds}
 
 
 def shadow_rise(off: list[dict[str, Any]], on: list[dict[str, Any]]) -> float | None:
@@ -516,11 +555,15 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     for ax, (n, s) in zip(axes[0], sizes.items(), strict=True):
         series = {"no-op Ray Serve (a)": s["noop"], "vidrec endpoint (b)": s["endpoint"],
                   "in-process (c)": s["in_process"]}  # fmt: skip
-        for name, label in (("unbatched", "unbatched endpoint"), ("split", "split topology")):
+        for name, label in (
+            ("unbatched", "unbatched endpoint"),
+            ("split", "split topology"),
+            ("replicas", f"{REPLICAS} replicas"),
+        ):
             other = report.get(name) or {}
             if str(other.get("items")) == n:
                 series[label] = other["endpoint"]
-        colors = ("grey", "C0", "C2", "C3", "C1")
+        colors = ("grey", "C0", "C2", "C3", "C1", "C4")
         for (label, runs), color in zip(series.items(), colors, strict=False):
             for q, style in (("p50_ms", "-o"), ("p99_ms", "--x")):
                 ys = [runs[key(r)][q] for r in rates]

@@ -23,6 +23,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from vidrec.config import FeatureConfig, ServingConfig
+from vidrec.errors import ConfigError
 from vidrec.features.definitions import FEATURES
 from vidrec.features.online import OnlineFeatures
 from vidrec.features.store import open_store
@@ -46,6 +47,7 @@ from vidrec.serving.recommender import (
 )
 
 CPU = 0.2
+RAY_CPUS = 2  # the Ray node `vidrec serve` starts (ray.init(num_cpus=...))
 # Two of Ray Serve's replica defaults cost a small machine per call: a flushed access-log
 # line, and user code on a second event loop thread each call hops to and back from (our
 # batches hold the GIL: it overlapped nothing). Both off, as in Ray's own throughput mode
@@ -215,20 +217,42 @@ def build_apps(
     fault_file = str(faults) if faults else None
     apps = {}
     queue = {"max_ongoing_requests": cfg.replica_queue}
+    scaled = {**queue, "num_replicas": cfg.replicas_per_version}
     for version, bundle in bundles.items():
-        node = model_version.options(name=f"model-v{version}", **queue)
         if cfg.topology == "fused":
+            node = model_version.options(name=f"model-v{version}", **scaled)
             apps[version] = node.bind(version, cfg, (bundle, features, fault_file))
         else:
             args = (bundle, version, features, cfg, fault_file)
-            apps[version] = node.bind(
+            apps[version] = model_version.options(name=f"model-v{version}", **queue).bind(
                 version,
                 cfg,
                 None,
-                retrieval.options(name=f"retrieval-v{version}", **queue).bind(*args),
-                ranking.options(name=f"ranking-v{version}", **queue).bind(*args),
+                retrieval.options(name=f"retrieval-v{version}", **scaled).bind(*args),
+                ranking.options(name=f"ranking-v{version}", **scaled).bind(*args),
             )
     return apps
+
+
+def replicas_per_version(cfg: ServingConfig) -> int:
+    """Replicas one version's app runs: fused, its model path's; split, the composer's and
+    each stage's."""
+    n = cfg.replicas_per_version
+    return n if cfg.topology == "fused" else 1 + 2 * n
+
+
+def check_fits(cfg: ServingConfig, versions: int, cpus: float = RAY_CPUS) -> None:
+    """Refuse a configuration whose replicas cannot all start: Ray would leave the rest
+    pending, and the server would never become ready."""
+    asked = versions * replicas_per_version(cfg)
+    if asked * CPU > cpus + 1e-9:
+        raise ConfigError(
+            f"serving.replicas_per_version = {cfg.replicas_per_version}: {versions} model "
+            f"version(s) of the "
+            f"{cfg.topology} topology need {asked} replicas of {CPU} CPU, more than Ray's "
+            f"{cpus:g} CPUs hold ({int(cpus / CPU + 1e-9)} replicas); lower it",
+            key="serving.replicas_per_version",
+        )
 
 
 def app_name(version: str) -> str:
