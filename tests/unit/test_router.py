@@ -184,7 +184,8 @@ def test_a_handle_that_cannot_send_the_call_degrades_too(tmp_path: Path) -> None
 def test_requests_that_arrive_while_the_app_is_busy_share_a_call_and_fail_alone(
     tmp_path: Path,
 ) -> None:
-    r = router(tmp_path, RouteTable(champion="1"), calls_in_flight=1, max_batch=8)
+    r = router(tmp_path, RouteTable(champion="1"), calls_in_flight=1, max_batch=8,
+               replicas_per_version=1)  # fmt: skip
     app = FakeApp("1", delay_s=0.05)
     app.fails = {3}
     r.attach({"1": app})
@@ -216,18 +217,26 @@ def test_each_replica_of_a_version_gets_a_call_of_its_own(tmp_path: Path) -> Non
     assert not any(s.degraded for s in served)
 
 
+def test_a_version_runs_two_replicas_fused_and_one_split_unless_told() -> None:
+    assert ServingConfig().replicas == 2 and ServingConfig(topology="split").replicas == 1
+    assert ServingConfig(topology="split", replicas_per_version=3).replicas == 3
+
+
 @pytest.mark.parametrize(
     ("topology", "replicas", "versions", "fits"),
     [("fused", 2, 2, True), ("fused", 5, 2, True), ("fused", 6, 2, False),
-     ("split", 2, 2, True), ("split", 3, 2, False), ("fused", 8, 1, True)],
+     ("split", 2, 2, True), ("split", 3, 2, False), ("fused", 8, 1, True),
+     ("fused", None, 5, True), ("fused", None, 6, False), ("split", None, 3, True),
+     ("split", None, 4, False)],
 )  # fmt: skip
 def test_replicas_that_ray_could_not_start_are_refused_by_name(
-    topology: str, replicas: int, versions: int, fits: bool
+    topology: str, replicas: int | None, versions: int, fits: bool
 ) -> None:
     cfg = ServingConfig(topology=topology, replicas_per_version=replicas)
     if fits:
         check_fits(cfg, versions)
         return
-    refused = r"serving\.replicas_per_version = \d: .* more than Ray's 2 CPUs"
+    default = r" \(its default\)" if replicas is None else ""
+    refused = rf"serving\.replicas_per_version = \d{default}: .* more than Ray's 2 CPUs"
     with pytest.raises(ConfigError, match=refused):
         check_fits(cfg, versions)

@@ -9,8 +9,8 @@ champion's bundle grown with synthetic videos (cached under ~/.cache/vidrec/benc
 At the first size four more runs: shadow at 100 % (the champion's p99 with and without a
 challenger shadowing every request), the same replicas called once per request (adaptive
 batching off: what it saves), the split topology (retrieval and ranking as deployments
-of their own: what the two extra hops cost) and the model path in two replicas
-(`serving.replicas_per_version`: what ranking two calls at once gains on two cores).
+of their own: what the two extra hops cost) and the model path in the other number of
+replicas (`serving.replicas_per_version`: 1 where the default runs 2, and the reverse).
 The no-op is called as the endpoint is, batches included, and runs beside it at each
 rate and size (ratios of adjacent runs); at the top rate, where the verdict is read, in
 `ROUNDS` alternating rounds, each side reported by its median run.
@@ -56,7 +56,6 @@ from vidrec.serving.recommender import Call, Served  # noqa: E402
 CACHE = Path.home() / ".cache" / "vidrec" / "bench-serve"
 UNBATCHED = "vidrec-unbatched"
 REPLICATED = "vidrec-replicas"
-REPLICAS = 2  # the replicated run's `serving.replicas_per_version`
 # no-op/endpoint rounds at the top rate: one 15 s run's p99 moved by 2x between runs here
 ROUNDS = 3
 TARGETS = {"p50_vs_noop": 1.5, "p99_ms": 30.0, "shadow_p99_rise": 0.10}
@@ -110,6 +109,8 @@ def _grown(bundle: Path, items: int) -> Path:
 class _Bench:
     def __init__(self, settings: Settings, out: Path, port: int) -> None:
         self.settings, self.out, self.port = settings, out, port
+        # the replica count the `replicas` run compares with the endpoint's
+        self.other_replicas = 1 if settings.serving.replicas > 1 else 2
         self.url = f"http://127.0.0.1:{port}"
         # the load driver's own process (spawned: no copy of Ray's threads), started and its
         # imports done now: a spawned child imports the parent's main module (for `vidrec`,
@@ -137,7 +138,9 @@ class _Bench:
         runs[REPLICATED] = ({"1": first}, "1", None)
         runs[UNBATCHED] = ({"1": first}, "1", None)
         self._serve_http(runs)
-        noop = by_value(serve.run(cast(Any, Noop).bind(), name="noop", route_prefix=None))
+        # as many replicas as the endpoint's versions get, each with its calls in flight
+        node = cast(Any, Noop).options(num_replicas=self.settings.serving.replicas).bind()
+        noop = by_value(serve.run(node, name="noop", route_prefix=None))
         self.models["noop"].attach({"noop": noop})
 
     def _serve_http(self, runs: dict[str, tuple[dict[str, Path], str, str | None]]) -> None:
@@ -161,8 +164,10 @@ class _Bench:
             cfg = self.settings.serving
             if name == UNBATCHED:  # a call per request, up to the replica's queue at once
                 cfg = cfg.model_copy(update={"max_batch": 1, "calls_in_flight": cfg.replica_queue})
-            if name == REPLICATED:  # a call in flight per replica
-                cfg = cfg.model_copy(update={"replicas_per_version": REPLICAS})
+            if name == "vidrec-split":  # its router as `vidrec serve` makes it
+                cfg = cfg.model_copy(update={"topology": "split"})
+            if name == REPLICATED:  # its calls in flight: per replica
+                cfg = cfg.model_copy(update={"replicas_per_version": self.other_replicas})
             app = Deployment(bundles, routes, None, cfg)
             self.models[name] = VidrecModel(name, app, metrics)
         install_routes(metrics, self.models["noop"])
@@ -275,13 +280,13 @@ class _Bench:
             runs = {key(r): self._http("vidrec-split", r, duration_s, ts) for r in rates}
         return {"items": n, "endpoint": runs, "ratios": _vs(runs, fused, rates, "fused")}
 
-    def _replicated(self, n: int, one: dict[str, Any], rates: Sequence[float],
+    def _replicated(self, n: int, endpoint: dict[str, Any], rates: Sequence[float],
                     duration_s: float, ts: int) -> dict[str, Any]:  # fmt: skip
-        """The same model path in `REPLICAS` replicas, a call in flight to each."""
-        with self.deployed(REPLICATED, replicas_per_version=REPLICAS):
+        """The same model path in `other_replicas` replicas, its calls in flight per replica."""
+        with self.deployed(REPLICATED, replicas_per_version=self.other_replicas):
             runs = {key(r): self._http(REPLICATED, r, duration_s, ts) for r in rates}
-        return {"items": n, "replicas": REPLICAS, "endpoint": runs,
-                "ratios": _vs(runs, one, rates, "one_replica")}  # fmt: skip
+        return {"items": n, "replicas": self.other_replicas, "endpoint": runs,
+                "ratios": _vs(runs, endpoint, rates, "endpoint")}  # fmt: skip
 
     def _http(self, model: str, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
         url = f"{self.url}/v1/models/{model}:predict"
@@ -558,7 +563,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
         for name, label in (
             ("unbatched", "unbatched endpoint"),
             ("split", "split topology"),
-            ("replicas", f"{REPLICAS} replicas"),
+            ("replicas", f"{(report.get('replicas') or {}).get('replicas')} replica(s)"),
         ):
             other = report.get(name) or {}
             if str(other.get("items")) == n:

@@ -217,7 +217,7 @@ def build_apps(
     fault_file = str(faults) if faults else None
     apps = {}
     queue = {"max_ongoing_requests": cfg.replica_queue}
-    scaled = {**queue, "num_replicas": cfg.replicas_per_version}
+    scaled = {**queue, "num_replicas": cfg.replicas}
     for version, bundle in bundles.items():
         if cfg.topology == "fused":
             node = model_version.options(name=f"model-v{version}", **scaled)
@@ -234,23 +234,22 @@ def build_apps(
     return apps
 
 
-def replicas_per_version(cfg: ServingConfig) -> int:
+def version_replicas(cfg: ServingConfig) -> int:
     """Replicas one version's app runs: fused, its model path's; split, the composer's and
     each stage's."""
-    n = cfg.replicas_per_version
-    return n if cfg.topology == "fused" else 1 + 2 * n
+    return cfg.replicas if cfg.topology == "fused" else 1 + 2 * cfg.replicas
 
 
 def check_fits(cfg: ServingConfig, versions: int, cpus: float = RAY_CPUS) -> None:
     """Refuse a configuration whose replicas cannot all start: Ray would leave the rest
     pending, and the server would never become ready."""
-    asked = versions * replicas_per_version(cfg)
+    asked = versions * version_replicas(cfg)
     if asked * CPU > cpus + 1e-9:
+        given = "" if cfg.replicas_per_version is not None else " (its default)"
         raise ConfigError(
-            f"serving.replicas_per_version = {cfg.replicas_per_version}: {versions} model "
-            f"version(s) of the "
-            f"{cfg.topology} topology need {asked} replicas of {CPU} CPU, more than Ray's "
-            f"{cpus:g} CPUs hold ({int(cpus / CPU + 1e-9)} replicas); lower it",
+            f"serving.replicas_per_version = {cfg.replicas}{given}: {versions} model "
+            f"version(s) of the {cfg.topology} topology need {asked} replicas of {CPU} CPU, "
+            f"more than Ray's {cpus:g} CPUs hold ({int(cpus / CPU + 1e-9)}); lower it",
             key="serving.replicas_per_version",
         )
 

@@ -89,7 +89,7 @@ class Router:
             handle.recommend.remote,
             self.cfg.max_batch,
             # per replica: each runs one call at a time
-            self.cfg.calls_in_flight * self.cfg.replicas_per_version,
+            self.cfg.calls_in_flight * self.cfg.replicas,
             lambda size: self.observe_batch(version, size),
             min(self.cfg.shadow_linger_s, self.cfg.deadline_s / 2) if shadow else 0.0,
         )
