@@ -164,9 +164,9 @@ class _Bench:
             cfg = self.settings.serving
             if name == UNBATCHED:  # a call per request, up to the replica's queue at once
                 cfg = cfg.model_copy(update={"max_batch": 1, "calls_in_flight": cfg.replica_queue})
-            if name == "vidrec-split":  # its router as `vidrec serve` makes it
+            if name == "vidrec-split":  # deployed and routed with these (`deployed`)
                 cfg = cfg.model_copy(update={"topology": "split"})
-            if name == REPLICATED:  # its calls in flight: per replica
+            if name == REPLICATED:
                 cfg = cfg.model_copy(update={"replicas_per_version": self.other_replicas})
             app = Deployment(bundles, routes, None, cfg)
             self.models[name] = VidrecModel(name, app, metrics)
@@ -189,15 +189,15 @@ class _Bench:
         raise RuntimeError("benchmark server did not start")
 
     @contextmanager
-    def deployed(self, name: str, **serving: Any) -> Iterator[dict[str, Any]]:
-        """Run `name`'s model versions deployed (`serving`: settings changed) and attached to
-        its KServe model; deleted afterwards, so one catalogue at a time holds memory and CPU."""
+    def deployed(self, name: str) -> Iterator[dict[str, Any]]:
+        """Run `name`'s model versions deployed with its settings (the ones its router has)
+        and attached to its KServe model; deleted afterwards, so one catalogue at a time holds
+        memory and CPU."""
         from vidrec.serving.deployments import app_name, run_apps
 
         model = self.models[name]
-        cfg = self.settings.serving.model_copy(update=serving)
         bundles = {v: str(b) for v, b in model.app.bundles.items()}
-        handles = run_apps(bundles, self.settings.features, cfg)
+        handles = run_apps(bundles, self.settings.features, model.app.cfg)
         for h in handles.values():
             h.ping.remote().result(timeout_s=600)
         model.attach(handles)
@@ -235,8 +235,11 @@ class _Bench:
                 },
             }
             if i == 0:
-                split = self._split(n, endpoint, rates, duration_s, ts)
-                replicated = self._replicated(n, endpoint, rates, duration_s, ts)
+                # retrieval and ranking as deployments of their own
+                split = self._variant("vidrec-split", n, endpoint, "fused", rates, duration_s, ts)
+                # the model path in `other_replicas` replicas, its calls in flight per replica
+                replicated = {"replicas": self.other_replicas, **self._variant(
+                    REPLICATED, n, endpoint, "endpoint", rates, duration_s, ts)}  # fmt: skip
         return {"rates": list(rates), "duration_s": duration_s, "request_ts": ts,
                 "noop": noop, "sizes": sizes, "shadow": shadow, "split": split,
                 "unbatched": unbatched, "replicas": replicated}  # fmt: skip
@@ -273,20 +276,13 @@ class _Bench:
         runs = {key(r): self._http(UNBATCHED, r, duration_s, ts) for r in rates}
         return {"items": n, "endpoint": runs, "ratios": _vs(runs, batched, rates, "batched")}
 
-    def _split(self, n: int, fused: dict[str, Any], rates: Sequence[float], duration_s: float,
-               ts: int) -> dict[str, Any]:  # fmt: skip
-        """The same model with retrieval and ranking as deployments of their own."""
-        with self.deployed("vidrec-split", topology="split"):
-            runs = {key(r): self._http("vidrec-split", r, duration_s, ts) for r in rates}
-        return {"items": n, "endpoint": runs, "ratios": _vs(runs, fused, rates, "fused")}
-
-    def _replicated(self, n: int, endpoint: dict[str, Any], rates: Sequence[float],
-                    duration_s: float, ts: int) -> dict[str, Any]:  # fmt: skip
-        """The same model path in `other_replicas` replicas, its calls in flight per replica."""
-        with self.deployed(REPLICATED, replicas_per_version=self.other_replicas):
-            runs = {key(r): self._http(REPLICATED, r, duration_s, ts) for r in rates}
-        return {"items": n, "replicas": self.other_replicas, "endpoint": runs,
-                "ratios": _vs(runs, endpoint, rates, "endpoint")}  # fmt: skip
+    def _variant(self, name: str, n: int, base: dict[str, Any], base_name: str,
+                 rates: Sequence[float], duration_s: float, ts: int) -> dict[str, Any]:  # fmt: skip
+        """`name`'s model (the endpoint's with other settings) deployed alone, at each rate,
+        against `base` (the `base_name`d run)."""
+        with self.deployed(name):
+            runs = {key(r): self._http(name, r, duration_s, ts) for r in rates}
+        return {"items": n, "endpoint": runs, "ratios": _vs(runs, base, rates, base_name)}
 
     def _http(self, model: str, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
         url = f"{self.url}/v1/models/{model}:predict"
