@@ -389,7 +389,8 @@ def serve(
         from ray import serve as ray_serve
         from ray.serve.config import ProxyLocation
 
-        from vidrec.serving.deployments import RAY_CPUS, run_apps
+        from vidrec.config import RAY_CPUS
+        from vidrec.serving.deployments import run_apps
 
         ray.init(num_cpus=RAY_CPUS, include_dashboard=False, _node_ip_address="127.0.0.1",
                  logging_level=logging.WARNING)  # fmt: skip

@@ -230,7 +230,8 @@ class TrainConfig(Strict):
         return self
 
 
-FUSED_REPLICAS = 2  # `ServingConfig.replicas` by default: one per CPU of the Ray node
+RAY_CPUS = 2  # the Ray node `vidrec serve` starts (ray.init(num_cpus=...))
+FUSED_REPLICAS = RAY_CPUS  # `ServingConfig.replicas` by default: one per CPU of that node
 
 
 class ServingConfig(Strict):

@@ -42,7 +42,7 @@ from prometheus_client import Counter
 from vidrec.bench.catalogue import grow_bundle
 from vidrec.bench.load import V1Load, driver_pid, ratio, scheduled_count
 from vidrec.bench.machine import machine
-from vidrec.config import Settings
+from vidrec.config import RAY_CPUS, Settings
 from vidrec.serving.server import TICK_S, prepare_ray_env
 
 prepare_ray_env()
@@ -124,7 +124,7 @@ class _Bench:
         from ray.serve.config import ProxyLocation
 
         _quiet()
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+        ray.init(num_cpus=RAY_CPUS, include_dashboard=False, _node_ip_address="127.0.0.1",
                  logging_level=logging.WARNING, log_to_driver=False)  # fmt: skip
         serve.start(proxy_location=ProxyLocation.Disabled)
         first = next(iter(grown.values()))

@@ -22,7 +22,7 @@ from typing import Any, cast
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from vidrec.config import FeatureConfig, ServingConfig
+from vidrec.config import RAY_CPUS, FeatureConfig, ServingConfig
 from vidrec.errors import ConfigError
 from vidrec.features.definitions import FEATURES
 from vidrec.features.online import OnlineFeatures
@@ -47,7 +47,6 @@ from vidrec.serving.recommender import (
 )
 
 CPU = 0.2
-RAY_CPUS = 2  # the Ray node `vidrec serve` starts (ray.init(num_cpus=...))
 # Two of Ray Serve's replica defaults cost a small machine per call: a flushed access-log
 # line, and user code on a second event loop thread each call hops to and back from (our
 # batches hold the GIL: it overlapped nothing). Both off, as in Ray's own throughput mode
