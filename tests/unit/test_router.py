@@ -95,6 +95,16 @@ def ask(r: Router, user: int, k: int = 3) -> Served:
     return asyncio.run(r.recommend(RecommendRequest(user_id=user, k=k, context={"ts": 100})))
 
 
+def burst(r: Router, users: int) -> list[RecommendResponse]:
+    """Users 0.. asking at once (one event loop turn), their responses in order."""
+
+    async def gather() -> list[Served]:
+        return list(await asyncio.gather(
+            *(r.recommend(RecommendRequest(user_id=u, k=3)) for u in range(users))))  # fmt: skip
+
+    return [s.response for s in asyncio.run(gather())]
+
+
 def test_each_user_is_served_by_the_variant_the_table_assigns(tmp_path: Path) -> None:
     table = RouteTable(champion="1", challenger="2", canary_percent=30)
     r = router(tmp_path, table)
@@ -190,11 +200,7 @@ def test_requests_that_arrive_while_the_app_is_busy_share_a_call_and_fail_alone(
     app.fails = {3}
     r.attach({"1": app})
 
-    async def burst() -> list[Served]:
-        return list(await asyncio.gather(
-            *(r.recommend(RecommendRequest(user_id=u, k=3)) for u in range(6))))  # fmt: skip
-
-    served = [s.response for s in asyncio.run(burst())]
+    served = burst(r, 6)
     assert app.batches == [1, 5]  # the first alone; the rest waited for it and went together
     assert [s.user_id for s in served] == list(range(6))
     assert [s.degraded for s in served] == [u == 3 for u in range(6)]
@@ -208,11 +214,7 @@ def test_each_replica_of_a_version_gets_a_call_of_its_own(tmp_path: Path) -> Non
     app = FakeApp("1", delay_s=0.05)
     r.attach({"1": app})
 
-    async def burst() -> list[Served]:
-        return list(await asyncio.gather(
-            *(r.recommend(RecommendRequest(user_id=u, k=3)) for u in range(6))))  # fmt: skip
-
-    served = [s.response for s in asyncio.run(burst())]
+    served = burst(r, 6)
     assert app.batches == [1, 1, 4]  # two calls at once (one per replica), then the rest
     assert not any(s.degraded for s in served)
 
