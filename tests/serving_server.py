@@ -36,7 +36,8 @@ def start_server(
     with serve_process(args, tmp, tmp / "serve.log") as proc:
         early = _wait_ready(url, proc, tmp / "serve.log")
         yield {"url": url, "port": port, "routes": routes, "ts": models["ts"], "proc": proc,
-               "faults": faults, "log_dir": log_dir, "early": early}  # fmt: skip
+               "faults": faults, "log_dir": log_dir, "early": early,
+               "serve_log": tmp / "serve.log"}  # fmt: skip
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> list[httpx.Response]:

@@ -366,8 +366,8 @@ def serve(
     from vidrec.serving.server import prepare_ray_env
 
     prepare_ray_env()
-    from vidrec.serving.deployments import check_fits
-    from vidrec.serving.server import Deployment, serve_forever
+    from vidrec.serving.deployments import check_fits, room, stop_app
+    from vidrec.serving.server import Deployment, VersionApps, serve_forever
 
     settings = _settings(config)
     features = _features_cfg(config, online_store=store)
@@ -413,7 +413,8 @@ def serve(
         "serving",
     )  # fmt: skip
     sys.stdout.flush()
-    serve_forever(load, app_, port, host=host, load_version=load_version)
+    versions = VersionApps(load_version, stop_app, room(settings.serving))
+    serve_forever(load, app_, port, host=host, versions=versions)
 
 
 @app.command()

@@ -282,6 +282,13 @@ class ServingConfig(Strict):
         "Retrieval and Ranking each), a fifth of a CPU each, all in one 2-CPU Ray node; "
         "unset: one per CPU in the fused topology (2), 1 in the split",
     )
+    retire_after_s: float = Field(
+        300.0,
+        ge=0,
+        description="a loaded version the route table no longer names (a former champion, a "
+        "rolled-back challenger) is unloaded after this long, freeing its replicas' CPU and "
+        "memory; sooner when a version the table names needs its room",
+    )
     shadow_linger_s: float = Field(
         0.1,
         ge=0,
@@ -300,6 +307,11 @@ class ServingConfig(Strict):
         "fused",
         description="fused: retrieval and ranking in one replica per version (one hop); "
         "split: separate Retrieval and Ranking deployments, scaled apart (two more hops)",
+    )
+    request_logs: bool = Field(
+        False,
+        description="log each request (uvicorn's access line and KServe's two timing lines); "
+        "off, requests are counted and timed on /metrics only",
     )
     remember_requests: int = Field(
         100_000, ge=1, description="served requests kept for joining feedback (oldest forgotten)"

@@ -157,8 +157,11 @@ def test_a_crashed_replica_degrades_then_recovers(server: dict[str, Any]) -> Non
 
 def test_shadow_never_delays_or_changes_the_response(server: dict[str, Any]) -> None:
     before = _metric(server, 'vidrec_shadow_requests_total{outcome="compared"}')
+    calls = {kind: f'vidrec_model_call_requests_sum{{call="{kind}",version="2"}}'
+             for kind in ("served", "shadow")}  # fmt: skip
+    sent = {kind: _metric(server, series) for kind, series in calls.items()}
     with routes(server):
-        set_routes(server, shadow_fraction=1.0)
+        set_routes(server, canary_percent=0.0, shadow_fraction=1.0)
         with faults(server, {"stage": "ranking", "version": "2", "delay_s": 2.0}):
             for u in range(10):
                 t0 = time.monotonic()
@@ -172,6 +175,9 @@ def test_shadow_never_delays_or_changes_the_response(server: dict[str, Any]) -> 
             assert recommend(server, u)["variant"] == "champion"
             u += 1
             time.sleep(0.2)
+    # the challenger's calls were all shadow calls, counted apart from served ones
+    assert _metric(server, calls["shadow"]) - sent["shadow"] >= 5  # the compared ones, at least
+    assert _metric(server, calls["served"]) == sent["served"]
     text = httpx.get(f"{server['url']}/metrics", timeout=5).text
     assert 'vidrec_shadow_requests_total{outcome="degraded"}' in text  # the slow ones
     assert 'vidrec_shadow_overlap_ratio_count{version="2"}' in text
@@ -289,23 +295,32 @@ def test_metrics_are_on_the_scraped_port(server: dict[str, Any]) -> None:
     assert 'vidrec_requests_total{code="422",variant="none"}' in text
 
 
+def test_requests_are_not_logged_a_line_each_unless_asked(server: dict[str, Any]) -> None:
+    for user in range(5):
+        assert predict(server, {"user_id": user}).status_code == 200
+    text = server["serve_log"].read_text()
+    assert '"url":"http://127.0.0.1:' in text  # the log is the server's (its first line)
+    assert "vidrec%3Apredict" not in text and "kserve.io.v1" not in text
+
+
 def test_requests_that_arrive_together_share_model_calls(server: dict[str, Any]) -> None:
     """One body of 20 instances reaches the router at once: the first call per replica (two
     by default) leaves alone, the rest wait for them and go in calls of at most `max_batch`
     (16); each gets its own answer, from the model."""
+    count, total = (f'vidrec_model_call_requests_{x}{{call="served",version="1"}}'
+                    for x in ("count", "sum"))  # fmt: skip
     with routes(server):
         set_routes(server, canary_percent=0.0, shadow_fraction=0.0)
-        calls = _metric(server, 'vidrec_model_call_requests_count{version="1"}')
-        sent = _metric(server, 'vidrec_model_call_requests_sum{version="1"}')
+        calls, sent = _metric(server, count), _metric(server, total)
         r = predict(server, *({"user_id": u, "k": 5} for u in range(100, 120)))
         assert r.status_code == 200, r.text
         answers = r.json()["predictions"]
         assert [a["user_id"] for a in answers] == list(range(100, 120))
         assert not any(a["degraded"] for a in answers), [a["reason"] for a in answers]
-        assert _metric(server, 'vidrec_model_call_requests_sum{version="1"}') - sent == 20
+        assert _metric(server, total) - sent == 20
         # a call in flight per replica: 1 and 1 at once, 16 when one answers, the last 2
         assert ServingConfig().replicas == 2
-        assert _metric(server, 'vidrec_model_call_requests_count{version="1"}') - calls == 4
+        assert _metric(server, count) - calls == 4
 
 
 def test_the_collectors_pauses_are_on_metrics_by_generation(server: dict[str, Any]) -> None:

@@ -141,6 +141,23 @@ def test_a_table_naming_an_unloaded_version_is_not_ready(tmp_path: Path) -> None
     assert exc.value.http_status == 503 and "version 2" in str(exc.value)
 
 
+def test_a_removed_version_gets_no_call_and_its_challenger_users_wait_on_the_champion(
+    tmp_path: Path,
+) -> None:
+    table = RouteTable(champion="1", challenger="2", canary_percent=50, shadow_fraction=1.0)
+    r = router(tmp_path, table)
+    apps = {"1": FakeApp("1"), "2": FakeApp("2")}
+    r.attach(apps)
+    r.remove("2")
+    served = [ask(r, user).response for user in range(20)]
+    assert {"challenger"} < {assign(table, u) for u in range(20)}  # some would have seen it
+    assert {(s.variant, s.model_version, s.degraded) for s in served} == {("champion", "1", False)}
+    assert apps["2"].calls == [] and set(r.handles) == set(r.batchers) == {"1"}
+    with pytest.raises(NotReady):  # named again before it is reloaded: as any unloaded one
+        r.routes.set(RouteTable(champion="2"))
+        ask(r, 1)
+
+
 def test_shadow_never_delays_the_user_and_overflow_is_dropped_and_counted(
     tmp_path: Path,
 ) -> None:

@@ -123,7 +123,6 @@ class _Bench:
         import ray
         from ray.serve.config import ProxyLocation
 
-        _quiet()
         ray.init(num_cpus=RAY_CPUS, include_dashboard=False, _node_ip_address="127.0.0.1",
                  logging_level=logging.WARNING, log_to_driver=False)  # fmt: skip
         serve.start(proxy_location=ProxyLocation.Disabled)
@@ -154,6 +153,7 @@ class _Bench:
             LoopbackModelServer,
             VidrecModel,
             install_routes,
+            quiet_request_logs,
         )
 
         metrics = self.metrics = ServingMetrics(CollectorRegistry())
@@ -174,6 +174,8 @@ class _Bench:
         gc_pauses.observe(metrics.gc_pauses)
         server = LoopbackModelServer(http_port=self.port, enable_grpc=False, workers=1,
                                      enable_latency_logging=False)  # fmt: skip
+        if not self.settings.serving.request_logs:  # as `vidrec serve` does
+            quiet_request_logs()
         threading.Thread(target=server.start, args=(list(self.models.values()),),
                          daemon=True).start()  # fmt: skip
         deadline = time.monotonic() + 60
@@ -183,7 +185,6 @@ class _Bench:
             except OSError:
                 time.sleep(0.2)
                 continue
-            _quiet()  # again: KServe configured its loggers before it listened
             if httpx.get(f"{self.url}/v2/health/live", timeout=5).status_code == 200:
                 return
         raise RuntimeError("benchmark server did not start")
@@ -424,12 +425,6 @@ def machine_cpu_s() -> float:
     request costs in all of them together (server, replicas, Ray, the load driver)."""
     t = psutil.cpu_times()
     return float(t.user + t.system + getattr(t, "nice", 0.0))
-
-
-def _quiet() -> None:
-    """Per-request access and trace logs off: stdout is for the one JSON line."""
-    for noisy in ("uvicorn.access", "kserve.trace"):
-        logging.getLogger(noisy).disabled = True
 
 
 def key(rate: float) -> str:

@@ -153,16 +153,20 @@ SERVING = Dashboard(
             "above 1 under load, where it saves the per-call cost",
             (
                 _q(
-                    f"{_rate('vidrec_model_call_requests_sum', 'version')} / "
-                    f"{_rate('vidrec_model_call_requests_count', 'version')}",
-                    "v{{version}}",
+                    f"{_rate('vidrec_model_call_requests_sum', 'version, call')} / "
+                    f"{_rate('vidrec_model_call_requests_count', 'version, call')}",
+                    "v{{version}} {{call}}",
                 ),
             ),
         ),
         Panel(
             "Loaded model versions",
-            "1 for each version a variant serves",
-            (_q("max by (variant, version) (vidrec_model_info)", "{{variant}} v{{version}}"),),
+            "1 for each version a variant serves; apps running: those plus versions the route "
+            "table stopped naming, until retired (serving.retire_after_s)",
+            (
+                _q("max by (variant, version) (vidrec_model_info)", "{{variant}} v{{version}}"),
+                _q("max(vidrec_model_versions_loaded)", "apps running"),
+            ),
         ),
         Panel(
             "Videos returned per response (median)",

@@ -239,11 +239,16 @@ def version_replicas(cfg: ServingConfig) -> int:
     return cfg.replicas if cfg.topology == "fused" else 1 + 2 * cfg.replicas
 
 
+def room(cfg: ServingConfig, cpus: float = RAY_CPUS) -> int:
+    """Versions whose replicas all start at once in a node of `cpus`."""
+    return int(cpus / CPU + 1e-9) // version_replicas(cfg)
+
+
 def check_fits(cfg: ServingConfig, versions: int, cpus: float = RAY_CPUS) -> None:
     """Refuse a configuration whose replicas cannot all start: Ray would leave the rest
     pending, and the server would never become ready."""
-    asked = versions * version_replicas(cfg)
-    if asked * CPU > cpus + 1e-9:
+    if versions > room(cfg, cpus):
+        asked = versions * version_replicas(cfg)
         given = "" if cfg.replicas_per_version is not None else " (its default)"
         raise ConfigError(
             f"serving.replicas_per_version = {cfg.replicas}{given}: {versions} model "
@@ -266,3 +271,8 @@ def run_apps(
     """Deploy every version's app (Serve must be started); model version -> handle."""
     apps = build_apps(bundles, features, cfg, faults)
     return {v: by_value(serve.run(a, name=app_name(v), route_prefix=None)) for v, a in apps.items()}
+
+
+def stop_app(version: str) -> None:
+    """Delete a version's app and its replicas (the router no longer calls it)."""
+    serve.delete(app_name(version))

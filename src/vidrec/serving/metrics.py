@@ -81,9 +81,20 @@ class ServingMetrics:
         )
         self.batch = Histogram(
             "vidrec_model_call_requests",
-            "Requests per call to a version's app (more than 1 while the app is busy)",
-            ["version"],
+            "Requests per call to a version's app (served: more than 1 while the app is busy; "
+            "shadow: calls that wait to fill up)",
+            ["version", "call"],
             buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
+        self.versions_loaded = Gauge(
+            "vidrec_model_versions_loaded", "Model versions whose apps are running", registry=r
+        )
+        self.version_changes = Counter(
+            "vidrec_model_version_changes",
+            "Versions loaded or retired as the route table names them, loads that failed, "
+            "and named versions found waiting for room (no_room)",
+            ["event"],
             registry=r,
         )
         self._shadow(r)

@@ -55,7 +55,8 @@ class Router:
         routes: RouteSource,
         bundles: dict[str, Path],
         cfg: ServingConfig,
-        observe_batch: Callable[[str, int], None] = lambda version, size: None,
+        # each call's size, by version and kind ("served" or "shadow")
+        observe_batch: Callable[[str, str, int], None] = lambda version, kind, size: None,
         on_shadow: Callable[[ShadowResult], None] | None = None,
     ) -> None:
         self.routes, self.cfg, self.observe_batch = routes, cfg, observe_batch
@@ -82,6 +83,13 @@ class Router:
         self.shadow_batchers = {**self.shadow_batchers, version: shadow}
         self.handles = {**self.handles, version: handle}  # one swap: readers see old or new
 
+    def remove(self, version: str) -> None:
+        """A version the route table stopped naming, before its app is deleted: no call is
+        sent to it from now on (calls in flight finish; its popularity list stays, for them)."""
+        self.handles = {v: h for v, h in self.handles.items() if v != version}  # first
+        self.batchers = {v: b for v, b in self.batchers.items() if v != version}
+        self.shadow_batchers = {v: b for v, b in self.shadow_batchers.items() if v != version}
+
     def _batcher(self, version: str, handle: Any, shadow: bool = False) -> Batcher[Call, Outcome]:
         """Served calls leave at once; shadow calls, which nobody waits for, in batches of
         their own that linger (fewer handle calls: the CPU the champion would lose)."""
@@ -90,7 +98,7 @@ class Router:
             self.cfg.max_batch,
             # per replica: each runs one call at a time
             self.cfg.calls_in_flight * self.cfg.replicas,
-            lambda size: self.observe_batch(version, size),
+            lambda size: self.observe_batch(version, "shadow" if shadow else "served", size),
             min(self.cfg.shadow_linger_s, self.cfg.deadline_s / 2) if shadow else 0.0,
         )
 

@@ -62,6 +62,7 @@ from vidrec.serving.recommender import Served  # noqa: E402
 from vidrec.serving.router import Router, ShadowResult  # noqa: E402
 from vidrec.serving.routing import cohort  # noqa: E402
 from vidrec.serving.shadow import Comparison  # noqa: E402
+from vidrec.serving.versions import idle_since, plan  # noqa: E402
 
 log = logging.getLogger("vidrec.serving")
 
@@ -121,7 +122,7 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             FileRouteSource(app.routes),
             app.bundles,
             app.cfg,
-            lambda version, size: metrics.batch.labels(version).observe(size),
+            lambda version, kind, size: metrics.batch.labels(version, kind).observe(size),
             self._shadow_result,
         )
         self.shadow_lines: list[str] = []  # for log/shadow.jsonl at the next tick
@@ -308,6 +309,13 @@ class LoopbackModelServer(kserve.ModelServer):  # type: ignore[misc]
             super().register_signal_handler()
 
 
+def quiet_request_logs() -> None:
+    """No line per request (`serving.request_logs` off). Call after the server is built: KServe
+    configures its loggers then (uvicorn, told log_config=None, leaves them alone)."""
+    for name in ("uvicorn.access", "kserve.trace"):  # KServe's TimingMiddleware: two lines
+        logging.getLogger(name).disabled = True
+
+
 def install_routes(metrics: ServingMetrics, model: VidrecModel) -> None:
     """Errors that know their status answer as JSON; bodies over the limit are 413;
     `POST /v1/feedback` joins outcomes to served requests."""
@@ -331,41 +339,89 @@ def install_routes(metrics: ServingMetrics, model: VidrecModel) -> None:
     app.max_body_size = MAX_BODY_BYTES
 
 
-LoadVersion = Callable[[str], tuple[Path, Any]]  # version -> its bundle and app handle
+@dataclass(frozen=True)
+class VersionApps:
+    """How the server loads a version the route table names after start, and unloads one
+    it retired (`vidrec.serving.versions`)."""
+
+    load: Callable[[str], tuple[Path, Any]]  # version -> its bundle and app handle
+    unload: Callable[[str], None]  # deletes the version's app
+    room: int  # versions whose apps the Ray node holds at once
 
 
-def watch_routes(model: VidrecModel, load_version: LoadVersion, poll_s: float = 1.0) -> None:
-    """Load every version the route table names that is not loaded yet (a challenger
-    registered after start), forever. A version that fails to load is retried later; its
-    users stay on the champion meanwhile (the router's rule), so nothing fails."""
+DRAIN_SLACK_S = 5.0  # past a call's deadline, before its version's app may be deleted
+RETRY_LOAD_S = 30.0
+
+
+def watch_routes(model: VidrecModel, apps: VersionApps, poll_s: float = 1.0) -> None:
+    """Keep loaded what the route table names and retire what it stopped naming, forever.
+    A version that fails to load is retried later; its users stay on the champion
+    meanwhile (the router's rule), so nothing fails. An unreadable table changes nothing."""
+    cfg = model.app.cfg
+    idle: dict[str, float | None] = dict.fromkeys(model.router.handles)
     retry_at: dict[str, float] = {}
+    waiting: tuple[str, ...] = ()
     while True:
         try:
             table = model.router.routes.get()
-            wanted = [v for v in (table.champion, table.challenger) if v is not None]
         except VidrecError:
-            wanted = []
-        for version in wanted:
-            if version in model.router.handles or retry_at.get(version, 0) > time.monotonic():
+            time.sleep(poll_s)
+            continue
+        named = [v for v in (table.champion, table.challenger) if v is not None]
+        now = time.monotonic()
+        idle = idle_since(idle, named, now)
+        todo = plan(named, idle, now, cfg.retire_after_s, cfg.deadline_s + DRAIN_SLACK_S,
+                    apps.room)  # fmt: skip
+        for version in todo.retire:
+            _retire(model, apps, version)
+            del idle[version]
+        for version in todo.load:
+            if retry_at.get(version, 0) > now:
                 continue
-            try:
-                bundle, handle = load_version(version)
-                handle.ping.remote().result(timeout_s=300)
-                model.add_version(version, bundle, handle)
-                log.warning("loaded model version %s (named by the route table)", version)
-            except Exception:
-                log.exception("cannot load model version %s; retrying in 30 s", version)
-                retry_at[version] = time.monotonic() + 30
+            if _load(model, apps, version):
+                idle[version] = None
+            else:
+                retry_at[version] = time.monotonic() + RETRY_LOAD_S
+        for version in set(todo.no_room) - set(waiting):
+            model.metrics.version_changes.labels("no_room").inc()
+            log.warning("model version %s waits for room: %d versions loaded, the most Ray's "
+                        "CPUs hold (serving.replicas_per_version)", version, len(idle))  # fmt: skip
+        waiting = todo.no_room
+        model.metrics.versions_loaded.set(len(idle))
         time.sleep(poll_s)
+
+
+def _load(model: VidrecModel, apps: VersionApps, version: str) -> bool:
+    try:
+        bundle, handle = apps.load(version)
+        handle.ping.remote().result(timeout_s=300)
+    except Exception:
+        log.exception("cannot load model version %s; retrying in %g s", version, RETRY_LOAD_S)
+        model.metrics.version_changes.labels("load_failed").inc()
+        return False
+    model.add_version(version, bundle, handle)
+    model.metrics.version_changes.labels("loaded").inc()
+    log.warning("loaded model version %s (named by the route table)", version)
+    return True
+
+
+def _retire(model: VidrecModel, apps: VersionApps, version: str) -> None:
+    model.router.remove(version)
+    try:
+        apps.unload(version)
+    except Exception:  # its replicas may linger; the router no longer calls them
+        log.exception("cannot delete the app of model version %s", version)
+    model.metrics.version_changes.labels("retired").inc()
+    log.warning("retired model version %s (not named by the route table)", version)
 
 
 def serve_forever(
     load: Callable[[], Any], app: Deployment, port: int, name: str = "vidrec",
-    host: str = "127.0.0.1", load_version: LoadVersion | None = None,
+    host: str = "127.0.0.1", versions: VersionApps | None = None,
 ) -> None:  # fmt: skip
     """Answer at once (503 until `load()` returns each model version's app handle), serve
-    until a signal; the impression log is flushed on the way out. With `load_version`,
-    versions the route table names later are loaded as it names them."""
+    until a signal; the impression log is flushed on the way out. With `versions`, the
+    loaded versions follow the route table (`watch_routes`)."""
     metrics = ServingMetrics(REGISTRY)
     gc_pauses.observe(metrics.gc_pauses)
     model = VidrecModel(name, app, metrics)
@@ -384,12 +440,14 @@ def serve_forever(
         model.attach(handles)
         # Ray's GCS and raylet are started with PR_SET_PDEATHSIG, which fires when the
         # *thread* that started them exits: this thread must live as long as the process
-        if load_version is not None:
-            watch_routes(model, load_version)
+        if versions is not None:
+            watch_routes(model, versions)
         threading.Event().wait()
 
     threading.Thread(target=load_in_background, name="load-app", daemon=True).start()
     server = LoopbackModelServer(
         http_port=port, enable_grpc=False, workers=1, enable_latency_logging=False, host=host
     )
+    if not app.cfg.request_logs:
+        quiet_request_logs()
     server.start([model])
