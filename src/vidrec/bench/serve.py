@@ -213,7 +213,6 @@ class _Bench:
         self, grown: dict[int, Path], rates: Sequence[float], duration_s: float
     ) -> dict[str, Any]:
         ts = _log_end(next(iter(grown.values())))
-        noop: dict[str, Any] = {}
         sizes: dict[str, Any] = {}
         shadow: dict[str, Any] = {}
         split: dict[str, Any] = {}
@@ -223,7 +222,6 @@ class _Bench:
             with self.deployed(f"vidrec-{n}") as handles:
                 paired, endpoint = self._paired(f"vidrec-{n}", rates, duration_s, ts)
                 if i == 0:
-                    noop = paired
                     shadow = self._shadow(n, max(rates), duration_s, ts)
                     unbatched = self._unbatched(n, handles, endpoint, rates, duration_s, ts)
             local = _in_process(bundle, self.settings, rates, duration_s, ts)
@@ -242,7 +240,7 @@ class _Bench:
                 replicated = {"replicas": self.other_replicas, **self._variant(
                     REPLICATED, n, endpoint, "endpoint", rates, duration_s, ts)}  # fmt: skip
         return {"rates": list(rates), "duration_s": duration_s, "request_ts": ts,
-                "noop": noop, "sizes": sizes, "shadow": shadow, "split": split,
+                "sizes": sizes, "shadow": shadow, "split": split,
                 "unbatched": unbatched, "replicas": replicated}  # fmt: skip
 
     def _paired(
