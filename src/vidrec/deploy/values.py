@@ -52,7 +52,7 @@ class Serving(Strict):
     replicas: int = Field(1, ge=1, description="predictor replicas (minReplicas)")
     port: int = Field(8080, ge=1, le=65535, description="HTTP port of the model server")
     resources: Resources = Resources(
-        requests={"cpu": "1", "memory": "3Gi"}, limits={"cpu": "2", "memory": "6Gi"}
+        requests={"cpu": "1", "memory": "4Gi"}, limits={"cpu": "2", "memory": "6Gi"}
     )
 
 
