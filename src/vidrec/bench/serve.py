@@ -153,7 +153,7 @@ class _Bench:
             LoopbackModelServer,
             VidrecModel,
             install_routes,
-            quiet_request_logs,
+            request_logs,
         )
 
         metrics = self.metrics = ServingMetrics(CollectorRegistry())
@@ -174,8 +174,7 @@ class _Bench:
         gc_pauses.observe(metrics.gc_pauses)
         server = LoopbackModelServer(http_port=self.port, enable_grpc=False, workers=1,
                                      enable_latency_logging=False)  # fmt: skip
-        if not self.settings.serving.request_logs:  # as `vidrec serve` does
-            quiet_request_logs()
+        request_logs(self.settings.serving)  # as `vidrec serve` does
         threading.Thread(target=server.start, args=(list(self.models.values()),),
                          daemon=True).start()  # fmt: skip
         deadline = time.monotonic() + 60

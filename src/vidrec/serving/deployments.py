@@ -239,9 +239,14 @@ def version_replicas(cfg: ServingConfig) -> int:
     return cfg.replicas if cfg.topology == "fused" else 1 + 2 * cfg.replicas
 
 
+def slots(cpus: float = RAY_CPUS) -> int:
+    """Replicas of `CPU` each that a node of `cpus` starts."""
+    return int(cpus / CPU + 1e-9)
+
+
 def room(cfg: ServingConfig, cpus: float = RAY_CPUS) -> int:
     """Versions whose replicas all start at once in a node of `cpus`."""
-    return int(cpus / CPU + 1e-9) // version_replicas(cfg)
+    return slots(cpus) // version_replicas(cfg)
 
 
 def check_fits(cfg: ServingConfig, versions: int, cpus: float = RAY_CPUS) -> None:
@@ -253,7 +258,7 @@ def check_fits(cfg: ServingConfig, versions: int, cpus: float = RAY_CPUS) -> Non
         raise ConfigError(
             f"serving.replicas_per_version = {cfg.replicas}{given}: {versions} model "
             f"version(s) of the {cfg.topology} topology need {asked} replicas of {CPU} CPU, "
-            f"more than Ray's {cpus:g} CPUs hold ({int(cpus / CPU + 1e-9)}); lower it",
+            f"more than Ray's {cpus:g} CPUs hold ({slots(cpus)}); lower it",
             key="serving.replicas_per_version",
         )
 

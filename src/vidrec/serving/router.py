@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vidrec.config import ServingConfig
 from vidrec.errors import NotReady
@@ -31,6 +31,7 @@ from vidrec.serving.routing import Variant, assign, shadowed
 from vidrec.serving.shadow import Comparison, compare
 
 MAX_UNDRAINED = 10_000
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,9 @@ class Router:
     def remove(self, version: str) -> None:
         """A version the route table stopped naming, before its app is deleted: no call is
         sent to it from now on (calls in flight finish; its popularity list stays, for them)."""
-        self.handles = {v: h for v, h in self.handles.items() if v != version}  # first
-        self.batchers = {v: b for v, b in self.batchers.items() if v != version}
-        self.shadow_batchers = {v: b for v, b in self.shadow_batchers.items() if v != version}
+        self.handles = _without(self.handles, version)  # first
+        self.batchers = _without(self.batchers, version)
+        self.shadow_batchers = _without(self.shadow_batchers, version)
 
     def _batcher(self, version: str, handle: Any, shadow: bool = False) -> Batcher[Call, Outcome]:
         """Served calls leave at once; shadow calls, which nobody waits for, in batches of
@@ -178,3 +179,8 @@ class Router:
         """Shadow outcomes since the last call."""
         report, self.report = self.report, ShadowReport()
         return report
+
+
+def _without(by_version: dict[str, V], version: str) -> dict[str, V]:
+    """A copy without `version` (swapped in whole: readers see the old dict or the new)."""
+    return {v: x for v, x in by_version.items() if v != version}

@@ -309,11 +309,11 @@ class LoopbackModelServer(kserve.ModelServer):  # type: ignore[misc]
             super().register_signal_handler()
 
 
-def quiet_request_logs() -> None:
-    """No line per request (`serving.request_logs` off). Call after the server is built: KServe
-    configures its loggers then (uvicorn, told log_config=None, leaves them alone)."""
+def request_logs(cfg: ServingConfig) -> None:
+    """A line per request or none, as `serving.request_logs` says. Call after the server is
+    built: KServe configures its loggers then (uvicorn, told log_config=None, leaves them)."""
     for name in ("uvicorn.access", "kserve.trace"):  # KServe's TimingMiddleware: two lines
-        logging.getLogger(name).disabled = True
+        logging.getLogger(name).disabled = not cfg.request_logs
 
 
 def install_routes(metrics: ServingMetrics, model: VidrecModel) -> None:
@@ -358,7 +358,7 @@ def watch_routes(model: VidrecModel, apps: VersionApps, poll_s: float = 1.0) -> 
     A version that fails to load is retried later; its users stay on the champion
     meanwhile (the router's rule), so nothing fails. An unreadable table changes nothing."""
     cfg = model.app.cfg
-    idle: dict[str, float | None] = dict.fromkeys(model.router.handles)
+    idle: dict[str, float | None] = {}  # the loaded versions are the router's
     retry_at: dict[str, float] = {}
     waiting: tuple[str, ...] = ()
     while True:
@@ -369,25 +369,21 @@ def watch_routes(model: VidrecModel, apps: VersionApps, poll_s: float = 1.0) -> 
             continue
         named = [v for v in (table.champion, table.challenger) if v is not None]
         now = time.monotonic()
-        idle = idle_since(idle, named, now)
+        idle = idle_since({v: idle.get(v) for v in model.router.handles}, named, now)
         todo = plan(named, idle, now, cfg.retire_after_s, cfg.deadline_s + DRAIN_SLACK_S,
                     apps.room)  # fmt: skip
         for version in todo.retire:
             _retire(model, apps, version)
-            del idle[version]
         for version in todo.load:
-            if retry_at.get(version, 0) > now:
-                continue
-            if _load(model, apps, version):
-                idle[version] = None
-            else:
+            if retry_at.get(version, 0) <= now and not _load(model, apps, version):
                 retry_at[version] = time.monotonic() + RETRY_LOAD_S
         for version in set(todo.no_room) - set(waiting):
             model.metrics.version_changes.labels("no_room").inc()
             log.warning("model version %s waits for room: %d versions loaded, the most Ray's "
-                        "CPUs hold (serving.replicas_per_version)", version, len(idle))  # fmt: skip
+                        "CPUs hold (serving.replicas_per_version)", version,
+                        len(model.router.handles))  # fmt: skip
         waiting = todo.no_room
-        model.metrics.versions_loaded.set(len(idle))
+        model.metrics.versions_loaded.set(len(model.router.handles))
         time.sleep(poll_s)
 
 
@@ -448,6 +444,5 @@ def serve_forever(
     server = LoopbackModelServer(
         http_port=port, enable_grpc=False, workers=1, enable_latency_logging=False, host=host
     )
-    if not app.cfg.request_logs:
-        quiet_request_logs()
+    request_logs(app.cfg)
     server.start([model])
