@@ -295,13 +295,12 @@ class ServingConfig(Strict):
         description="a shadow call waits up to this for others to share its model call (a "
         "handle call costs CPU whatever it carries); at most half of deadline_s is used",
     )
-    shadow_nice: int = Field(
-        10,
-        ge=0,
-        le=19,
-        description="a replica runs batches of shadow calls alone on a thread this many nice "
-        "steps below its served calls (Linux; 0: same priority): on a shared machine, a "
-        "challenger shadowing every request must not take the champion's CPU",
+    shadow_idle: bool = Field(
+        True,
+        description="a replica runs batches of shadow calls alone on a thread under Linux's "
+        "SCHED_IDLE policy, which gets a CPU only when served work leaves one idle (false: "
+        "same priority): on a shared machine, a challenger shadowing every request must not "
+        "take the champion's CPU",
     )
     topology: Literal["fused", "split"] = Field(
         "fused",

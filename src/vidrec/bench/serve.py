@@ -320,7 +320,7 @@ class _Bench:
             run["shadow_calls"] = {k: round(after[k] - before[k]) for k in after}
             runs["on" if shadowing else "off"].append(run)
         src.set(src.get().model_copy(update={"shadow_fraction": 0.0}))
-        return {"items": n, "rate": rate, "shadow_nice": self.settings.serving.shadow_nice,
+        return {"items": n, "rate": rate, "shadow_idle": self.settings.serving.shadow_idle,
                 **runs, "p99_rise": shadow_rise(runs["off"], runs["on"])}  # fmt: skip
 
     def _shadow_outcomes(self) -> dict[str, float]:

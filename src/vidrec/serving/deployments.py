@@ -135,13 +135,13 @@ class ModelVersion:
         self.local = VersionStages(local[0], version, local[1], cfg, local[2]) if local else None
         self.retrieval = by_value(retrieval) if retrieval else None
         self.ranking = by_value(ranking) if ranking else None
-        self.shadow_thread = priority.background(cfg.shadow_nice) if local else None
+        self.shadow_thread = priority.background(cfg.shadow_idle) if local else None
 
     async def recommend(self, calls: list[Call]) -> list[Outcome]:
         """One outcome per call, in order (the server batches calls while this replica is
         busy). A call's failure is its own `Failed`; None: the call reached this replica after
         its deadline, when the server had already answered from the fallback, so the model
-        path is not run for nobody. A batch of shadow calls alone runs on the low-priority
+        path is not run for nobody. A batch of shadow calls alone runs on the idle-priority
         thread (`vidrec.serving.priority`)."""
         if self.local is None:
             return list(await asyncio.gather(*(self._split(c) for c in calls)))
