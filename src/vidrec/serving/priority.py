@@ -9,7 +9,7 @@ it runs when nothing else on its CPU wants to, and a waking thread of the
 normal policy takes the CPU from it at once. A nice value does not do that:
 with the thread 10 nice levels down, the champion's p99 under 100 % shadow rose
 as much as at the same priority (Linux 6.18's EEVDF lets the running thread
-finish its slice; `vidrec bench serve`, README). Entering SCHED_IDLE needs no
+finish its slice; README, Benchmarks > Serving). Entering SCHED_IDLE needs no
 privilege (leaving it would), which is why served work never runs on that thread.
 The cost: on a saturated machine a starved shadow batch holds its replica's GIL,
 so a challenger serving canary calls and shadowing at once would answer late; the
@@ -36,7 +36,7 @@ def become_idle() -> None:
     the shadow then competes with served work as before."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread
-    except (OSError, AttributeError) as exc:
+    except OSError as exc:
         log.warning("could not move the shadow thread to SCHED_IDLE: %s", exc)
 
 
