@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import wait_for
 from serving_server import start_server
 from vidrec.config import ServingConfig
 from vidrec.data.schema import IMPRESSIONS, WATCHES, check_schema
@@ -182,7 +183,10 @@ def test_shadow_never_delays_or_changes_the_response(server: dict[str, Any]) -> 
     assert 'vidrec_shadow_requests_total{outcome="degraded"}' in text  # the slow ones
     assert 'vidrec_shadow_overlap_ratio_count{version="2"}' in text
     assert 'vidrec_request_duration_seconds_count{stage="ranking",variant="shadow"}' in text
-    lines = [json.loads(x) for x in (server["log_dir"] / "shadow.jsonl").read_text().splitlines()]
+    # metrics count a comparison as it completes; its log line is written at the next tick
+    shadow_log = server["log_dir"] / "shadow.jsonl"
+    text = wait_for("shadow.jsonl", lambda: shadow_log.exists() and shadow_log.read_text(), 10)
+    lines = [json.loads(x) for x in text.splitlines()]
     assert lines and all(len(x["served"]) == 10 and len(x["shadow"]) == 10 for x in lines)
     assert all(0 <= x["overlap"] <= 1 for x in lines)
 
