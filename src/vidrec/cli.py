@@ -449,6 +449,9 @@ def bench_serve(
     sizes: str = typer.Option("100000,1000000", help="catalogue sizes (synthetic videos added)"),
     rates: str = typer.Option("25,50,100", help="offered requests/s, open loop"),
     duration: float = typer.Option(15.0, min=2, help="seconds per rate (3 s warm-up)"),
+    shadow_cycles: int = typer.Option(
+        2, min=1, help="shadow at 100 %: cycles of four runs (off, on, on, off; then reversed)"
+    ),
     out: Path = typer.Option(Path("out/bench"), help="report directory"),
     config: Path = CONFIG,
     json_out: bool = JSON,
@@ -461,7 +464,7 @@ def bench_serve(
     rates_f = [float(x) for x in rates.split(",") if x.strip()]
     # Ray's driver prints its actors' last words to stdout: that is for the one summary
     with contextlib.redirect_stdout(sys.stderr):
-        report = run(settings, sizes_n, rates_f, duration, out / "serve")
+        report = run(settings, sizes_n, rates_f, duration, out / "serve", shadow_cycles)
     emit(report, json_out, "serving benchmark")
 
 

@@ -12,6 +12,7 @@ from vidrec.bench.serve import (
     median_run,
     open_loop_local,
     role_of,
+    shadow_order,
     shadow_rise,
     verdict,
     with_cpu,
@@ -127,3 +128,17 @@ def test_fallback_answers_are_counted_apart_from_shadow_calls() -> None:
     m.degraded.labels("challenger", "RayActorError").inc()
     m.degraded.labels("shadow", "deadline").inc(5)  # the user was answered by the model
     assert degraded(m.degraded) == 4
+
+
+def test_each_shadow_cycle_cancels_a_drift_and_the_next_opens_with_the_other_side() -> None:
+    order = shadow_order(3)
+    assert order[:8] == [False, True, True, False, True, False, False, True]
+    assert len(order) == 12 and sum(order) == 6
+    for c in range(3):  # a palindrome: a linear drift adds as much to each side
+        cycle = order[4 * c : 4 * c + 4]
+        assert cycle == cycle[::-1] and sum(cycle) == 2
+    # a machine slowing by 1 ms a run: no rise over whole cycles
+    p99s = [20.0 + i for i in range(len(order))]
+    off = [{"p99_ms": p} for p, on in zip(p99s, order, strict=True) if not on]
+    on = [{"p99_ms": p} for p, on in zip(p99s, order, strict=True) if on]
+    assert shadow_rise(off, on) == 0.0

@@ -80,6 +80,7 @@ def run(
     rates: Sequence[float],
     duration_s: float,
     out: Path,
+    shadow_cycles: int = 2,
     port: int = 18321,
 ) -> dict[str, Any]:
     from vidrec.registry.registry import open_registry
@@ -92,7 +93,7 @@ def run(
     bench = _Bench(settings, out, port)
     try:
         bench.start(grown)
-        result = bench.measure(grown, rates, duration_s)
+        result = bench.measure(grown, rates, duration_s, shadow_cycles)
     finally:
         bench.stop()
     return write_report(result, out)
@@ -209,7 +210,11 @@ class _Bench:
                 serve.delete(app_name(v))
 
     def measure(
-        self, grown: dict[int, Path], rates: Sequence[float], duration_s: float
+        self,
+        grown: dict[int, Path],
+        rates: Sequence[float],
+        duration_s: float,
+        shadow_cycles: int = 2,
     ) -> dict[str, Any]:
         ts = _log_end(next(iter(grown.values())))
         sizes: dict[str, Any] = {}
@@ -221,7 +226,7 @@ class _Bench:
             with self.deployed(f"vidrec-{n}") as handles:
                 paired, endpoint = self._paired(f"vidrec-{n}", rates, duration_s, ts)
                 if i == 0:
-                    shadow = self._shadow(n, max(rates), duration_s, ts)
+                    shadow = self._shadow(n, max(rates), duration_s, ts, shadow_cycles)
                     unbatched = self._unbatched(n, handles, endpoint, rates, duration_s, ts)
             local = _in_process(bundle, self.settings, rates, duration_s, ts)
             sizes[str(n)] = {
@@ -302,15 +307,17 @@ class _Bench:
         full = get("vidrec_gc_pause_seconds_count", {"generation": "2"}) or 0.0
         return {"full_collections": full, "paused_s": seconds}
 
-    def _shadow(self, n: int, rate: float, duration_s: float, ts: int) -> dict[str, Any]:
-        """The champion's p99 without, with, with and without a challenger shadowing every
-        request (ABBA): the machine's speed drifts over minutes, and the order cancels a
-        steady drift that one off/on pair would count as the shadow's."""
+    def _shadow(
+        self, n: int, rate: float, duration_s: float, ts: int, cycles: int
+    ) -> dict[str, Any]:
+        """The champion's p99 without and with a challenger shadowing every request, in
+        `cycles` cycles of `shadow_order`: the machine's speed drifts over minutes, and the
+        order cancels a steady drift that one off/on pair would count as the shadow's."""
         from vidrec.serving.file_routes import FileRouteSource
 
         src = FileRouteSource(self.out / f"routes-vidrec-{n}.json")
-        runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
-        for shadowing in (False, True, True, False):
+        runs: list[tuple[bool, dict[str, Any]]] = []
+        for shadowing in shadow_order(cycles):
             src.set(src.get().model_copy(update={"shadow_fraction": 1.0 if shadowing else 0.0}))
             time.sleep(0.5)
             before = self._shadow_outcomes()
@@ -318,10 +325,12 @@ class _Bench:
             time.sleep(2 * TICK_S)  # the server's tick turns shadow results into metrics
             after = self._shadow_outcomes()
             run["shadow_calls"] = {k: round(after[k] - before[k]) for k in after}
-            runs["on" if shadowing else "off"].append(run)
+            runs.append((shadowing, run))
         src.set(src.get().model_copy(update={"shadow_fraction": 0.0}))
+        by_cycle = [runs[i : i + 4] for i in range(0, len(runs), 4)]
         return {"items": n, "rate": rate, "shadow_idle": self.settings.serving.shadow_idle,
-                **runs, "p99_rise": shadow_rise(runs["off"], runs["on"])}  # fmt: skip
+                **_sides(runs), "p99_rise": shadow_rise(**_sides(runs)),
+                "p99_rise_by_cycle": [shadow_rise(**_sides(c)) for c in by_cycle]}  # fmt: skip
 
     def _shadow_outcomes(self) -> dict[str, float]:
         """Shadow calls so far by outcome (compared: the challenger answered in time)."""
@@ -345,6 +354,18 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ranked = sorted(runs, key=lambda r: float("inf") if r["p99_ms"] is None else r["p99_ms"])
     rounds = [{"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]} for r in runs]
     return {**ranked[(len(ranked) - 1) // 2], "rounds": rounds}
+
+
+def shadow_order(cycles: int) -> list[bool]:
+    """Shadowing off (False) or on, run after run: off, on, on, off, then on, off, off, on,
+    and so on. Each cycle cancels a steady drift; alternating which side opens it cancels
+    what is left of a drift that slows or speeds up."""
+    abba = [False, True, True, False]
+    return [x != (c % 2 == 1) for c in range(cycles) for x in abba]
+
+
+def _sides(runs: list[tuple[bool, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    return {"off": [r for on, r in runs if not on], "on": [r for on, r in runs if on]}
 
 
 def shadow_rise(off: list[dict[str, Any]], on: list[dict[str, Any]]) -> float | None:
