@@ -259,3 +259,34 @@ def test_replicas_that_ray_could_not_start_are_refused_by_name(
     refused = rf"serving\.replicas_per_version = \d{default}: .* more than Ray's 2 CPUs"
     with pytest.raises(ConfigError, match=refused):
         check_fits(cfg, versions)
+
+
+def test_a_batch_of_shadow_results_is_booked_one_per_turn_of_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    table = RouteTable(champion="1", challenger="2", shadow_fraction=1.0)
+    r = router(tmp_path, table, shadow_linger_s=0.05)
+    r.attach({"1": FakeApp("1"), "2": FakeApp("2")})
+    turns = 0
+    booked_at: list[int] = []
+    r.on_shadow = lambda result: booked_at.append(turns)
+
+    async def count_turns(stop: asyncio.Event) -> None:
+        nonlocal turns
+        while not stop.is_set():
+            turns += 1
+            await asyncio.sleep(0)  # once per turn of the loop
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        counter = asyncio.create_task(count_turns(stop))
+        await asyncio.gather(*(r.recommend(RecommendRequest(user_id=u, k=3)) for u in range(8)))
+        await asyncio.sleep(0.3)  # the lingering shadow batch leaves and answers
+        stop.set()
+        await counter
+
+    asyncio.run(run())
+    app = r.handles["2"]
+    assert app.batches == [8]  # the eight results arrived together
+    # taken together they would share a turn: requests waiting on the loop would wait for all
+    assert len(booked_at) == 8 and len(set(booked_at)) == 8
