@@ -452,6 +452,9 @@ def bench_serve(
     shadow_cycles: int = typer.Option(
         2, min=1, help="shadow at 100 %: cycles of four runs (off, on, on, off; then reversed)"
     ),
+    shadow_noop: bool = typer.Option(
+        False, help="shadow also to a no-op challenger (calls and bookkeeping, no model work)"
+    ),
     out: Path = typer.Option(Path("out/bench"), help="report directory"),
     config: Path = CONFIG,
     json_out: bool = JSON,
@@ -464,7 +467,9 @@ def bench_serve(
     rates_f = [float(x) for x in rates.split(",") if x.strip()]
     # Ray's driver prints its actors' last words to stdout: that is for the one summary
     with contextlib.redirect_stdout(sys.stderr):
-        report = run(settings, sizes_n, rates_f, duration, out / "serve", shadow_cycles)
+        report = run(
+            settings, sizes_n, rates_f, duration, out / "serve", shadow_cycles, shadow_noop
+        )
     emit(report, json_out, "serving benchmark")
 
 

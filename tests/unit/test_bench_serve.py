@@ -130,15 +130,18 @@ def test_fallback_answers_are_counted_apart_from_shadow_calls() -> None:
     assert degraded(m.degraded) == 4
 
 
-def test_each_shadow_cycle_cancels_a_drift_and_the_next_opens_with_the_other_side() -> None:
+def test_each_shadow_cycle_cancels_a_drift_and_the_next_opens_from_the_other_end() -> None:
     order = shadow_order(3)
-    assert order[:8] == [False, True, True, False, True, False, False, True]
-    assert len(order) == 12 and sum(order) == 6
-    for c in range(3):  # a palindrome: a linear drift adds as much to each side
-        cycle = order[4 * c : 4 * c + 4]
-        assert cycle == cycle[::-1] and sum(cycle) == 2
-    # a machine slowing by 1 ms a run: no rise over whole cycles
-    p99s = [20.0 + i for i in range(len(order))]
-    off = [{"p99_ms": p} for p, on in zip(p99s, order, strict=True) if not on]
-    on = [{"p99_ms": p} for p, on in zip(p99s, order, strict=True) if on]
-    assert shadow_rise(off, on) == 0.0
+    assert order[:8] == ["off", "on", "on", "off", "on", "off", "off", "on"]
+    assert len(order) == 12 and order.count("on") == 6
+    three = shadow_order(2, ("off", "on", "noop"))
+    assert three == ["off", "on", "noop", "noop", "on", "off",
+                     "noop", "on", "off", "off", "on", "noop"]  # fmt: skip
+    for arms, runs in ((2, order), (3, three)):
+        for c in range(0, len(runs), 2 * arms):  # a palindrome: a drift adds alike to each arm
+            cycle = runs[c : c + 2 * arms]
+            assert cycle == cycle[::-1]
+    # a machine slowing by 1 ms a run: no rise over whole cycles, for any pair of arms
+    p99s = {arm: [{"p99_ms": 20.0 + i} for i, a in enumerate(three) if a == arm]
+            for arm in ("off", "on", "noop")}  # fmt: skip
+    assert shadow_rise(p99s["off"], p99s["on"]) == shadow_rise(p99s["off"], p99s["noop"]) == 0.0

@@ -55,6 +55,7 @@ from vidrec.serving.recommender import Call, Served  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "vidrec" / "bench-serve"
 UNBATCHED = "vidrec-unbatched"
+NOOP_CHALLENGER = "noop-challenger"  # `--shadow-noop`: the no-op app as a challenger
 REPLICATED = "vidrec-replicas"
 # no-op/endpoint rounds at the top rate: one 15 s run's p99 moved by 2x between runs here
 ROUNDS = 3
@@ -81,6 +82,7 @@ def run(
     duration_s: float,
     out: Path,
     shadow_cycles: int = 2,
+    shadow_noop: bool = False,
     port: int = 18321,
 ) -> dict[str, Any]:
     from vidrec.registry.registry import open_registry
@@ -93,7 +95,7 @@ def run(
     bench = _Bench(settings, out, port)
     try:
         bench.start(grown)
-        result = bench.measure(grown, rates, duration_s, shadow_cycles)
+        result = bench.measure(grown, rates, duration_s, shadow_cycles, shadow_noop)
     finally:
         bench.stop()
     return write_report(result, out)
@@ -215,6 +217,7 @@ class _Bench:
         rates: Sequence[float],
         duration_s: float,
         shadow_cycles: int = 2,
+        shadow_noop: bool = False,
     ) -> dict[str, Any]:
         ts = _log_end(next(iter(grown.values())))
         sizes: dict[str, Any] = {}
@@ -226,7 +229,7 @@ class _Bench:
             with self.deployed(f"vidrec-{n}") as handles:
                 paired, endpoint = self._paired(f"vidrec-{n}", rates, duration_s, ts)
                 if i == 0:
-                    shadow = self._shadow(n, max(rates), duration_s, ts, shadow_cycles)
+                    shadow = self._shadow(n, max(rates), duration_s, ts, shadow_cycles, shadow_noop)
                     unbatched = self._unbatched(n, handles, endpoint, rates, duration_s, ts)
             local = _in_process(bundle, self.settings, rates, duration_s, ts)
             sizes[str(n)] = {
@@ -308,29 +311,48 @@ class _Bench:
         return {"full_collections": full, "paused_s": seconds}
 
     def _shadow(
-        self, n: int, rate: float, duration_s: float, ts: int, cycles: int
+        self, n: int, rate: float, duration_s: float, ts: int, cycles: int, noop: bool
     ) -> dict[str, Any]:
         """The champion's p99 without and with a challenger shadowing every request, in
         `cycles` cycles of `shadow_order`: the machine's speed drifts over minutes, and the
-        order cancels a steady drift that one off/on pair would count as the shadow's."""
+        order cancels a steady drift that one off/on pair would count as the shadow's.
+        `noop`: a third arm shadows to the no-op app instead, the shadow's calls, transport
+        and bookkeeping without the challenger's model work."""
         from vidrec.serving.file_routes import FileRouteSource
 
         src = FileRouteSource(self.out / f"routes-vidrec-{n}.json")
-        runs: list[tuple[bool, dict[str, Any]]] = []
-        for shadowing in shadow_order(cycles):
-            src.set(src.get().model_copy(update={"shadow_fraction": 1.0 if shadowing else 0.0}))
+        model = self.models[f"vidrec-{n}"]
+        challenger = {"off": src.get().challenger, "on": src.get().challenger}
+        if noop:
+            noop_app = self.models["noop"].router.handles["noop"]
+            model.add_version(NOOP_CHALLENGER, model.app.bundles["1"], noop_app)
+            challenger["noop"] = NOOP_CHALLENGER
+        runs: list[tuple[str, dict[str, Any]]] = []
+        for arm in shadow_order(cycles, tuple(challenger)):
+            fraction = 0.0 if arm == "off" else 1.0
+            update = {"shadow_fraction": fraction, "challenger": challenger[arm]}
+            src.set(src.get().model_copy(update=update))
             time.sleep(0.5)
             before = self._shadow_outcomes()
             run = self._http(f"vidrec-{n}", rate, duration_s, ts)
             time.sleep(2 * TICK_S)  # the server's tick turns shadow results into metrics
             after = self._shadow_outcomes()
             run["shadow_calls"] = {k: round(after[k] - before[k]) for k in after}
-            runs.append((shadowing, run))
-        src.set(src.get().model_copy(update={"shadow_fraction": 0.0}))
-        by_cycle = [runs[i : i + 4] for i in range(0, len(runs), 4)]
-        return {"items": n, "rate": rate, "shadow_idle": self.settings.serving.shadow_idle,
-                **_sides(runs), "p99_rise": shadow_rise(**_sides(runs)),
-                "p99_rise_by_cycle": [shadow_rise(**_sides(c)) for c in by_cycle]}  # fmt: skip
+            runs.append((arm, run))
+        src.set(
+            src.get().model_copy(update={"shadow_fraction": 0.0, "challenger": challenger["on"]})
+        )
+        arms = _arms(runs)
+        size = 2 * len(challenger)
+        by_cycle = [_arms(runs[i : i + size]) for i in range(0, len(runs), size)]
+        report: dict[str, Any] = {"items": n, "rate": rate, **arms,
+                                  "shadow_idle": self.settings.serving.shadow_idle}  # fmt: skip
+        for arm, prefix in (("on", ""), ("noop", "noop_")):
+            if arm in arms:
+                report[f"{prefix}p99_rise"] = shadow_rise(arms["off"], arms[arm])
+                by = [shadow_rise(c["off"], c[arm]) for c in by_cycle]
+                report[f"{prefix}p99_rise_by_cycle"] = by
+        return report
 
     def _shadow_outcomes(self) -> dict[str, float]:
         """Shadow calls so far by outcome (compared: the challenger answered in time)."""
@@ -356,16 +378,24 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {**ranked[(len(ranked) - 1) // 2], "rounds": rounds}
 
 
-def shadow_order(cycles: int) -> list[bool]:
-    """Shadowing off (False) or on, run after run: off, on, on, off, then on, off, off, on,
-    and so on. Each cycle cancels a steady drift; alternating which side opens it cancels
+def shadow_order(cycles: int, arms: tuple[str, ...] = ("off", "on")) -> list[str]:
+    """The arm of each run: a cycle is the arms and then the arms backwards (off, on, on,
+    off), the next one opening from the other end (on, off, off, on), and so on. Within a
+    cycle a steady drift adds as much to every arm; alternating which end opens it cancels
     what is left of a drift that slows or speeds up."""
-    abba = [False, True, True, False]
-    return [x != (c % 2 == 1) for c in range(cycles) for x in abba]
+    out: list[str] = []
+    for c in range(cycles):
+        half = list(arms) if c % 2 == 0 else list(arms)[::-1]
+        out += half + half[::-1]
+    return out
 
 
-def _sides(runs: list[tuple[bool, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    return {"off": [r for on, r in runs if not on], "on": [r for on, r in runs if on]}
+def _arms(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Runs by arm, in order."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for arm, run in runs:
+        out.setdefault(arm, []).append(run)
+    return out
 
 
 def shadow_rise(off: list[dict[str, Any]], on: list[dict[str, Any]]) -> float | None:
