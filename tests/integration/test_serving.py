@@ -185,8 +185,8 @@ def test_shadow_never_delays_or_changes_the_response(server: dict[str, Any]) -> 
     assert 'vidrec_request_duration_seconds_count{stage="ranking",variant="shadow"}' in text
     # metrics count a comparison as it completes; its log line is written at the next tick
     shadow_log = server["log_dir"] / "shadow.jsonl"
-    text = wait_for("shadow.jsonl", lambda: shadow_log.exists() and shadow_log.read_text(), 10)
-    lines = [json.loads(x) for x in text.splitlines()]
+    logged = wait_for("shadow.jsonl", lambda: shadow_log.exists() and shadow_log.read_text(), 10)
+    lines = [json.loads(x) for x in logged.splitlines()]
     assert lines and all(len(x["served"]) == 10 and len(x["shadow"]) == 10 for x in lines)
     assert all(0 <= x["overlap"] <= 1 for x in lines)
 

@@ -216,8 +216,8 @@ class _Bench:
         grown: dict[int, Path],
         rates: Sequence[float],
         duration_s: float,
-        shadow_cycles: int = 2,
-        shadow_noop: bool = False,
+        shadow_cycles: int,
+        shadow_noop: bool,
     ) -> dict[str, Any]:
         ts = _log_end(next(iter(grown.values())))
         sizes: dict[str, Any] = {}

@@ -178,17 +178,14 @@ class Router:
             asyncio.get_running_loop().call_soon(self._book_next)
 
     def _book_next(self) -> None:
+        shown, shadow = self.unbooked.popleft()
         try:
-            self._book_one()
+            theirs = [i.video_id for i in shadow.response.items]
+            comparison = None if shadow.response.degraded else compare(shown, theirs)
+            self.on_shadow(ShadowResult(shown, shadow, comparison))
         finally:
             if self.unbooked:  # the next in the next turn, after the loop polls for I/O
                 asyncio.get_running_loop().call_soon(self._book_next)
-
-    def _book_one(self) -> None:
-        shown, shadow = self.unbooked.popleft()
-        theirs = [i.video_id for i in shadow.response.items]
-        comparison = None if shadow.response.degraded else compare(shown, theirs)
-        self.on_shadow(ShadowResult(shown, shadow, comparison))
 
     def _keep(self, result: ShadowResult) -> None:
         if len(self.report.results) >= MAX_UNDRAINED:  # nobody drains: keep memory bounded
