@@ -36,8 +36,9 @@ def samples(s: dict[str, Any]) -> dict[str, float]:
     out = {}
     for family in text_string_to_metric_families(text):
         for m in family.samples:
-            if m.name.startswith("vidrec_model_version"):
-                out[m.name + (f"{{{m.labels['event']}}}" if "event" in m.labels else "")] = m.value
+            if m.name.startswith(("vidrec_model_version", "vidrec_model_created")):
+                label = m.labels.get("event") or m.labels.get("variant")
+                out[m.name + (f"{{{label}}}" if label else "")] = m.value
     return out
 
 
@@ -88,7 +89,11 @@ def test_an_unnamed_version_is_retired_and_loaded_again_when_named(
         src.set(RouteTable(champion="1"))
         wait_for(lambda: replicas(s, "2") == 0, 60, "version 2's replicas stopped")
         wait_for(lambda: samples(s)["vidrec_model_versions_loaded"] == 1, 10, "gauge")
-        assert samples(s)["vidrec_model_version_changes_total{retired}"] == 1
+        now = samples(s)
+        assert now["vidrec_model_version_changes_total{retired}"] == 1
+        # no challenger: its model age is gone with it (it would grow into a stale alert)
+        assert "vidrec_model_created_timestamp_seconds{challenger}" not in now
+        assert "vidrec_model_created_timestamp_seconds{champion}" in now
         assert replicas(s, "1") == 2
         src.set(RouteTable(champion="1", challenger="2", canary_percent=100))
         wait_for(lambda: any(v == "2" for _, v in results[-5:]), 180, "version 2 serves again")
@@ -98,6 +103,7 @@ def test_an_unnamed_version_is_retired_and_loaded_again_when_named(
         src.set(RouteTable(champion="1", challenger="2"))
     back = samples(s)
     assert back["vidrec_model_versions_loaded"] == 2
+    assert "vidrec_model_created_timestamp_seconds{challenger}" in back
     assert back["vidrec_model_version_changes_total{loaded}"] == 1
     # request_logs: uvicorn's access line and KServe's timing lines, each request
     text = s["serve_log"].read_text()

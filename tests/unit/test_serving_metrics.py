@@ -114,3 +114,19 @@ def test_a_matrix_is_binned_as_each_column_alone() -> None:
         assert counts[name].total == pytest.approx(alone.total)
     empty = FeatureBins(list("abcd"), edges).count(np.empty((0, 4)))
     assert empty["c"].counts == [0] * 10 and empty["c"].missing == 0
+
+
+def test_model_gauges_show_only_the_versions_served() -> None:
+    m = ServingMetrics()
+    m.serving({"champion": ("1", 100), "challenger": ("2", 200)})
+    assert value(m, "vidrec_model_info", variant="challenger", version="2") == 1
+    assert value(m, "vidrec_model_created_timestamp_seconds", variant="challenger") == 200
+    # promoted: 2 is the champion, no challenger; 1's series and the challenger's age are gone
+    m.serving({"champion": ("2", 200)})
+    text = generate_latest(m.registry).decode()
+    info = [ln for ln in text.splitlines() if ln.startswith("vidrec_model_info{")]
+    assert info == ['vidrec_model_info{variant="champion",version="2"} 1.0']
+    created = [ln for ln in text.splitlines() if ln.startswith("vidrec_model_created_")]
+    assert created == ['vidrec_model_created_timestamp_seconds{variant="champion"} 200.0']
+    m.serving({"champion": ("2", 200), "challenger": ("3", 300)})
+    assert value(m, "vidrec_model_created_timestamp_seconds", variant="challenger") == 300

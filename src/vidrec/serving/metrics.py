@@ -97,6 +97,7 @@ class ServingMetrics:
             ["event"],
             registry=r,
         )
+        self.served: dict[str, tuple[str, int]] = {}  # what the model gauges show now
         self._shadow(r)
         self._feedback(r)
 
@@ -135,6 +136,21 @@ class ServingMetrics:
             ["result"],
             registry=r,
         )
+
+    def serving(self, served: dict[str, tuple[str, int]]) -> None:
+        """The model gauges for `served` (variant -> version, its creation time) alone: a
+        variant no longer served loses its series, or its model age would keep growing into
+        a stale-model alert. Series are removed and set, never cleared first: a scrape in
+        between would see no model at all."""
+        for variant, (version, _) in self.served.items():
+            if served.get(variant, ("", 0))[0] != version:
+                self.model_info.remove(variant, version)
+            if variant not in served:
+                self.model_created.remove(variant)
+        for variant, (version, created) in served.items():
+            self.model_info.labels(variant, version).set(1)
+            self.model_created.labels(variant).set(created)
+        self.served = dict(served)
 
     def declare(self, version: str) -> None:
         """Export a loaded version's per-variant series at 0 before its first request.

@@ -257,12 +257,9 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
 
     def _model_gauges(self) -> None:
         table = self.router.routes.get()
-        self.metrics.model_info.clear()
-        for variant, version in (("champion", table.champion), ("challenger", table.challenger)):
-            if version is None or version not in self.created:
-                continue
-            self.metrics.model_info.labels(variant, version).set(1)
-            self.metrics.model_created.labels(variant).set(self.created[version])
+        named = (("champion", table.champion), ("challenger", table.challenger))
+        known = [(v, ver) for v, ver in named if ver in self.created]
+        self.metrics.serving({v: (ver, self.created[ver]) for v, ver in known})
 
 
 def _shadow_line(r: ShadowResult, c: Comparison) -> str:
