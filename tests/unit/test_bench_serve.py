@@ -96,7 +96,7 @@ def test_the_no_op_runs_beside_the_endpoint_and_alternates_with_it_at_the_top_ra
         return {"model": model, "rate": rate, "p50_ms": len(order), "p99_ms": 100 - len(order)}
 
     bench._http = http  # type: ignore[method-assign]
-    noop, runs = bench._paired("vidrec-100000", [25.0, 100.0], 1.0, 0)
+    noop, runs = bench._paired("noop", "vidrec-100000", [25.0, 100.0], 1.0, 0)
     top = [("noop", 100.0), ("vidrec-100000", 100.0), ("vidrec-100000", 100.0),
            ("noop", 100.0), ("noop", 100.0), ("vidrec-100000", 100.0)]  # fmt: skip
     assert ROUNDS == 3 and order == [("noop", 25.0), ("vidrec-100000", 25.0), *top]
@@ -106,6 +106,28 @@ def test_the_no_op_runs_beside_the_endpoint_and_alternates_with_it_at_the_top_ra
     assert noop["100"]["p99_ms"] == 94 and noop["100"]["p50_ms"] == 6
     assert [r["p50_ms"] for r in runs["100"]["rounds"]] == [4, 5, 8]
     assert runs["100"]["p99_ms"] == 95 and runs["100"]["p50_ms"] == 5
+
+
+def test_unbatched_runs_beside_the_batched_endpoint_and_is_compared_with_those_runs() -> None:
+    from vidrec.bench.serve import UNBATCHED, _Bench
+
+    bench = _Bench.__new__(_Bench)
+    order: list[str] = []
+    attached: list[dict[str, str]] = []
+
+    def http(model: str, rate: float, duration_s: float, ts: int) -> dict[str, object]:
+        order.append(model)
+        p50 = 4.0 if model == UNBATCHED else 8.0  # unbatched twice as fast, in every run
+        return {"p50_ms": p50 + len(order) / 100, "p99_ms": 2 * p50}
+
+    bench._http = http  # type: ignore[method-assign]
+    bench.models = {UNBATCHED: type("M", (), {"attach": attached.append})()}
+    got = bench._unbatched(100_000, {"1": "handle"}, [25.0, 100.0], 1.0, 0)
+    assert attached == [{"1": "handle"}]
+    b, u = "vidrec-100000", UNBATCHED
+    assert order == [b, u, b, u, u, b, b, u]  # each rate a pair, the top rate alternating
+    assert got["ratios"]["100"]["p99_vs_batched"] == 0.5
+    assert got["batched"]["25"]["p50_ms"] == 8.01 and got["endpoint"]["25"]["p50_ms"] == 4.02
 
 
 def test_the_median_run_is_a_whole_run_and_lists_the_rounds() -> None:

@@ -8,9 +8,10 @@ the bare computation. One catalogue size is deployed at a time. Catalogues are t
 champion's bundle grown with synthetic videos (cached under ~/.cache/vidrec/bench-serve).
 At the first size four more runs: shadow at 100 % (the champion's p99 with and without a
 challenger shadowing every request), the same replicas called once per request (adaptive
-batching off: what it saves), the split topology (retrieval and ranking as deployments
-of their own: what the two extra hops cost) and the model path in the other number of
-replicas (`serving.replicas_per_version`: 1 where the default runs 2, and the reverse).
+batching off: what it saves; paired with batched runs as the no-op is), the split
+topology (retrieval and ranking as deployments of their own: what the two extra hops
+cost) and the model path in the other number of replicas (`serving.replicas_per_version`:
+1 where the default runs 2, and the reverse).
 The no-op is called as the endpoint is, batches included, and runs beside it at each
 rate and size (ratios of adjacent runs); at the top rate, where the verdict is read, in
 `ROUNDS` alternating rounds, each side reported by its median run.
@@ -227,10 +228,10 @@ class _Bench:
         replicated: dict[str, Any] = {}
         for i, (n, bundle) in enumerate(grown.items()):
             with self.deployed(f"vidrec-{n}") as handles:
-                paired, endpoint = self._paired(f"vidrec-{n}", rates, duration_s, ts)
+                paired, endpoint = self._paired("noop", f"vidrec-{n}", rates, duration_s, ts)
                 if i == 0:
                     shadow = self._shadow(n, max(rates), duration_s, ts, shadow_cycles, shadow_noop)
-                    unbatched = self._unbatched(n, handles, endpoint, rates, duration_s, ts)
+                    unbatched = self._unbatched(n, handles, rates, duration_s, ts)
             local = _in_process(bundle, self.settings, rates, duration_s, ts)
             sizes[str(n)] = {
                 "noop": paired,
@@ -251,36 +252,32 @@ class _Bench:
                 "unbatched": unbatched, "replicas": replicated}  # fmt: skip
 
     def _paired(
-        self, model: str, rates: Sequence[float], duration_s: float, ts: int
+        self, base: str, model: str, rates: Sequence[float], duration_s: float, ts: int
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The no-op's run and `model`'s, back to back at each rate (at the top rate, in
+        """`base`'s run and `model`'s, back to back at each rate (at the top rate, in
         `ROUNDS` rounds, alternating which goes first): this machine's speed drifts by up to
         2x over minutes, and a ratio of runs minutes apart carried it."""
-        noop: dict[str, Any] = {}
+        based: dict[str, Any] = {}
         runs: dict[str, Any] = {}
         for r in rates:
             pairs = []
             for i in range(ROUNDS if r == max(rates) else 1):
-                order = ("noop", model) if i % 2 == 0 else (model, "noop")
+                order = (base, model) if i % 2 == 0 else (model, base)
                 got = {m: self._http(m, r, duration_s, ts) for m in order}
-                pairs.append((got["noop"], got[model]))
-            noop[key(r)] = median_run([a for a, _ in pairs])
+                pairs.append((got[base], got[model]))
+            based[key(r)] = median_run([a for a, _ in pairs])
             runs[key(r)] = median_run([b for _, b in pairs])
-        return noop, runs
+        return based, runs
 
     def _unbatched(
-        self,
-        n: int,
-        handles: dict[str, Any],
-        batched: dict[str, Any],
-        rates: Sequence[float],
-        duration_s: float,
-        ts: int,
+        self, n: int, handles: dict[str, Any], rates: Sequence[float], duration_s: float, ts: int
     ) -> dict[str, Any]:
-        """The same replicas called once per request, as before adaptive batching."""
+        """The same replicas called once per request, as before adaptive batching, beside the
+        batched endpoint as the no-op is (it once always ran after it, and measured faster)."""
         self.models[UNBATCHED].attach({"1": handles["1"]})
-        runs = {key(r): self._http(UNBATCHED, r, duration_s, ts) for r in rates}
-        return {"items": n, "endpoint": runs, "ratios": _vs(runs, batched, rates, "batched")}
+        batched, runs = self._paired(f"vidrec-{n}", UNBATCHED, rates, duration_s, ts)
+        return {"items": n, "endpoint": runs, "batched": batched,
+                "ratios": _vs(runs, batched, rates, "batched")}  # fmt: skip
 
     def _variant(self, name: str, n: int, base: dict[str, Any], base_name: str,
                  rates: Sequence[float], duration_s: float, ts: int) -> dict[str, Any]:  # fmt: skip
