@@ -130,6 +130,16 @@ def test_unbatched_runs_beside_the_batched_endpoint_and_is_compared_with_those_r
     assert got["batched"]["25"]["p50_ms"] == 8.01 and got["endpoint"]["25"]["p50_ms"] == 4.02
 
 
+def test_stage_means_are_of_the_requests_between_two_readings() -> None:
+    from vidrec.bench.serve import stage_ms
+
+    before = {"retrieval": (1.0, 100.0), "ranking": (0.5, 100.0), "total": (4.0, 100.0)}
+    after = {"retrieval": (1.3, 200.0), "ranking": (0.5, 100.0), "total": (4.5, 200.0),
+             "features": (0.02, 10.0)}  # fmt: skip
+    # ranking: no request in between, left out; features: first seen, from 0
+    assert stage_ms(before, after) == {"retrieval": 3.0, "total": 5.0, "features": 2.0}
+
+
 def test_the_median_run_is_a_whole_run_and_lists_the_rounds() -> None:
     p50_p99 = [(9.0, 30.0), (12.0, None), (10.0, 20.0), (11.0, 25.0)]
     runs = [{"p50_ms": a, "p99_ms": b, "ok": i} for i, (a, b) in enumerate(p50_p99, 1)]

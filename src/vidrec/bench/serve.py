@@ -52,6 +52,7 @@ from ray import serve  # noqa: E402
 from vidrec.serving import gc_pauses  # noqa: E402
 from vidrec.serving.api import RecommendRequest, RecommendResponse  # noqa: E402
 from vidrec.serving.deployments import REPLICA, by_value  # noqa: E402
+from vidrec.serving.metrics import STAGES  # noqa: E402
 from vidrec.serving.recommender import Call, Served  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "vidrec" / "bench-serve"
@@ -60,6 +61,7 @@ NOOP_CHALLENGER = "noop-challenger"  # `--shadow-noop`: the no-op app as a chall
 REPLICATED = "vidrec-replicas"
 # no-op/endpoint rounds at the top rate: one 15 s run's p99 moved by 2x between runs here
 ROUNDS = 3
+BACK_TO_BACK = 1000  # in-process calls with no pause between them (a few seconds)
 TARGETS = {"p50_vs_noop": 1.5, "p99_ms": 30.0, "shadow_p99_rise": 0.10}
 
 
@@ -232,11 +234,12 @@ class _Bench:
                 if i == 0:
                     shadow = self._shadow(n, max(rates), duration_s, ts, shadow_cycles, shadow_noop)
                     unbatched = self._unbatched(n, handles, rates, duration_s, ts)
-            local = _in_process(bundle, self.settings, rates, duration_s, ts)
+            local, back_to_back = _in_process(bundle, self.settings, rates, duration_s, ts)
             sizes[str(n)] = {
                 "noop": paired,
                 "endpoint": endpoint,
                 "in_process": local,
+                "in_process_back_to_back": back_to_back,
                 "ratios": {
                     key(r): _ratios(endpoint[key(r)], paired[key(r)], local[key(r)]) for r in rates
                 },
@@ -292,11 +295,22 @@ class _Bench:
         load = V1Load(url, rate, duration_s, min(3.0, duration_s / 4), ts)
         roles = {os.getpid(): "server", self.driver_pid: "driver"}
         before, fell_back = self._gc_pauses(), degraded(self.metrics.degraded)
+        timed = self._stage_seconds()
         run = with_cpu(lambda: self.driver.submit(load).result(), rate, duration_s, roles)
         after = self._gc_pauses()
         # a fallback answer is a 200 too: counted apart (warm-up included), never as the model's
         return run | {"server_gc": {k: round(after[k] - before[k], 4) for k in after},
-                      "degraded": degraded(self.metrics.degraded) - fell_back}  # fmt: skip
+                      "degraded": degraded(self.metrics.degraded) - fell_back,
+                      "stage_ms": stage_ms(timed, self._stage_seconds())}  # fmt: skip
+
+    def _stage_seconds(self) -> dict[str, tuple[float, float]]:
+        """The served requests' seconds and count so far by stage, from the server's
+        histograms: the model stages as the replica timed them, `total` from routing to the
+        answer (the hop to the replica included)."""
+        get, name = self.metrics.registry.get_sample_value, "vidrec_request_duration_seconds"
+        labels = [{"variant": "champion", "stage": s} for s in (*STAGES, "total")]
+        return {x["stage"]: (get(f"{name}_sum", x) or 0.0, get(f"{name}_count", x) or 0.0)
+                for x in labels}  # fmt: skip
 
     def _gc_pauses(self) -> dict[str, float]:
         """The server process's full collections so far and the seconds all collections
@@ -413,6 +427,19 @@ def degraded(counter: Counter) -> int:
                      if s.name.endswith("_total") and s.labels["variant"] != "shadow"))  # fmt: skip
 
 
+def stage_ms(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    """Mean milliseconds per request of each stage timed between two readings of (seconds,
+    requests) (warm-up included); a stage no request went through is left out."""
+    out = {}
+    for stage, (seconds, count) in after.items():
+        s0, c0 = before.get(stage, (0.0, 0.0))
+        if count > c0:
+            out[stage] = round(1000 * (seconds - s0) / (count - c0), 3)
+    return out
+
+
 def with_cpu(
     run: Callable[[], dict[str, Any]], rate: float, duration_s: float,
     roles: dict[int, str] | None = None,
@@ -509,8 +536,11 @@ def _round(x: float | None) -> float | None:
 
 def _in_process(
     bundle: Path, settings: Settings, rates: Sequence[float], duration_s: float, ts: int
-) -> dict[str, dict[str, Any]]:
-    """(c): the same Recommender (retrieval, features, ranking, rules) in this process."""
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """(c): the same Recommender (retrieval, features, ranking, rules) in this process, at
+    each rate, then `BACK_TO_BACK` calls with no pause between them; `stage_ms`: the model
+    stages' mean times and the whole call's (`call`). What one call costs back to back
+    against paced shows how much of it is a cold start after each pause."""
     from vidrec.features.definitions import FEATURES
     from vidrec.features.online import OnlineFeatures
     from vidrec.features.store import open_store
@@ -523,13 +553,27 @@ def _in_process(
         open_store(f.online_store), FEATURES, f.last_n), settings.serving)  # fmt: skip
     users = np.random.default_rng(7).integers(0, 20_000, 100_000)
     gc_pauses.freeze()  # as a replica does once loaded
+    timed: dict[str, tuple[float, float]] = {}  # stage -> (seconds, calls), as `stage_ms` reads
 
     def call(i: int) -> None:
-        rec.recommend(RecommendRequest(user_id=int(users[i]), k=10, context=Context(ts=ts)))
+        t0 = time.perf_counter()
+        req = RecommendRequest(user_id=int(users[i]), k=10, context=Context(ts=ts))
+        seconds = {**rec.recommend(req).timings_s, "call": time.perf_counter() - t0}
+        for stage, s in seconds.items():
+            total, n = timed.get(stage, (0.0, 0.0))
+            timed[stage] = (total + s, n + 1)
+
+    def measured(r: float) -> dict[str, Any]:
+        timed.clear()
+        run = with_cpu(partial(open_loop_local, call, r, duration_s, warm), r, duration_s)
+        return run | {"stage_ms": stage_ms({}, timed)}
 
     warm = min(3.0, duration_s / 4)
-    return {key(r): with_cpu(partial(open_loop_local, call, r, duration_s, warm), r, duration_s)
-            for r in rates}  # fmt: skip
+    runs = {key(r): measured(r) for r in rates}
+    timed.clear()
+    for i in range(BACK_TO_BACK):
+        call(i)
+    return runs, {"calls": BACK_TO_BACK, "stage_ms": stage_ms({}, timed)}
 
 
 def open_loop_local(
