@@ -160,3 +160,40 @@ def test_a_request_gets_the_same_candidates_and_scores_alone_or_in_a_batch(serve
         assert one.bins == r.bins
         assert np.array_equal(one.inputs, r.inputs, equal_nan=True)  # NaN: missing
     assert len(got[2].ids) > len(got[0].ids)  # k=150 asks for 300 candidates, k=10 for 200
+
+
+def test_ranking_takes_the_user_columns_retrieval_read(
+    served: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request reads its user once: ranking reuses what retrieval read (both stages see
+    one snapshot row and one history) and scores exactly as if it had read them itself."""
+    import numpy as np
+
+    rec, ts, _, _ = served
+    stages = rec.stages
+    asked = [(RecommendRequest(user_id=u, k=10, context=Context(ts=ts - lag)), f"u{u}", ts - lag)
+             for u, lag in [(3, 0), (10**12, 60), (17, 3600)]]  # fmt: skip
+    got = stages.retrieve_many(asked)
+    assert all(set(g.user) == set(stages.user_names) for g in got)
+    store, reads = stages.features.store, Counter[str]()
+    read, history = store.read, store.history
+
+    def counted_read(entity: str, keys: Any) -> Any:
+        reads[entity] += 1
+        return read(entity, keys)
+
+    def counted_history(*args: Any) -> Any:
+        reads["history"] += 1
+        return history(*args)
+
+    monkeypatch.setattr(store, "read", counted_read)
+    monkeypatch.setattr(store, "history", counted_history)
+    reused = stages.rank_many(asked, got)
+    assert reads["user"] == reads["history"] == 0, reads  # the user: not read again
+    assert reads["user_category"] == 1, reads  # what only ranking needs still is
+    reads.clear()
+    again = stages.rank_many(asked, [dataclasses.replace(g, user={}) for g in got])
+    assert reads["user"] == 1 and reads["history"] == 3, reads  # ranking reading them itself
+    for a, b in zip(reused, again, strict=True):
+        assert np.array_equal(a.ids, b.ids) and np.array_equal(a.scores, b.scores)
+        assert a.bins == b.bins and np.array_equal(a.inputs, b.inputs, equal_nan=True)

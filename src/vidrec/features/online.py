@@ -64,21 +64,36 @@ class OnlineFeatures:
     def frame(self, requests: pd.DataFrame) -> pd.DataFrame:
         return as_frame(self.columns(columns_of(requests.reset_index(drop=True))))
 
-    def columns(self, requests: Columns) -> dict[str, Any]:
+    def columns(self, requests: Columns, given: Columns | None = None) -> dict[str, Any]:
         """Request columns -> every feature's column (`frame` without the DataFrame)."""
-        raw = dict(requests)
+        return self.finish(self.read(requests, given))
+
+    def read(self, requests: Columns, given: Columns | None = None) -> dict[str, Any]:
+        """The request columns and every batch feature's raw column, before `finish`.
+        `given`: raw columns these rows already have (the user's, which retrieval read for
+        the same request): an entity or history whose columns are all given is not read."""
+        raw = {**requests, **(given or {})}
         versions = self.store.snapshot_versions() if self.shared else {}
         for entity, names in self.snapshot:
-            if names:
+            if names and not all(n in raw for n in names):
                 self._lookup(raw, entity.name, entity.keys, names, versions.get(entity.name))
             if entity.name in self.providers:
                 self._derive_keys(raw, entity.name)
         for f in self.realtime:
+            if f.name in raw:
+                continue
             # one read per (user, time): a request's candidates share it
             pairs, where = _distinct(raw[f.entity.keys[0]], raw["ts"])
             lists = [self.store.history(int(u), int(t), self.last_n) for u, t in pairs]
             raw[f.name] = id_lists(lists).take(where)
+        return raw
+
+    def finish(self, raw: dict[str, Any]) -> dict[str, Any]:
         return finish_columns(raw, self.fs)
+
+    def names_of(self, entity: str) -> list[str]:
+        """The raw columns `read` gives `entity`'s features (snapshot and history)."""
+        return [f.name for f in self.fs.batch if f.entity.name == entity]
 
     def _lookup(
         self,

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from vidrec.config import DAY, ServingConfig
 from vidrec.features.bins import SCORE_FEATURE, BinCounts, score_bins
@@ -36,6 +37,9 @@ class Retrieved:
     fresh: list[int]  # exploration pool: recent uploads closest to the user
     watched: list[int]
     seconds: float
+    # the user's raw feature columns (one row) as the tower read them: ranking reuses them,
+    # so a request reads its user once and both stages see the same snapshot and history
+    user: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class Stages:
         # the user tower reads the user's features only: the same code path, without reading
         # and finishing every video, creator and category feature for a row that has none
         self.user_features = self.features.only({USER.name})
+        self.user_names = self.features.names_of(USER.name)
 
     def retrieve(self, req: RecommendRequest, rid: str, ts: int) -> Retrieved:
         return self.retrieve_many([(req, rid, ts)])[0]
@@ -89,7 +94,8 @@ class Stages:
         once (a call's Python overhead is most of a request's cost). A request's result does
         not depend on the others in its batch. `seconds` is the batch's: each waited for it."""
         t0 = time.perf_counter()
-        user = self.user_features.columns(rows([(req, rid, ts, [-1]) for req, rid, ts in calls]))
+        raw = self.user_features.read(rows([(req, rid, ts, [-1]) for req, rid, ts in calls]))
+        user = self.user_features.finish(raw)
         emb = self.model.embed_users(user)
         found = self._search(emb, [self._wanted(req) for req, _, _ in calls])
         # found and uploaded by the request's time (an id outside the catalogue has NaN)
@@ -98,7 +104,8 @@ class Stages:
         fresh = [self._fresh(emb[i : i + 1], ts, set(ids[i])) for i, (_, _, ts) in enumerate(calls)]
         watched = user["user_last_watched"]
         seconds = time.perf_counter() - t0
-        return [Retrieved(ids[i], fresh[i], [int(v) for v in watched[i].as_py()], seconds)
+        return [Retrieved(ids[i], fresh[i], [int(v) for v in watched[i].as_py()], seconds,
+                          {n: raw[n][i : i + 1] for n in self.user_names})
                 for i in range(len(calls))]  # fmt: skip
 
     def _wanted(self, req: RecommendRequest) -> int:
@@ -129,7 +136,8 @@ class Stages:
         rows, split back per call (`seconds` as in `retrieve_many`)."""
         t0 = time.perf_counter()
         ids = [g.ids + g.fresh for g in got]
-        cols = self.features.columns(rows([(*c, i) for c, i in zip(calls, ids, strict=True)]))
+        asked = rows([(*c, i) for c, i in zip(calls, ids, strict=True)])
+        cols = self.features.columns(asked, self._user_rows(got, [len(i) for i in ids]))
         t1 = time.perf_counter()
         x = as_float_matrix(cols, FEATURES)
         scores = np.asarray(self.model.scorer.score(x), dtype=np.float64)
@@ -140,6 +148,13 @@ class Stages:
         return [self._ranked(c[2], g, vids[a:b], creators[a:b], scores[a:b], x[a:b],
                              t1 - t0, t2 - t1)
                 for c, g, a, b in zip(calls, got, cuts[:-1], cuts[1:], strict=True)]  # fmt: skip
+
+    def _user_rows(self, got: list[Retrieved], lens: list[int]) -> dict[str, Any] | None:
+        """The user columns retrieval read, a row per candidate (None: read them again)."""
+        if not all(set(g.user) == set(self.user_names) for g in got):
+            return None
+        where = np.repeat(np.arange(len(got)), lens)
+        return {n: _take([g.user[n] for g in got], where) for n in self.user_names}
 
     def _ranked(self, ts: int, got: Retrieved, vids: Array, creators: npt.NDArray[np.float64],
                 scores: npt.NDArray[np.float64], x: npt.NDArray[np.float64],
@@ -152,6 +167,14 @@ class Stages:
         inputs = x[0, REQUEST_INPUT_COLUMNS].tolist() if len(x) else []
         return Ranked(vids[:n][order], creators[:n][order], scores[:n][order], fresh,
                       features_s, ranking_s, bins, inputs)  # fmt: skip
+
+
+def _take(parts: list[Any], where: npt.NDArray[np.intp]) -> Any:
+    """Rows `where` of one-row columns stacked: numpy arrays or Arrow arrays (id lists)."""
+    if isinstance(parts[0], pa.Array):
+        col = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
+        return col.take(pa.array(where))
+    return (parts[0] if len(parts) == 1 else np.concatenate(parts))[where]
 
 
 def best_first(ids: npt.NDArray[np.int64], scores: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
