@@ -157,3 +157,26 @@ def test_the_row_cache_serves_concurrent_requests_their_rows() -> None:
     for name, order in (("a", keys), ("b", keys[::-1])):
         values = cache.columns["value"][got[name]].tolist()
         assert values == [k[0] * 10 for k in order], name
+
+
+def test_given_user_columns_are_not_read_again_but_request_columns_never_stand_in(
+    store: OnlineStore,
+) -> None:
+    import numpy as np
+
+    online = OnlineFeatures(store, FEATURES, 5)
+    req = {c: s.to_numpy() for c, s in requests([1, 2]).items()}
+    raw = online.read(req)
+    user = {n: raw[n] for n in online.names_of("user")}
+    assert {"user_country", "user_last_watched"} <= user.keys()
+    reads: list[str] = []
+    read, history = store.read, store.history
+    store.read = lambda entity, keys: reads.append(entity) or read(entity, keys)  # type: ignore[method-assign]
+    store.history = lambda *a: reads.append("history") or history(*a)  # type: ignore[method-assign]
+    given = online.columns(req, user)
+    assert "user" not in reads and "history" not in reads and "user_category" in reads
+    pd.testing.assert_frame_equal(as_frame(given), online.frame(requests([1, 2])), check_like=True)
+    # feature columns that arrive with the requests (every user column here) are read from
+    # the store all the same: only `given` stands in for a read
+    stale = {**req, **user, "user_watches_7d": np.array([99.0, 99.0])}
+    assert online.columns(stale)["user_watches_7d"].tolist() == [4.0, 4.0]

@@ -72,15 +72,16 @@ class OnlineFeatures:
         """The request columns and every batch feature's raw column, before `finish`.
         `given`: raw columns these rows already have (the user's, which retrieval read for
         the same request): an entity or history whose columns are all given is not read."""
-        raw = {**requests, **(given or {})}
+        given = given or {}
+        raw = {**requests, **given}  # a feature column among `requests` is read all the same
         versions = self.store.snapshot_versions() if self.shared else {}
         for entity, names in self.snapshot:
-            if names and not all(n in raw for n in names):
+            if names and not all(n in given for n in names):
                 self._lookup(raw, entity.name, entity.keys, names, versions.get(entity.name))
             if entity.name in self.providers:
                 self._derive_keys(raw, entity.name)
         for f in self.realtime:
-            if f.name in raw:
+            if f.name in given:
                 continue
             # one read per (user, time): a request's candidates share it
             pairs, where = _distinct(raw[f.entity.keys[0]], raw["ts"])
