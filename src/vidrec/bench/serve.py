@@ -333,7 +333,7 @@ class _Bench:
 
         src = FileRouteSource(self.out / f"routes-vidrec-{n}.json")
         model = self.models[f"vidrec-{n}"]
-        challenger = {"off": src.get().challenger, "on": src.get().challenger}
+        challenger = dict.fromkeys(("off", "on"), src.get().challenger)  # the endpoint's own
         if noop:
             noop_app = self.models["noop"].router.handles["noop"]
             model.add_version(NOOP_CHALLENGER, model.app.bundles["1"], noop_app)
@@ -553,6 +553,7 @@ def _in_process(
         open_store(f.online_store), FEATURES, f.last_n), settings.serving)  # fmt: skip
     users = np.random.default_rng(7).integers(0, 20_000, 100_000)
     gc_pauses.freeze()  # as a replica does once loaded
+    warm = min(3.0, duration_s / 4)
     timed: dict[str, tuple[float, float]] = {}  # stage -> (seconds, calls), as `stage_ms` reads
 
     def call(i: int) -> None:
@@ -568,7 +569,6 @@ def _in_process(
         run = with_cpu(partial(open_loop_local, call, r, duration_s, warm), r, duration_s)
         return run | {"stage_ms": stage_ms({}, timed)}
 
-    warm = min(3.0, duration_s / 4)
     runs = {key(r): measured(r) for r in rates}
     timed.clear()
     for i in range(BACK_TO_BACK):
