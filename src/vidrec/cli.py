@@ -51,14 +51,24 @@ JSON = typer.Option(False, "--json", help="Print one JSON summary line instead o
 CONFIG = typer.Option(None, "--config", help="Settings file (TOML or JSON); unknown keys fail.")
 
 
-def emit(summary: dict[str, Any], as_json: bool, title: str) -> None:
+def emit(
+    summary: dict[str, Any], as_json: bool, title: str, lines: list[str] | None = None
+) -> None:
+    """`--json`: the summary on one line; else `lines` if given, or the summary pretty-printed."""
     if as_json:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
         return
     from rich.console import Console
     from rich.pretty import Pretty
+    from rich.text import Text
 
-    Console().print(f"[bold]{title}[/bold]", Pretty(summary, expand_all=False))
+    if lines is None:
+        Console().print(f"[bold]{title}[/bold]", Pretty(summary, expand_all=False))
+        return
+    console = Console(soft_wrap=True)  # a line per step, wrapped by the terminal, not cut
+    console.print(f"[bold]{title}[/bold]")
+    for line in lines:
+        console.print(Text(line))
 
 
 @contextlib.contextmanager
@@ -932,10 +942,16 @@ def demo(
     seed: int = typer.Option(0),
     json_out: bool = JSON,
 ) -> None:
-    """The lifecycle on embedded defaults: simulate -> features -> skew check."""
+    """The lifecycle on embedded defaults: simulate -> features -> skew check -> leakage
+    guard -> train -> serve + monitor + drift -> retrain -> rollout; exit 1 when any of
+    its checks fails (`<out>/summary.json` holds the whole summary)."""
     from vidrec.demo import run
+    from vidrec.demo_summary import render
 
-    emit(run(out, scale, seed), json_out, "demo")
+    summary = run(out, scale, seed)
+    emit(summary, json_out, "demo", render(summary))
+    if not summary["ok"]:
+        raise typer.Exit(1)
 
 
 def main() -> None:
