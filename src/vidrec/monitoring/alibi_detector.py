@@ -9,6 +9,7 @@ import and pulls in a deep-learning backend).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,16 @@ import numpy as np
 
 from vidrec.config import MonitoringConfig
 from vidrec.monitoring.detector import Array, Statistic
+
+
+def alibi_cd() -> Any:
+    """`alibi_detect.cd`, imported here alone: its PyTorch backend uses `torch.jit.script`,
+    which torch 2.15 deprecates with a FutureWarning at import (theirs to change; it is
+    silenced for that import only)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`torch\.jit\.script` is deprecated", FutureWarning)
+        import alibi_detect.cd
+    return alibi_detect.cd
 
 
 class ChiSquareDetector:
@@ -34,11 +45,9 @@ def _one(ref: Array, cur: Array) -> Statistic:
     if keep.sum() < 2 or ref.sum() == 0 or cur.sum() == 0:
         return Statistic(p_value=float("nan") if not cur.sum() else 1.0, distance=0.0)
     ref, cur = ref[keep], cur[keep]
-    from alibi_detect.cd import ChiSquareDrift
-
     x_ref = np.repeat(np.arange(len(ref)), ref)[:, None]
     x = np.repeat(np.arange(len(cur)), cur)[:, None]
-    cd = ChiSquareDrift(x_ref, p_val=0.05, categories_per_feature={0: len(ref)})
+    cd = alibi_cd().ChiSquareDrift(x_ref, p_val=0.05, categories_per_feature={0: len(ref)})
     data = cd.predict(x, drift_type="feature", return_p_val=True, return_distance=True)["data"]
     return Statistic(float(data["p_val"][0]), float(data["distance"][0]))
 

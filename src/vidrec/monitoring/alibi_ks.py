@@ -27,10 +27,10 @@ class KSDetector:
 def _one(ref: Array, cur: Array) -> Statistic:
     if len(ref) < MIN_SAMPLES or len(cur) < MIN_SAMPLES:
         return Statistic(float("nan"), 0.0)
-    from alibi_detect.cd import KSDrift
+    from vidrec.monitoring.alibi_detector import alibi_cd
 
     # correction across features is the monitor's (with the binned features): one at a time
-    cd = KSDrift(ref[:, None], p_val=0.05, correction="bonferroni")
+    cd = alibi_cd().KSDrift(ref[:, None], p_val=0.05, correction="bonferroni")
     data = cd.predict(cur[:, None], drift_type="feature", return_p_val=True,
                       return_distance=True)["data"]  # fmt: skip
     return Statistic(float(data["p_val"][0]), float(data["distance"][0]))

@@ -21,7 +21,7 @@ class CVMOnline:
     def __init__(
         self, reference: Array, ert: int, window_sizes: Sequence[int], n_bootstraps: int
     ) -> None:
-        from alibi_detect.cd import CVMDriftOnline
+        from vidrec.monitoring.alibi_detector import alibi_cd
 
         ref = np.asarray(reference, np.float32)
         if len(ref) <= max(window_sizes):
@@ -29,7 +29,7 @@ class CVMOnline:
                 f"online detector: {len(ref)} reference samples, need more than the largest "
                 f"window ({max(window_sizes)})"
             )
-        self._cd = CVMDriftOnline(ref, ert=ert, window_sizes=list(window_sizes),
+        self._cd = alibi_cd().CVMDriftOnline(ref, ert=ert, window_sizes=list(window_sizes),
                                   n_bootstraps=n_bootstraps, verbose=False)  # fmt: skip
         self._drift, self._seen, self._ratio = False, 0, float("nan")
 
