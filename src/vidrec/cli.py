@@ -480,7 +480,12 @@ def bench_serve(
         report = run(
             settings, sizes_n, rates_f, duration, out / "serve", shadow_cycles, shadow_noop
         )
-    emit(report, json_out, "serving benchmark")
+    from vidrec.bench.serve_table import table, verdict_lines
+
+    lines = [*table(report), "", *verdict_lines(report["verdict"]), "",
+             f"report {out / 'serve' / 'serve.json'}, table {report['table']}, "
+             f"plot {report['plot']}"]  # fmt: skip
+    emit(report, json_out, "serving benchmark", lines)
 
 
 @bench_app.command("drift")

@@ -43,6 +43,7 @@ from prometheus_client import Counter
 from vidrec.bench.catalogue import grow_bundle
 from vidrec.bench.load import V1Load, driver_pid, ratio, scheduled_count
 from vidrec.bench.machine import machine
+from vidrec.bench.serve_table import key, table
 from vidrec.config import RAY_CPUS, Settings
 from vidrec.serving.server import TICK_S, prepare_ray_env
 
@@ -499,11 +500,6 @@ def machine_cpu_s() -> float:
     return float(t.user + t.system + getattr(t, "nice", 0.0))
 
 
-def key(rate: float) -> str:
-    """A rate as a JSON object key: 25.0 -> "25"."""
-    return f"{rate:g}"
-
-
 def _log_end(bundle: Path) -> int:
     """Requests are timed at the end of the training log, so the fresh pool is realistic."""
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -624,8 +620,9 @@ def write_report(result: dict[str, Any], out: Path) -> dict[str, Any]:
               **result}  # fmt: skip
     report["verdict"] = verdict(report)
     (out / "serve.json").write_text(json.dumps(report, indent=2, default=str))
+    (out / "serve.md").write_text("\n".join(table(report)) + "\n")  # the README's table
     _plot(report, out / "serve.png")
-    return report | {"plot": str(out / "serve.png")}
+    return report | {"plot": str(out / "serve.png"), "table": str(out / "serve.md")}
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
