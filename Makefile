@@ -44,7 +44,7 @@ sysdeps: ## Install the Debian packages the tests use (redis-server, prometheus 
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-demo: install sysdeps ## Run the lifecycle on embedded defaults (simulate -> features -> checks -> train -> serve + monitor)
+demo: install sysdeps ## Run the lifecycle on embedded defaults (simulate -> features -> checks -> train -> serve + monitor -> retrain -> rollout; exit 1 if a check fails)
 	$(BIN)/vidrec demo --out out/demo
 
 test: install sysdeps k8s-tools ## Run the whole test suite (unit + integration; builds the test control plane once)
