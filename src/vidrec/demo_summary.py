@@ -54,35 +54,32 @@ def render(summary: dict[str, Any]) -> list[str]:
 
 
 def _steps(s: Steps) -> list[tuple[str, str]]:
-    out = []
-    if "simulate" in s:
-        c, took = s["simulate"]["counts"], s["simulate"]["seconds"]
-        out.append(("simulate", f"{c['impressions']:,} impressions from {c['users']:,} users "
-                                f"and {c['videos']:,} videos ({took:.0f} s)"))  # fmt: skip
-    if "features" in s:
-        f = s["features"]
-        out.append(("features", f"{f['rows']:,} training rows, {f['rejected_total']:,} "
-                                f"rejected, {f['label_pending']:,} label-pending "
-                                f"({f['seconds']:.0f} s)"))  # fmt: skip
-    if "skew_check" in s:
-        k = s["skew_check"]
-        verdict = "passed" if k["passed"] else "FAILED"
-        out.append(("skew_check", f"max_abs_diff {k['max_abs_diff']} over {k['rows']:,} "
-                                  f"logged impressions: {verdict}"))  # fmt: skip
-    if "leakage_guard" in s:
-        g = s["leakage_guard"]
-        text = "rejected: " + ", ".join(g["features"] or []) if g["rejected"] else "NOT rejected"
-        out.append(("leakage_guard", text))
-    if "train" in s:
-        out.append(("train", _train(s["train"])))
-    if "online_store" in s:
-        o = s["online_store"]
-        out.append(("online_store", f"{o['store']}; settings {o['settings']} (for make serve)"))
-    if "monitoring" in s:
-        out.append(("monitoring", _monitoring(s["monitoring"])))
-    if "rollout" in s:
-        out.append(("rollout", _rollout(s["rollout"])))
-    return out
+    """The steps that ran, in the demo's order, each with its line."""
+    return [(name, line(s[name])) for name, line in LINES.items() if name in s]
+
+
+def _simulate(x: dict[str, Any]) -> str:
+    c = x["counts"]
+    return (f"{c['impressions']:,} impressions from {c['users']:,} users and "
+            f"{c['videos']:,} videos ({x['seconds']:.0f} s)")  # fmt: skip
+
+
+def _features(f: dict[str, Any]) -> str:
+    return (f"{f['rows']:,} training rows, {f['rejected_total']:,} rejected, "
+            f"{f['label_pending']:,} label-pending ({f['seconds']:.0f} s)")  # fmt: skip
+
+
+def _skew(k: dict[str, Any]) -> str:
+    verdict = "passed" if k["passed"] else "FAILED"
+    return f"max_abs_diff {k['max_abs_diff']} over {k['rows']:,} logged impressions: {verdict}"
+
+
+def _leakage(g: dict[str, Any]) -> str:
+    return "rejected: " + ", ".join(g["features"] or []) if g["rejected"] else "NOT rejected"
+
+
+def _online_store(o: dict[str, Any]) -> str:
+    return f"{o['store']}; settings {o['settings']} (for make serve)"
 
 
 def _train(t: dict[str, Any]) -> str:
@@ -125,3 +122,15 @@ def _release(x: dict[str, Any]) -> str:
         text += f"; {reaction:.0f} s from the first failing check)" if reaction is not None else ")"
     return (f"{text}, {100 * x['exposure']:.1f} % of users exposed, "
             f"{x['failed_requests']} failed requests")  # fmt: skip
+
+
+LINES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "simulate": _simulate,
+    "features": _features,
+    "skew_check": _skew,
+    "leakage_guard": _leakage,
+    "train": _train,
+    "online_store": _online_store,
+    "monitoring": _monitoring,
+    "rollout": _rollout,
+}
