@@ -14,7 +14,7 @@ import redis
 from k8s_cluster import CRDS, ControlPlane, tools_dir
 from vidrec.config import FeatureConfig, sim_config
 from vidrec.data.simulate import simulate
-from vidrec.monitoring.prometheus_server import free_port
+from vidrec.ports import free_port
 
 
 @pytest.fixture(scope="session")

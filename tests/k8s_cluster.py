@@ -20,7 +20,7 @@ import httpx
 import yaml
 from kubernetes import client
 
-from vidrec.monitoring.prometheus_server import free_port
+from vidrec.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "vidrec-test-token"

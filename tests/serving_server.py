@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from vidrec.monitoring.prometheus_server import free_port
+from vidrec.ports import free_port
 from vidrec.serving.process import serve_process
 
 

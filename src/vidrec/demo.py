@@ -133,8 +133,9 @@ def _lifecycle(out: Path, rate: float = 25.0, window_s: int = 10) -> tuple[Any, 
     through the gates. Then release the retrained challenger (promoted) and a bad one
     (rolled back) through the rollout controller."""
     from vidrec.config import AlertConfig, MonitoringConfig, load_settings
-    from vidrec.monitoring.prometheus_server import PrometheusProcess, free_port
+    from vidrec.monitoring.prometheus_server import PrometheusProcess
     from vidrec.monitoring.rules import write_prometheus_files
+    from vidrec.ports import free_port
 
     settings_file = (out / "vidrec.toml").resolve()
     mon = out / "monitor"

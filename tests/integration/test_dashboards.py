@@ -29,11 +29,12 @@ from vidrec.monitoring.alibi_detector import ChiSquareDetector
 from vidrec.monitoring.metrics import MonitorMetrics
 from vidrec.monitoring.monitor import DriftMonitor
 from vidrec.monitoring.prometheus import PrometheusProvider
-from vidrec.monitoring.prometheus_server import PrometheusProcess, free_port
+from vidrec.monitoring.prometheus_server import PrometheusProcess
 from vidrec.monitoring.reference import References
 from vidrec.monitoring.retrain import LocalRetrainer
 from vidrec.monitoring.rules import write_prometheus_files
 from vidrec.pipeline.metrics import PipelineCollector
+from vidrec.ports import free_port
 from vidrec.registry.registry import open_registry
 from vidrec.rollout.local import open_controller, open_router, open_store, start_rollout
 from vidrec.rollout.metrics import RolloutMetrics

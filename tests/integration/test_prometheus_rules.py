@@ -17,7 +17,8 @@ from vidrec.config import AlertConfig, MonitoringConfig
 from vidrec.errors import InvalidInput, NotReady
 from vidrec.monitoring import rules
 from vidrec.monitoring.prometheus import PrometheusProvider, Sample
-from vidrec.monitoring.prometheus_server import PrometheusProcess, free_port
+from vidrec.monitoring.prometheus_server import PrometheusProcess
+from vidrec.ports import free_port
 
 pytestmark = pytest.mark.integration
 

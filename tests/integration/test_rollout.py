@@ -26,8 +26,9 @@ from serving_server import start_server
 from vidrec.config import AlertConfig, MonitoringConfig, load_settings
 from vidrec.deploy.crd import crd
 from vidrec.monitoring.prometheus import PrometheusProvider
-from vidrec.monitoring.prometheus_server import PrometheusProcess, free_port
+from vidrec.monitoring.prometheus_server import PrometheusProcess
 from vidrec.monitoring.rules import write_prometheus_files
+from vidrec.ports import free_port
 from vidrec.registry.registry import open_registry
 from vidrec.rollout.k8s_store import ModelRolloutStore, point_at
 from vidrec.rollout.local import open_controller, open_router, open_store, start_rollout

@@ -19,7 +19,7 @@ import pytest
 
 from vidrec.config import GateConfig, RegistryConfig, Settings, TrainConfig
 from vidrec.features.definitions import FEATURES
-from vidrec.monitoring.prometheus_server import free_port
+from vidrec.ports import free_port
 from vidrec.registry.bundle import snapshot_id
 from vidrec.registry.registry import open_registry
 from vidrec.training import steps

@@ -24,7 +24,7 @@ from vidrec.monitoring.job_retrainer import (
     unfinished_drift_job,
 )
 from vidrec.monitoring.monitor import DriftMonitor
-from vidrec.monitoring.prometheus_server import free_port
+from vidrec.ports import free_port
 
 CRONJOB: dict[str, Any] = {
     "apiVersion": "batch/v1",

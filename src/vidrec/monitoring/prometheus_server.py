@@ -8,7 +8,6 @@ it is given, and always stops the process it started.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import IO
 import httpx
 
 from vidrec.errors import ConfigError, NotFound, NotReady
+from vidrec.ports import free_port
 
 _LOG = "prometheus.log"
 
@@ -134,10 +134,3 @@ class PrometheusProcess:
         if not self.log_file.exists():
             return "(no log)"
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-
-
-def free_port() -> int:
-    """A loopback port free right now (another process may take it before it is used)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
