@@ -294,12 +294,13 @@ def _train_cmd(
     title: str,
 ) -> None:
     from vidrec.training.run import run_training
+    from vidrec.training.summary_lines import render
 
     with step_status(json_out) as on_step:
         summary = run_training(
             _settings(config), data, oracle, run_dir, until=until, on_step=on_step
         )
-    emit(summary, json_out, title)
+    emit(summary, json_out, title, render(summary))
     if summary.get("registered") is False:
         sys.stderr.write("vidrec: a registration gate failed; nothing was registered\n")
         raise typer.Exit(3)
