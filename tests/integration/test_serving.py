@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -50,6 +51,8 @@ def test_v1_returns_ranked_videos_with_variant_and_version(server: dict[str, Any
     assert p["user_id"] == 3 and len(p["items"]) == 7 and p["variant"] == "champion"
     assert p["model_version"] == "1" and p["request_id"] and not p["degraded"]
     assert len({i["video_id"] for i in p["items"]}) == 7
+    # no Python warning in the server's log (kserve's ORJSONResponse raised one per server)
+    assert not re.findall(r"\.py:\d+: \w*Warning: .*", server["serve_log"].read_text())
 
 
 def test_v2_open_inference_protocol(server: dict[str, Any]) -> None:

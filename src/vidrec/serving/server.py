@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,9 @@ from vidrec.serving.shadow import Comparison  # noqa: E402
 from vidrec.serving.versions import idle_since, plan  # noqa: E402
 
 log = logging.getLogger("vidrec.serving")
+# kserve 0.20's V1 endpoint answers with FastAPI's ORJSONResponse, which FastAPI now
+# deprecates: a warning on every server's first request (theirs to change)
+warnings.filterwarnings("ignore", r"ORJSONResponse is deprecated")
 
 MAX_INSTANCES = 64
 MAX_BODY_BYTES = 256 * 1024
