@@ -94,6 +94,9 @@ def test_an_unnamed_version_is_retired_and_loaded_again_when_named(
         # no challenger: its model age is gone with it (it would grow into a stale alert)
         assert "vidrec_model_created_timestamp_seconds{challenger}" not in now
         assert "vidrec_model_created_timestamp_seconds{champion}" in now
+        # nor does any series of its own stay (each rollout would add a version's worth)
+        text = httpx.get(f"{s['url']}/metrics", timeout=5).text
+        assert not [ln for ln in text.splitlines() if 'version="2"' in ln], "v2's series"
         assert replicas(s, "1") == 2
         src.set(RouteTable(champion="1", challenger="2", canary_percent=100))
         wait_for(lambda: any(v == "2" for _, v in results[-5:]), 180, "version 2 serves again")

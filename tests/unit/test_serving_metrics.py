@@ -130,3 +130,30 @@ def test_model_gauges_show_only_the_versions_served() -> None:
     assert created == ['vidrec_model_created_timestamp_seconds{variant="champion"} 200.0']
     m.serving({"champion": ("2", 200), "challenger": ("3", 300)})
     assert value(m, "vidrec_model_created_timestamp_seconds", variant="challenger") == 300
+
+
+def test_a_retired_version_loses_every_series_of_its_own() -> None:
+    """Each rollout retires a version: its histograms and cohort counters must not pile up."""
+    m = ServingMetrics()
+    bins = FeatureBins(["a"], [np.array([0.0])])
+    for version in ("1", "2"):
+        m.declare(version)
+        m.features.set_reference(version, bins)
+        m.features.add("champion", version, bins.count(np.array([[1.0], [np.nan]])))
+        m.batch.labels(version, "served").observe(1)
+        m.shadow_overlap.labels(version).observe(0.5)
+        m.shadow_correlation.labels(version).observe(0.1)
+    m.serving({"champion": ("2", 1_700_000_000)})
+    m.observe(response(), 0.01, {})  # version "2" served as the challenger
+    m.forget("1")
+    lines = [ln for ln in generate_latest(m.registry).decode().splitlines()
+             if not ln.startswith("#")]  # fmt: skip
+    assert not [ln for ln in lines if 'version="1"' in ln]
+    # version 2's series, and those without a version, are all still there
+    mine = {ln.partition("{")[0] for ln in lines if 'version="2"' in ln}
+    assert mine >= {"vidrec_feature_value_bucket", "vidrec_feature_missing_total",
+                    "vidrec_impressions_total", "vidrec_clicks_total",
+                    "vidrec_model_call_requests_count", "vidrec_shadow_overlap_ratio_count",
+                    "vidrec_shadow_rank_correlation_count", "vidrec_model_info"}  # fmt: skip
+    assert value(m, "vidrec_requests_total", variant="challenger", code="200") == 1
+    assert "1" not in m.features.edges and "2" in m.features.edges

@@ -7,6 +7,7 @@ metrics recorded inside replica processes would never reach that `/metrics`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -166,6 +167,16 @@ class ServingMetrics:
                 for counter in (self.impressions, self.clicks, self.watch):
                     counter.labels(variant, version, group)
 
+    def forget(self, version: str) -> None:
+        """Drop a retired version's series. Every rollout loads a version and retires one:
+        kept, a long-running server would export each one's feature histograms and cohort
+        counters forever (Prometheus keeps their history; nothing reads them live)."""
+        labelled = (self.impressions, self.clicks, self.watch, self.batch,
+                    self.shadow_overlap, self.shadow_correlation, self.model_info)  # fmt: skip
+        for metric in labelled:
+            metric.remove_by_labels({"version": version})
+        self.features.forget(version)
+
     def observe(self, resp: RecommendResponse, total_s: float, bins: dict[str, BinCounts]) -> None:
         v = resp.variant
         self.requests.labels(v, "200").inc()
@@ -203,18 +214,29 @@ class FeatureHistograms(Collector):
         self.counts: dict[tuple[str, str, str], list[float]] = {}  # variant, version, feature
         self.sums: dict[tuple[str, str, str], float] = {}
         self.missing: dict[tuple[str, str, str], int] = {}
+        # requests add on the event loop, a retired version is forgotten on the thread that
+        # follows the route table, and a scrape reads all three tables in between
+        self.lock = threading.Lock()
 
     def set_reference(self, version: str, bins: FeatureBins) -> None:
         self.edges[version] = bins
 
     def add(self, variant: str, version: str, bins: dict[str, BinCounts]) -> None:
-        for name, b in bins.items():
-            key = (variant, version, name)
-            acc = self.counts.setdefault(key, [0.0] * len(b.counts))
-            for i, c in enumerate(b.counts):
-                acc[i] += c
-            self.sums[key] = self.sums.get(key, 0.0) + b.total
-            self.missing[key] = self.missing.get(key, 0) + b.missing
+        with self.lock:
+            for name, b in bins.items():
+                key = (variant, version, name)
+                acc = self.counts.setdefault(key, [0.0] * len(b.counts))
+                for i, c in enumerate(b.counts):
+                    acc[i] += c
+                self.sums[key] = self.sums.get(key, 0.0) + b.total
+                self.missing[key] = self.missing.get(key, 0) + b.missing
+
+    def forget(self, version: str) -> None:
+        with self.lock:
+            self.edges.pop(version, None)
+            for table in (self.counts, self.sums, self.missing):
+                for key in [k for k in table if k[1] == version]:
+                    del table[key]
 
     def collect(self) -> Iterator[Any]:
         hist = HistogramMetricFamily(
@@ -227,14 +249,16 @@ class FeatureHistograms(Collector):
             "Model input values missing (NaN) at serving",
             labels=["variant", "version", "feature"],
         )
-        for key, counts in list(self.counts.items()):
+        with self.lock:
+            rows = [(k, list(c), self.sums[k], self.missing[k]) for k, c in self.counts.items()]
+        for key, counts, total, absent in rows:
             edges = self._edges(key[1], key[2], len(counts))
             cumulative, running = [], 0.0
             for le, c in zip([*map(str, edges), "+Inf"], counts, strict=True):
                 running += c
                 cumulative.append((le, running))
-            hist.add_metric(list(key), cumulative, self.sums[key])
-            missing.add_metric(list(key), self.missing[key])
+            hist.add_metric(list(key), cumulative, total)
+            missing.add_metric(list(key), absent)
         yield hist
         yield missing
 

@@ -408,6 +408,7 @@ def _retire(model: VidrecModel, apps: VersionApps, version: str) -> None:
         apps.unload(version)
     except Exception:  # its replicas may linger; the router no longer calls them
         log.exception("cannot delete the app of model version %s", version)
+    model.metrics.forget(version)
     model.metrics.version_changes.labels("retired").inc()
     log.warning("retired model version %s (not named by the route table)", version)
 
