@@ -170,9 +170,10 @@ class ServingMetrics:
     def forget(self, version: str) -> None:
         """Drop a retired version's series. Every rollout loads a version and retires one:
         kept, a long-running server would export each one's feature histograms and cohort
-        counters forever (Prometheus keeps their history; nothing reads them live)."""
+        counters forever (Prometheus keeps their history; nothing reads them live). Its
+        model gauges are `serving`'s: gone once it was no longer served."""
         labelled = (self.impressions, self.clicks, self.watch, self.batch,
-                    self.shadow_overlap, self.shadow_correlation, self.model_info)  # fmt: skip
+                    self.shadow_overlap, self.shadow_correlation)  # fmt: skip
         for metric in labelled:
             metric.remove_by_labels({"version": version})
         self.features.forget(version)
