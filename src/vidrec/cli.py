@@ -257,12 +257,10 @@ def bench_features(
 ) -> None:
     """PIT join rows/s, peak RSS, and the naive pandas join's speed in the same run."""
     from vidrec.bench.features import run
+    from vidrec.bench.features_table import lines
 
-    emit(
-        run([s.strip() for s in scales.split(",") if s.strip()], naive_rows, out),
-        json_out,
-        "feature benchmark",
-    )
+    report = run([s.strip() for s in scales.split(",") if s.strip()], naive_rows, out)
+    emit(report, json_out, "feature benchmark", lines(report))
 
 
 @bench_app.command("train")
@@ -275,9 +273,11 @@ def bench_train(
 ) -> None:
     """Pipeline step times, ANN latency/recall vs exact search, ranker scoring latency."""
     from vidrec.bench.train import run
+    from vidrec.bench.train_table import lines
 
     sizes_n = [int(x) for x in sizes.split(",") if x.strip()]
-    emit(run(scale, sizes_n, out, pipeline), json_out, "training benchmark")
+    report = run(scale, sizes_n, out, pipeline)
+    emit(report, json_out, "training benchmark", lines(report))
 
 
 def _settings(config: Path | None) -> Settings:
@@ -512,6 +512,7 @@ def bench_drift(
 ) -> None:
     """Drift monitor on the simulator's scenarios: false alarms, detection delay (JSON, PNG)."""
     from vidrec.bench.drift import run
+    from vidrec.bench.drift_table import lines
 
     if onset_day >= days:
         raise InvalidInput(f"--onset-day ({onset_day}) must be < --days ({days})", key="onset_day")
@@ -523,7 +524,7 @@ def bench_drift(
     with step_status(json_out) as on_step:
         report = run(_settings(config), out / "drift", scale, days, onset_day, window_hours,
                      window_requests, seed, seeds, quiet_seeds, chosen, tick=on_step)  # fmt: skip
-    emit(report, json_out, "drift benchmark")
+    emit(report, json_out, "drift benchmark", lines(report))
 
 
 def _serving_bundles(settings: Settings, routes: Path, pinned: str | None) -> dict[str, Path]:

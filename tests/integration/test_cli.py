@@ -108,3 +108,15 @@ def test_train_and_registry_verbs_answer_in_one_json_line(tmp_path: Path) -> Non
     cfg.write_text("[gates]\nmetrc = 'x'\n")
     p = vidrec("registry", "list", "--config", str(cfg), "--json")
     assert p.returncode == 2 and "gates.metrc" in one_json_line(p)["message"]
+
+
+def test_bench_train_shows_a_terminal_its_tables_not_the_whole_report(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    p = vidrec("bench", "train", "--no-pipeline", "--sizes", "20000", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    md = (out / "train.md").read_text().splitlines()
+    assert md[2].startswith("| 20,000 |") and md[-1].startswith("Ranker scoring")
+    shown = p.stdout.splitlines()
+    assert shown[0] == "training benchmark" and shown[1 : 1 + len(md)] == md
+    assert shown[-1] == f"table {out / 'train.md'}, plot {out / 'train.png'}"
+    assert "machine" not in p.stdout  # the report itself stays in train.json

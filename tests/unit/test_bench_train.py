@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from vidrec.bench.train import bench_ann, bench_ranker_scoring, write_report
+from vidrec.bench.train_table import table
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +46,6 @@ def test_ranker_scorers_agree_and_report_is_written(ann: dict, tmp_path: Path) -
     report = write_report({"ann": ann, "ranker_scoring": scoring}, tmp_path / "bench")
     assert json.loads((tmp_path / "bench" / "train.json").read_text())["ann"] == ann
     assert Path(report["plot"]).stat().st_size > 0
+    md = (tmp_path / "bench" / "train.md").read_text().splitlines()
+    assert report["table"] == str(tmp_path / "bench" / "train.md")
+    assert md == table(report) and md[-1].startswith("Ranker scoring")  # the README's tables

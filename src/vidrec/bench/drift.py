@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from vidrec.bench.drift_table import table
 from vidrec.config import (
     DAY,
     SCENARIOS,
@@ -136,7 +137,9 @@ def run(
         s: r["windows"] for s, r in results.items()}, "samples_mode_windows": {
         s: r["samples_mode"]["windows"] for s, r in results.items()}}, indent=1))  # fmt: skip
     _plot(results, report, out / "drift.png")
-    return {**report, "report": str(out / "drift.json"), "plot": str(out / "drift.png")}
+    report |= {"report": str(out / "drift.json"), "plot": str(out / "drift.png")}
+    (out / "drift.md").write_text("\n".join(table(report)) + "\n")  # the README's table
+    return report | {"table": str(out / "drift.md")}
 
 
 def _brief(r: dict[str, Any]) -> dict[str, Any]:
@@ -326,10 +329,10 @@ def _train(settings: Settings, sim: Path, cut: int, out: Path) -> dict[str, Any]
     """The pipeline (up to evaluate: no registry) on the log as it was at `cut`."""
     data = out / "train-data"
     data.mkdir(parents=True)
-    for table, col in TIME_COLUMNS.items():
-        t = pq.read_table(sim / f"{table}.parquet")
+    for name, col in TIME_COLUMNS.items():
+        t = pq.read_table(sim / f"{name}.parquet")
         pq.write_table(t.filter(pd.Series(t.column(col).to_numpy() < cut).to_numpy()),
-                       data / f"{table}.parquet")  # fmt: skip
+                       data / f"{name}.parquet")  # fmt: skip
     shutil.copy(sim / "manifest.json", data / "manifest.json")
     run_dir = out / "run"
     run_training(settings, data, run_dir=run_dir, until="evaluate")

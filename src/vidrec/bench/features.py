@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vidrec.bench.datasets import cached_simulation
+from vidrec.bench.features_table import table
 from vidrec.bench.machine import machine
 from vidrec.config import FeatureConfig
 from vidrec.data.validate import open_dataset
@@ -70,9 +71,9 @@ def run(scales: list[str], naive_rows: int, out: Path) -> dict[str, Any]:
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     report = {"benchmark": "features", "machine": machine(), "results": results}
     (out / "features.json").write_text(json.dumps(report, indent=2))
+    (out / "features.md").write_text("\n".join(table(report)) + "\n")  # the README's table
     _plot(results, out / "features.png")
-    report["plot"] = str(out / "features.png")
-    return report
+    return report | {"plot": str(out / "features.png"), "table": str(out / "features.md")}
 
 
 def _plot(results: list[dict[str, Any]], path: Path) -> None:

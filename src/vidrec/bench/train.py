@@ -28,6 +28,7 @@ import numpy.typing as npt
 import psutil
 
 from vidrec.bench.machine import machine
+from vidrec.bench.train_table import table
 from vidrec.models.exact import ExactIndex
 from vidrec.models.faiss_ivf import IvfIndex
 from vidrec.models.lightgbm_scorer import LightGBMScorer
@@ -352,7 +353,8 @@ def _train_model(path: Path, rounds: int, rng: np.random.Generator) -> tuple[Pat
 
 
 def write_report(result: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Write `out/train.json` and `out/train.png`; `result` holds "ann" and/or "ranker_scoring"."""
+    """Write `out/train.json`, `out/train.md` and `out/train.png`; `result` holds "ann"
+    and/or "ranker_scoring" (and "pipeline")."""
     out.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "train",
@@ -360,8 +362,9 @@ def write_report(result: dict[str, Any], out: Path) -> dict[str, Any]:
         **result,
     }
     (out / "train.json").write_text(json.dumps(report, indent=2))
+    (out / "train.md").write_text("\n".join(table(report)) + "\n")  # the README's tables
     _plot(report, out / "train.png")
-    return report | {"plot": str(out / "train.png")}
+    return report | {"plot": str(out / "train.png"), "table": str(out / "train.md")}
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
