@@ -100,6 +100,9 @@ def drift_report() -> dict[str, Any]:
             "none": signal([]) | {"samples_mode": signal([]), "ctr_drop": signal([])},
             "new-market": signal([0, 1, 0], 0.963, flagged={"country_code": 50, "x": 3})
             | {"samples_mode": signal([0, 3, 0], 0.9), "ctr_drop": signal([None, 2, 25], 0.1)},
+            "catalog-surge": signal([None, None], 0.0)
+            | {"samples_mode": signal([None, 4], 0.01, flagged={"video_age_days": 2, "y": 1}),
+               "ctr_drop": signal([None, None], 0.0)},
         },
         "seconds": 2640.4, "report": "r.json", "table": "t.md", "plot": "p.png",
     }  # fmt: skip
@@ -107,7 +110,7 @@ def drift_report() -> dict[str, Any]:
 
 def test_drift_pooled_quiet_windows_then_a_row_per_scenario_with_a_change() -> None:
     lines = drift_table.table(drift_report())
-    assert len(lines) == 2 + 2  # `none` only counts in the pooled row
+    assert len(lines) == 2 + 3  # `none` only counts in the pooled row
     assert cells(lines[2]) == ["all quiet windows", "false alarms <= 1 % of windows",
                                "**0.25 %** (1 of 396; upper 95 %: 1.2 %)",
                                "2 % (8 of 396; upper 95 %: 3.6 %)", "no quiet window"]  # fmt: skip
@@ -115,6 +118,9 @@ def test_drift_pooled_quiet_windows_then_a_row_per_scenario_with_a_change() -> N
                                "**0, 1, 0**; 96 % of later windows flag (country_code)",
                                "0, 3, 0; 90 % of later windows flag",
                                "not seen, 2, 25"]  # fmt: skip
+    # not meant to be caught: what flagged, if anything
+    assert cells(lines[4]) == ["catalog-surge", "which features flag", "none",
+                               "video_age_days (2), y (1)", "none"]  # fmt: skip
     assert drift_table.lines(drift_report())[-1] == (
         "2640 s; report r.json, table t.md, plot p.png"
     )

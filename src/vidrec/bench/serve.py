@@ -235,12 +235,15 @@ class _Bench:
                 if i == 0:
                     shadow = self._shadow(n, max(rates), duration_s, ts, shadow_cycles, shadow_noop)
                     unbatched = self._unbatched(n, handles, rates, duration_s, ts)
-            local, back_to_back = _in_process(bundle, self.settings, rates, duration_s, ts)
+            local, back_to_back, spinning = _in_process(
+                bundle, self.settings, rates, duration_s, ts
+            )
             sizes[str(n)] = {
                 "noop": paired,
                 "endpoint": endpoint,
                 "in_process": local,
                 "in_process_back_to_back": back_to_back,
+                "in_process_spinning": spinning,
                 "ratios": {
                     key(r): _ratios(endpoint[key(r)], paired[key(r)], local[key(r)]) for r in rates
                 },
@@ -532,11 +535,12 @@ def _round(x: float | None) -> float | None:
 
 def _in_process(
     bundle: Path, settings: Settings, rates: Sequence[float], duration_s: float, ts: int
-) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """(c): the same Recommender (retrieval, features, ranking, rules) in this process, at
-    each rate, then `BACK_TO_BACK` calls with no pause between them; `stage_ms`: the model
-    stages' mean times and the whole call's (`call`). What one call costs back to back
-    against paced shows how much of it is a cold start after each pause."""
+    each rate, then `BACK_TO_BACK` calls with no pause between them, then as many with the
+    top rate's pause spent spinning; `stage_ms`: the model stages' mean times and the whole
+    call's (`call`). What one call costs back to back against paced shows how much of it is
+    a cold start after each pause; spinning, whether that is the CPU idling in the pause."""
     from vidrec.features.definitions import FEATURES
     from vidrec.features.online import OnlineFeatures
     from vidrec.features.store import open_store
@@ -565,11 +569,18 @@ def _in_process(
         run = with_cpu(partial(open_loop_local, call, r, duration_s, warm), r, duration_s)
         return run | {"stage_ms": stage_ms({}, timed)}
 
+    def repeated(pause_s: float) -> dict[str, Any]:
+        timed.clear()
+        for i in range(BACK_TO_BACK):
+            until = time.perf_counter() + pause_s
+            while time.perf_counter() < until:  # busy: the CPU never idles between calls
+                pass
+            call(i)
+        return {"calls": BACK_TO_BACK, "pause_ms": round(1000 * pause_s, 1),
+                "stage_ms": stage_ms({}, timed)}  # fmt: skip
+
     runs = {key(r): measured(r) for r in rates}
-    timed.clear()
-    for i in range(BACK_TO_BACK):
-        call(i)
-    return runs, {"calls": BACK_TO_BACK, "stage_ms": stage_ms({}, timed)}
+    return runs, repeated(0.0), repeated(1 / max(rates))
 
 
 def open_loop_local(
