@@ -58,7 +58,7 @@ lint: install ## ruff + mypy
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-bench: install ## Feature, training and serving benchmarks (JSON + PNG in out/bench; serving needs make demo)
+bench: install ## Feature, training, serving and drift benchmarks (JSON, tables, PNG in out/bench; serving needs make demo)
 	$(BIN)/vidrec bench features --scales demo,large --json
 	$(BIN)/vidrec bench train --scale demo --sizes 100000,1000000 --json
 	$(BIN)/vidrec bench serve --config out/demo/vidrec.toml --json

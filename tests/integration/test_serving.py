@@ -105,6 +105,18 @@ def test_bad_input_gets_a_4xx_that_says_what(
     assert says in r.text
 
 
+def test_a_json_body_declared_as_another_media_type_is_415_naming_the_header(
+    server: dict[str, Any],
+) -> None:
+    url, body = f"{server['url']}/v1/models/vidrec:predict", b'{"instances": [{"user_id": 3}]}'
+    for declared in ("application/x-www-form-urlencoded", "text/plain"):  # curl -d's, and plain
+        r = httpx.post(url, content=body, headers={"content-type": declared}, timeout=30)
+        assert r.status_code == 415, r.text
+        assert "Content-Type: application/json" in r.json()["message"] and declared in r.text
+    r = httpx.post(url, content=body, timeout=30)  # none declared: KServe reads it as JSON
+    assert r.status_code == 200 and "content-type" not in r.request.headers, r.text
+
+
 def test_an_unknown_user_is_served(server: dict[str, Any]) -> None:
     r = predict(server, {"user_id": 10**12, "k": 5})
     assert r.status_code == 200 and len(r.json()["predictions"][0]["items"]) == 5

@@ -106,6 +106,11 @@ class TooLarge(VidrecError):
     code = "too_large"
 
 
+class NotJson(VidrecError):
+    http_status = 415
+    code = "unsupported_media_type"
+
+
 @dataclass(frozen=True)
 class Deployment:
     """What the server process knows of the app it fronts."""
@@ -170,6 +175,10 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         return V2_OUT
 
     async def preprocess(self, payload: Any, headers: Any = None) -> Any:
+        if isinstance(payload, bytes | str):  # KServe hands on a body declared as not JSON
+            declared = (headers or {}).get("content-type")
+            raise NotJson(f'V1: the body must be JSON: send "Content-Type: application/json" '
+                          f"(got {declared!r})")  # fmt: skip
         return payload, parse_instances(payload)
 
     async def predict(self, parsed: Any, headers: Any = None, response_headers: Any = None) -> Any:
