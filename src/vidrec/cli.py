@@ -445,6 +445,7 @@ def traffic(
 ) -> None:
     """Replay simulated users against an endpoint and send their outcomes to /v1/feedback."""
     from vidrec.traffic.replay import Drift, replay
+    from vidrec.traffic.summary_lines import render
     from vidrec.traffic.users import SimulatedUsers
 
     if drift not in (None, "new-market"):
@@ -452,7 +453,8 @@ def traffic(
     injected = Drift(drift_share, int(drift_after * rate)) if drift else None
     users = SimulatedUsers.load(data)
     with progress(int(rate * duration), "requests") as tick:
-        emit(replay(url, users, rate, duration, k, seed, tick, injected), json_out, "traffic")
+        summary = replay(url, users, rate, duration, k, seed, tick, injected)
+    emit(summary, json_out, "traffic", render(summary))
 
 
 @bench_app.command("serve")

@@ -27,6 +27,7 @@ from vidrec.data.schema import IMPRESSIONS, WATCHES, check_schema
 from vidrec.serving.file_routes import FileRouteSource, write_atomic
 from vidrec.serving.routing import RouteTable, assign
 from vidrec.traffic.replay import replay
+from vidrec.traffic.summary_lines import render
 from vidrec.traffic.users import SimulatedUsers
 
 pytestmark = pytest.mark.integration
@@ -284,6 +285,9 @@ def test_traffic_replays_users_and_their_outcomes(server: dict[str, Any], small_
     assert out["feedback"]["accepted"] > 0 and set(out["feedback"]) == {"accepted"}
     assert _metric(server, clicks) == before + champion["clicks"]
     assert champion["true_engagement_per_request"] > 0
+    shown = render(out)  # what `vidrec traffic` prints on a terminal
+    assert "30 of 30 requests answered 2xx" in shown[0] and "0 other statuses" in shown[0]
+    assert shown[-1].startswith("| champion | 30 | 0 | ")
 
 
 @pytest.mark.parametrize(
