@@ -137,9 +137,9 @@ def run(
         s: r["windows"] for s, r in results.items()}, "samples_mode_windows": {
         s: r["samples_mode"]["windows"] for s, r in results.items()}}, indent=1))  # fmt: skip
     _plot(results, report, out / "drift.png")
-    report |= {"report": str(out / "drift.json"), "plot": str(out / "drift.png")}
     (out / "drift.md").write_text("\n".join(table(report)) + "\n")  # the README's table
-    return report | {"table": str(out / "drift.md")}
+    return {**report, "report": str(out / "drift.json"), "plot": str(out / "drift.png"),
+            "table": str(out / "drift.md")}  # fmt: skip
 
 
 def _brief(r: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,8 @@ def table(report: dict[str, Any]) -> list[str]:
         if name == "none":
             continue
         if name in WATCHED:
-            cells = [_flagged(r if s == "drift" else r[s], s != "ctr_drop") for s, _ in SIGNALS]
+            cells = [_flagged(r if s == "drift" else r[s], features=s != "ctr_drop")
+                     for s, _ in SIGNALS]  # fmt: skip
             lines.append(_row(name, "which features flag", cells))
             continue
         cells = [_detection(r if s == "drift" else r[s], delay, features=s != "ctr_drop")
@@ -66,7 +67,7 @@ def _detection(x: dict[str, Any], most: int, features: bool) -> str:
     if not delays:
         return "no platform"
     met = all(d is not None and d <= most for d in delays)
-    text = _bold(", ".join("not seen" if d is None else str(d) for d in delays), met)
+    text = _bold(_delays(delays), met)
     share = x["detected_share_after_onset"]
     if features and share is not None:
         text += f"; {_pct(share)} of later windows flag"
@@ -81,8 +82,12 @@ def _flagged(x: dict[str, Any], features: bool) -> str:
         flagged = x["features_flagged_after_onset"]
         return ", ".join(f"{f} ({n})" for f, n in flagged.items()) if flagged else "none"
     delays = x["detection_delays"]
-    seen = [d for d in delays if d is not None]
-    return ", ".join("not seen" if d is None else str(d) for d in delays) if seen else "none"
+    return _delays(delays) if any(d is not None for d in delays) else "none"
+
+
+def _delays(delays: list[int | None]) -> str:
+    """Each platform's delay in windows; "not seen" where it never flagged."""
+    return ", ".join("not seen" if d is None else str(d) for d in delays)
 
 
 def _pct(x: float) -> str:
