@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import typer
 
-from vidrec.config import SCENARIOS, FeatureConfig, Settings, load_settings, parse, sim_config
+from vidrec.config import (
+    SCALES,
+    SCENARIOS,
+    FeatureConfig,
+    Settings,
+    load_settings,
+    parse,
+    sim_config,
+)
 from vidrec.errors import ConfigError, InvalidInput, VidrecError
 
 if TYPE_CHECKING:  # the CLI imports what a verb needs when it runs
@@ -46,6 +54,17 @@ chart_app = typer.Typer(no_args_is_help=True, help="The Helm chart's generated f
 app.add_typer(chart_app, name="chart")
 dashboards_app = typer.Typer(no_args_is_help=True, help="Grafana dashboards: PNG previews.")
 app.add_typer(dashboards_app, name="dashboards")
+
+
+def _http_url(value: str) -> str:
+    """An option that must be an http(s) URL: refused before any request is sent."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(f"{value!r} is not an http:// or https:// URL with a host")
+    return value
+
 
 JSON = typer.Option(False, "--json", help="Print one JSON summary line instead of text.")
 CONFIG = typer.Option(None, "--config", help="Settings file (TOML or JSON); unknown keys fail.")
@@ -259,7 +278,12 @@ def bench_features(
     from vidrec.bench.features import run
     from vidrec.bench.features_table import lines
 
-    report = run([s.strip() for s in scales.split(",") if s.strip()], naive_rows, out)
+    names = [s.strip() for s in scales.split(",") if s.strip()]
+    if unknown := [s for s in names if s not in SCALES]:
+        raise ConfigError(
+            f"--scales: unknown scale {unknown[0]!r}; choose from {sorted(SCALES)}", key="scales"
+        )
+    report = run(names, naive_rows, out)
     emit(report, json_out, "feature benchmark", lines(report))
 
 
@@ -356,7 +380,7 @@ def evaluate(
 
 @app.command()
 def serve(
-    port: int = typer.Option(8080, help="HTTP port"),
+    port: int = typer.Option(8080, min=1, max=65535, help="HTTP port"),
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 in a pod)"),
     store: str = typer.Option(
         None, envvar="VIDREC_ONLINE_STORE", help="online store URL (see `features materialize`)"
@@ -430,7 +454,9 @@ def serve(
 
 @app.command()
 def traffic(
-    url: str = typer.Option("http://127.0.0.1:8080", help="a running `vidrec serve`"),
+    url: str = typer.Option(
+        "http://127.0.0.1:8080", callback=_http_url, help="a running `vidrec serve`"
+    ),
     data: Path = typer.Option(Path("out/demo/sim"), help="simulated log (with oracle/)"),
     rate: float = typer.Option(20.0, min=0.1, help="requests per second (open loop)"),
     duration: float = typer.Option(30.0, min=0.1, help="seconds to run"),
@@ -614,7 +640,9 @@ def _version_summary(v: Any) -> dict[str, Any]:
 def monitor_run(
     runs: int = typer.Option(None, min=1, help="stop after this many runs (default: forever)"),
     host: str = typer.Option("127.0.0.1", help="address of the monitor's /metrics"),
-    port: int = typer.Option(None, help="port of /metrics (default: monitoring.monitor_port)"),
+    port: int = typer.Option(
+        None, min=1, max=65535, help="port of /metrics (default: monitoring.monitor_port)"
+    ),
     out: Path = typer.Option(Path("out/monitor"), help="event log, bundles, retraining runs"),
     retrain_job: str = typer.Option(
         None, help="in a cluster: retrain as a Job made from this CronJob, not in this process"
@@ -712,7 +740,9 @@ def chart_generate(
 
 @dashboards_app.command("render")
 def dashboards_render(
-    prometheus: str = typer.Option("http://127.0.0.1:9090", help="the Prometheus to query"),
+    prometheus: str = typer.Option(
+        "http://127.0.0.1:9090", callback=_http_url, help="the Prometheus to query"
+    ),
     since: float = typer.Option(3600.0, min=60, help="seconds of history to draw"),
     until: float = typer.Option(None, help="epoch seconds the history ends (default: now)"),
     window: str = typer.Option("1m", help="rate window standing in for $__rate_interval"),
@@ -867,7 +897,9 @@ def rollout_run(
     until_done: bool = typer.Option(False, help="exit once the rollout has ended"),
     timeout: float = typer.Option(None, min=0, help="exit after this many seconds"),
     host: str = typer.Option("127.0.0.1", help="address of the controller's /metrics"),
-    port: int = typer.Option(None, help="port of /metrics (default: rollout.metrics_port)"),
+    port: int = typer.Option(
+        None, min=1, max=65535, help="port of /metrics (default: rollout.metrics_port)"
+    ),
     config: Path = CONFIG,
     json_out: bool = JSON,
 ) -> None:
@@ -911,8 +943,10 @@ def rollout_operator(
     kubeconfig: Path = typer.Option(None, help="default: in-cluster, else ~/.kube/config"),
     interval: float = typer.Option(2.0, min=0.1, help="seconds between passes per object"),
     host: str = typer.Option("127.0.0.1", help="address of /metrics and /healthz"),
-    port: int = typer.Option(None, help="port of /metrics (default: rollout.metrics_port)"),
-    health_port: int = typer.Option(8081, help="port of kopf's /healthz"),
+    port: int = typer.Option(
+        None, min=1, max=65535, help="port of /metrics (default: rollout.metrics_port)"
+    ),
+    health_port: int = typer.Option(8081, min=1, max=65535, help="port of kopf's /healthz"),
     config: Path = CONFIG,
     json_out: bool = JSON,
 ) -> None:
@@ -963,36 +997,49 @@ def demo(
         raise typer.Exit(1)
 
 
+def _fail(exc: VidrecError, as_json: bool, show: Callable[[], None] | None = None) -> None:
+    """The error as the one JSON line (`--json`) and for people on stderr; exit code 2."""
+    if as_json:
+        sys.stdout.write(orjson.dumps(exc.to_dict()).decode() + "\n")
+    if show is None:
+        sys.stderr.write(f"vidrec: error: {exc.message}\n")
+    else:
+        show()
+    sys.exit(2)
+
+
+def usage_error(exc: typer.TyperException) -> ConfigError:
+    """A command-line usage error (unknown verb or option, bad or missing value) as a
+    ConfigError naming the option; typer raises its own copy of click's exceptions."""
+    param = getattr(exc, "param", None)
+    key = getattr(exc, "option_name", None) or (param.opts[0] if param and param.opts else None)
+    return ConfigError(exc.format_message(), **({"key": key} if key else {}))
+
+
+def file_error(exc: OSError) -> InvalidInput:
+    """A file or directory the command could not read or write, named."""
+    name = exc.filename
+    message = f"{name}: {exc.strerror}" if name is not None and exc.strerror else str(exc)
+    return InvalidInput(message, **({"file": str(name)} if name is not None else {}))
+
+
 def main() -> None:
     as_json = "--json" in sys.argv
     try:
         # without standalone mode click returns typer.Exit's code instead of raising it
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
-    except VidrecError as exc:
-        if as_json:
-            sys.stdout.write(orjson.dumps(exc.to_dict()).decode() + "\n")
-        sys.stderr.write(f"vidrec: error: {exc.message}\n")
-        sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (typer.BadParameter, typer.Abort) as exc:
-        sys.stderr.write(f"vidrec: {exc}\n")
-        sys.exit(2)
-    except Exception as exc:  # click usage errors arrive as ClickException subclasses
-        import click
-
-        if isinstance(exc, click.ClickException):
-            if as_json:
-                sys.stdout.write(
-                    orjson.dumps(
-                        {"error": "usage", "status": 400, "message": exc.format_message()}
-                    ).decode()
-                    + "\n"
-                )
-            exc.show()
-            sys.exit(2)
-        raise
+    except typer.Abort:
+        sys.stderr.write("vidrec: aborted\n")
+        sys.exit(1)
+    except VidrecError as exc:
+        _fail(exc, as_json)
+    except typer.TyperException as exc:  # usage; `vidrec` alone: the help, as click shows it
+        _fail(usage_error(exc), as_json, show=getattr(exc, "show", None))
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        _fail(file_error(exc), as_json)
 
 
 if __name__ == "__main__":

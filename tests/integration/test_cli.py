@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,13 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def vidrec(*args: str) -> subprocess.CompletedProcess[str]:
+def vidrec(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vidrec.cli", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "vidrec.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
 
 
@@ -120,3 +125,48 @@ def test_bench_train_shows_a_terminal_its_tables_not_the_whole_report(tmp_path: 
     assert shown[0] == "training benchmark" and shown[1 : 1 + len(md)] == md
     assert shown[-1] == f"table {out / 'train.md'}, plot {out / 'train.png'}"
     assert "machine" not in p.stdout  # the report itself stays in train.json
+
+
+def test_usage_errors_name_the_option_in_one_json_line_and_never_a_traceback(
+    tmp_path: Path,
+) -> None:
+    p = vidrec()  # no verb: the help, as click shows it
+    assert p.returncode == 2 and "simulate" in p.stdout + p.stderr
+    assert "Traceback" not in p.stderr
+    for args, key in [
+        (("monitor", "run", "--runs", "0"), "--runs"),  # out of range
+        (("simulate", "--seed", "x"), "--seed"),  # not a number
+        (("serve", "--port", "99999"), "--port"),  # not a port
+        (("registry", "list", "--bogus"), "--bogus"),  # no such option
+        (("registry", "show"), "ref"),  # missing argument
+        (("traffic", "--url", "localhost:8080"), "--url"),  # not an http(s) URL
+        (("bench", "features", "--scales", "demo,tiny"), "scales"),  # checked before any work
+    ]:
+        p = vidrec(*args, "--json")
+        assert p.returncode == 2, args
+        err = one_json_line(p)
+        assert (err["error"], err["status"], err["details"]["key"]) == ("config_error", 400, key)
+        assert key in err["message"] and key in p.stderr and "Traceback" not in p.stderr
+
+    # an output path that cannot be written fails before the work, naming the file
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / "afile" / "t.parquet"
+    p = vidrec(
+        "features", "build", "--data", str(tmp_path / "nowhere"), "--out", str(out), "--json"
+    )
+    assert p.returncode == 2
+    err = one_json_line(p)
+    assert err["status"] == 400 and err["details"]["file"] == str(out), err
+    assert "Traceback" not in p.stderr
+    p = vidrec("monitor", "rules", "--out", str(tmp_path / "afile" / "rules"), "--json")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    err = one_json_line(p)
+    assert err["status"] == 400 and err["details"]["file"] == str(tmp_path / "afile" / "rules")
+
+    # --kube with no cluster configured: 503 saying how to point at one
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env["KUBECONFIG"] = str(tmp_path / "no-kubeconfig")
+    p = vidrec("rollout", "status", "--kube", "default/x", "--json", env=env)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    err = one_json_line(p)
+    assert err["status"] == 503 and "$KUBECONFIG" in err["message"], err

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from vidrec.errors import ConfigError
+from vidrec.errors import ConfigError, InvalidInput
 from vidrec.features.store import OnlineStore, open_store
 
 
@@ -64,3 +65,12 @@ def test_snapshot_versions_change_with_every_write(store: OnlineStore) -> None:
     store.write_snapshot("creator", 100, [((7,), {"b": 1})])
     second = store.snapshot_versions()
     assert set(second) == {"video", "creator"} and second["video"] != first["video"]
+
+
+def test_a_sqlite_file_that_cannot_be_a_store_is_bad_input_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a database, and not a directory either")
+    for path in (tmp_path / "afile" / "x.db", tmp_path / "afile"):
+        with pytest.raises(InvalidInput) as e:
+            open_store(f"sqlite:///{path}")
+        assert e.value.http_status == 400 and e.value.details["file"] == str(path)
+        assert str(path) in e.value.message

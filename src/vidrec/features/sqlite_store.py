@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from itertools import islice
 
+from vidrec.errors import InvalidInput
 from vidrec.features.store import Key, Row, decode_row, encode_key, encode_row, new_token
 
 _SCHEMA = """
@@ -21,9 +22,12 @@ CREATE INDEX IF NOT EXISTS history_by_user ON history (user_id, ts, video_id);
 class SQLiteStore:
     def __init__(self, path: str) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(_SCHEMA)
+        try:
+            self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:  # no such directory, not writable, not a database
+            raise InvalidInput(f"online store sqlite:///{path}: {exc}", file=path) from exc
 
     def write_snapshot(self, entity: str, as_of: int, rows: Iterable[tuple[Key, Row]]) -> int:
         n = 0

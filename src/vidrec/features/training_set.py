@@ -112,6 +112,13 @@ def build_training_set(
 ) -> dict[str, Any]:
     """Write `out` (Parquet) and return a summary; raises LeakageError on a leaky feature."""
     t0 = time.perf_counter()
+    tmp = out.with_suffix(".partial")
+    try:  # an unwritable `out` fails now, named, not after the join
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.touch()
+        tmp.unlink()
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {out}: {exc.strerror or exc}", file=str(out)) from exc
     ds = open_dataset(data, cfg, rejects_dir=out.parent / "rejects")
     build_ts = build_ts if build_ts is not None else default_build_ts(ds)
     pit = PointInTime(ds.con, fs, cfg.last_n)
@@ -125,8 +132,6 @@ def build_training_set(
     total = scalar(ds.con, "SELECT count(*) FROM __rows")
     # no ORDER BY: sorting the wide result of 50M rows spilled tens of GB. The file is a
     # set of rows (same rows every build); consumers sort the split they read.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".partial")
     keep = [*ID_COLUMNS, *fs.feature_names()]
     writer: pq.ParquetWriter | None = None
     n = positives = 0

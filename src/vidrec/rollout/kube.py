@@ -10,7 +10,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from vidrec.errors import NotFound
+from vidrec.errors import NotFound, NotReady
 
 
 def kube_api(kubeconfig: Path | None = None) -> client.ApiClient:
@@ -23,8 +23,15 @@ def kube_api(kubeconfig: Path | None = None) -> client.ApiClient:
         os.environ["KUBECONFIG"] = str(kubeconfig)
     try:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException as outside:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            raise NotReady(
+                f"no Kubernetes cluster to talk to: {outside} (set $KUBECONFIG, or --kubeconfig "
+                "where the verb takes it; in a pod, its service account is used)",
+                kubeconfig=os.environ.get("KUBECONFIG", "~/.kube/config"),
+            ) from outside
     return client.ApiClient()
 
 
