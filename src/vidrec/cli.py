@@ -27,6 +27,7 @@ from vidrec.config import (
     sim_config,
 )
 from vidrec.errors import ConfigError, InvalidInput, VidrecError
+from vidrec.ports import ensure_free
 
 if TYPE_CHECKING:  # the CLI imports what a verb needs when it runs
     from vidrec.monitoring.retrain import Retrainer
@@ -398,6 +399,7 @@ def serve(
     json_out: bool = JSON,
 ) -> None:
     """Serve the champion (and challenger) from the registry: Ray Serve behind KServe."""
+    ensure_free(host, port, "--port")
     from vidrec.serving.server import prepare_ray_env
 
     prepare_ray_env()
@@ -673,6 +675,7 @@ def monitor_run(
     retrainer = _retrainer(settings, config, out, retrain_job, namespace, kubeconfig)
     metrics = MonitorMetrics()
     metrics.registry.register(PipelineCollector([*cfg.pipeline_runs, out / "runs"]))
+    ensure_free(host, port or cfg.monitor_port, "--port")
     start_http_server(port or cfg.monitor_port, addr=host, registry=metrics.registry)
     monitor = DriftMonitor(
         cfg,
@@ -915,6 +918,7 @@ def rollout_run(
 
     settings = _settings(config)
     metrics = RolloutMetrics()
+    ensure_free(host, port or settings.rollout.metrics_port, "--port")
     start_http_server(port or settings.rollout.metrics_port, addr=host, registry=metrics.registry)
     controller = open_controller(settings, metrics)
     stop = threading.Event()
@@ -967,6 +971,7 @@ def rollout_operator(
     api = kube_api(kubeconfig)
     metrics = RolloutMetrics()
     metrics_port = port or settings.rollout.metrics_port
+    ensure_free(host, metrics_port, "--port")
     start_http_server(metrics_port, addr=host, registry=metrics.registry)
     measurer = PrometheusMeasurer(PrometheusProvider(settings.monitoring.prometheus_url))
     op = Operator(api, namespace, measurer, open_registry(settings.registry),

@@ -15,6 +15,8 @@ import os
 import socket
 from pathlib import Path
 
+from vidrec.errors import Conflict
+
 RAY_WORKER_PORTS_END = 19_999  # ray.init's default max_worker_port
 _EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _given: set[int] = set()
@@ -51,3 +53,18 @@ def free_port(host: str = "127.0.0.1") -> int:
             _given.add(got)
             return got
     raise OSError(f"no free port on {host}")
+
+
+def ensure_free(host: str, port: int, option: str) -> None:
+    """Refuse a port that something already listens on (409 naming `option`), before
+    starting the work that would fail to bind it later."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise Conflict(
+                f"{option} {port}: cannot listen on {host}:{port}: {exc.strerror or exc}",
+                key=option,
+                port=port,
+            ) from exc

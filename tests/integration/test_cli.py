@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -162,6 +163,16 @@ def test_usage_errors_name_the_option_in_one_json_line_and_never_a_traceback(
     assert p.returncode == 2 and "Traceback" not in p.stderr
     err = one_json_line(p)
     assert err["status"] == 400 and err["details"]["file"] == str(tmp_path / "afile" / "rules")
+
+    # a port something already listens on: 409 before any work starts
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = str(held.getsockname()[1])
+        p = vidrec("monitor", "run", "--runs", "1", "--port", port, "--json")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    err = one_json_line(p)
+    assert (err["status"], err["details"]["key"]) == (409, "--port") and port in err["message"]
 
     # --kube with no cluster configured: 503 saying how to point at one
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
