@@ -572,7 +572,15 @@ def _serving_bundles(settings: Settings, routes: Path, pinned: str | None) -> di
         bundle = reg.download(version, routes.parent / "bundles")
         FileRouteSource(routes).set(RouteTable(champion=version))
         return {version: bundle}
-    champion = reg.get("champion")
+    try:
+        champion = reg.get("champion")
+    except NotFound as exc:  # say what would make one
+        raise NotFound(
+            f"{exc.message}: nothing to serve. `vidrec train --data DIR` registers a first "
+            "champion; after `make demo`, `make serve` (--config out/demo/vidrec.toml) serves "
+            "the demo's registry",
+            **exc.details,
+        ) from exc
     try:
         challenger: Any = reg.get("challenger")
     except NotFound:

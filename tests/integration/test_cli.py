@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from vidrec.ports import free_port
+
 pytestmark = pytest.mark.integration
 
 
@@ -111,6 +113,11 @@ def test_train_and_registry_verbs_answer_in_one_json_line(tmp_path: Path) -> Non
     assert one_json_line(p) == {"versions": []}
     p = vidrec("registry", "show", "champion", "--config", str(cfg), "--json")
     assert p.returncode == 2 and one_json_line(p)["status"] == 404
+    # serving an empty registry says what would fill it, before starting anything
+    p = vidrec("serve", "--config", str(cfg), "--port", str(free_port()), "--json")
+    assert p.returncode == 2
+    err = one_json_line(p)
+    assert err["status"] == 404 and "vidrec train" in err["message"], err
     cfg.write_text("[gates]\nmetrc = 'x'\n")
     p = vidrec("registry", "list", "--config", str(cfg), "--json")
     assert p.returncode == 2 and "gates.metrc" in one_json_line(p)["message"]
