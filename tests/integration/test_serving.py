@@ -106,6 +106,29 @@ def test_bad_input_gets_a_4xx_that_says_what(
     assert says in r.text
 
 
+def v2_request(data: list[Any], shape: list[int] | None = None, **over: Any) -> dict[str, Any]:
+    one = {"name": "request", "shape": shape or [len(data)], "datatype": "BYTES", "data": data}
+    return {"inputs": [{**one, **over}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (v2_request(["{}"], name="req"), 400, "missing input 'request'"),
+        (v2_request(["not json"]), 400, "is not JSON"),
+        (v2_request([1.0], datatype="FP32"), 422, "is FP32, not BYTES"),
+        (v2_request(['{"user_id": 3}'], shape=[2]), 422, "shape [2] but 1 elements"),
+        (v2_request(['{"user_id": 3, "k": 0}']), 422, "instances[0]: k"),
+    ],
+)
+def test_bad_v2_input_gets_a_4xx_that_says_what(
+    server: dict[str, Any], body: dict[str, Any], status: int, says: str
+) -> None:
+    r = httpx.post(f"{server['url']}/v2/models/vidrec/infer", json=body, timeout=30)
+    assert r.status_code == status, r.text
+    assert says in r.json()["message"], r.text
+
+
 def test_a_json_body_declared_as_another_media_type_is_415_naming_the_header(
     server: dict[str, Any],
 ) -> None:

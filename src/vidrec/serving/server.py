@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -83,8 +84,15 @@ def parse_instances(payload: Any) -> list[RecommendRequest]:
         inputs = {i.name: i for i in payload.inputs}
         if "request" not in inputs:
             raise InvalidInput("V2: missing input 'request' (BYTES, one JSON object each)")
+        request = inputs["request"]
+        if request.datatype != "BYTES":
+            raise SchemaError(f"V2: input 'request' is {request.datatype}, not BYTES (one JSON "
+                              "object each)", key="request.datatype")  # fmt: skip
+        if math.prod(request.shape) != len(request.data):  # else rows would go unanswered
+            raise SchemaError(f"V2: input 'request' has shape {request.shape} but "
+                              f"{len(request.data)} elements", key="request.shape")  # fmt: skip
         items: list[Any] = []
-        for raw in inputs["request"].data:
+        for raw in request.data:
             text = raw.decode() if isinstance(raw, bytes | bytearray) else str(raw)
             try:
                 items.append(json.loads(text))
