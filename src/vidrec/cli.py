@@ -483,6 +483,9 @@ def traffic(
     with progress(int(rate * duration), "requests") as tick:
         summary = replay(url, users, rate, duration, k, seed, tick, injected)
     emit(summary, json_out, "traffic", render(summary))
+    if summary["planned"] and not summary["ok"]:  # nothing measured: say so, exit 1
+        sys.stderr.write(f"vidrec: no request was answered: is `vidrec serve` running at {url}?\n")
+        raise typer.Exit(1)
 
 
 @bench_app.command("serve")

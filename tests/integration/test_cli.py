@@ -77,6 +77,13 @@ def test_simulate_then_build_then_check_skew(tmp_path: Path) -> None:
     m = one_json_line(p)
     assert m["rows"]["video"] > 0 and m["history_events"] > 0
 
+    # traffic at an address nothing answers: every request counted as failed, exit 1
+    url = f"http://127.0.0.1:{free_port()}"
+    p = vidrec("traffic", "--url", url, "--data", str(sim), "--duration", "1", "--json")
+    t = one_json_line(p)
+    assert p.returncode == 1 and t["ok"] == 0 and sum(t["errors"].values()) == t["planned"] > 0
+    assert "is `vidrec serve` running" in p.stderr
+
 
 def test_errors_are_one_json_line_and_exit_2(tmp_path: Path) -> None:
     p = vidrec("simulate", "--scenario", "bogus", "--json")
