@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 import typer
@@ -686,8 +686,9 @@ def monitor_run(
     retrainer = _retrainer(settings, config, out, retrain_job, namespace, kubeconfig)
     metrics = MonitorMetrics()
     metrics.registry.register(PipelineCollector([*cfg.pipeline_runs, out / "runs"]))
-    ensure_free(host, port or cfg.monitor_port, "--port")
-    start_http_server(port or cfg.monitor_port, addr=host, registry=metrics.registry)
+    port = port or cfg.monitor_port
+    ensure_free(host, port, "--port")
+    start_http_server(port, addr=host, registry=metrics.registry)
     monitor = DriftMonitor(
         cfg,
         PrometheusProvider(cfg.prometheus_url),
@@ -929,8 +930,9 @@ def rollout_run(
 
     settings = _settings(config)
     metrics = RolloutMetrics()
-    ensure_free(host, port or settings.rollout.metrics_port, "--port")
-    start_http_server(port or settings.rollout.metrics_port, addr=host, registry=metrics.registry)
+    port = port or settings.rollout.metrics_port
+    ensure_free(host, port, "--port")
+    start_http_server(port, addr=host, registry=metrics.registry)
     controller = open_controller(settings, metrics)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -1013,7 +1015,7 @@ def demo(
         raise typer.Exit(1)
 
 
-def _fail(exc: VidrecError, as_json: bool, show: Callable[[], None] | None = None) -> None:
+def _fail(exc: VidrecError, as_json: bool, show: Callable[[], None] | None = None) -> NoReturn:
     """The error as the one JSON line (`--json`) and for people on stderr; exit code 2."""
     if as_json:
         sys.stdout.write(orjson.dumps(exc.to_dict()).decode() + "\n")
