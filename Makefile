@@ -65,7 +65,7 @@ bench: install ## Feature, training, serving and drift benchmarks (JSON, tables,
 	$(BIN)/vidrec bench drift --days 42 --onset-day 36 --json
 
 serve: install ## Serve the demo's champion on 127.0.0.1:8080 (run make demo first)
-	$(BIN)/vidrec serve --config out/demo/vidrec.toml --routes out/demo/serve/routes.json
+	$(BIN)/vidrec serve --config out/demo/vidrec.toml
 
 traffic: install ## Replay simulated users with feedback against make serve
 	$(BIN)/vidrec traffic --data out/demo/sim --rate 20 --duration 60

@@ -386,7 +386,9 @@ def serve(
     store: str = typer.Option(
         None, envvar="VIDREC_ONLINE_STORE", help="online store URL (see `features materialize`)"
     ),
-    routes: Path = typer.Option(Path("out/serve/routes.json"), help="live route table file"),
+    routes: Path = typer.Option(
+        None, help="live route table file (default: [rollout] routes, which the controller drives)"
+    ),
     log_dir: Path = typer.Option(None, help="impression/shadow log (default: beside routes)"),
     faults: Path = typer.Option(None, help="fault-injection file (delays, crashes) to watch"),
     model_version: str = typer.Option(
@@ -408,7 +410,7 @@ def serve(
 
     settings = _settings(config)
     features = _features_cfg(config, online_store=store)
-    routes = routes.resolve()  # replicas run in other working directories
+    routes = (routes or settings.rollout.routes).resolve()  # replicas run elsewhere
     bundles = _serving_bundles(settings, routes, model_version)
     check_fits(settings.serving, len(bundles))
     app_ = Deployment(

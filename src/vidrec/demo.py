@@ -103,12 +103,20 @@ def _materialize(out: Path) -> dict[str, Any]:
     finally:
         store.close()
     settings = out / "vidrec.toml"
-    settings.write_text(
-        f'[features]\nonline_store = "{cfg.online_store}"\n\n'
-        f'[registry]\nroot = "{(out / "registry").resolve()}"\n'
-    )
+    settings.write_text(settings_text(out.resolve(), cfg.online_store))
     return {"store": cfg.online_store, "snapshot": snap, "rows": rows, "history": events,
             "settings": str(settings)}  # fmt: skip
+
+
+def settings_text(out: Path, online_store: str) -> str:
+    """`out/vidrec.toml`: this demo's store and registry, and one route table that
+    `make serve` serves from and `vidrec rollout` drives (both read it from here)."""
+    return (
+        f'[features]\nonline_store = "{online_store}"\n\n'
+        f'[registry]\nroot = "{out / "registry"}"\n\n'
+        f'[rollout]\nroutes = "{out / "serve" / "routes.json"}"\n'
+        f'state = "{out / "serve" / "rollout.json"}"\n'
+    )
 
 
 def _leakage_demo(out: Path, cfg: FeatureConfig) -> dict[str, Any]:

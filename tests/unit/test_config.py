@@ -41,3 +41,17 @@ def test_reference_blocks_must_tile_a_day(tmp_path: Path) -> None:
         load_settings(f)
     f.write_text("[train]\nreference_block_s = 21600\n")
     assert load_settings(f).train.reference_block_s == 21_600
+
+
+def test_the_demo_settings_file_names_one_route_table_for_serve_and_rollout(
+    tmp_path: Path,
+) -> None:
+    from vidrec.demo import settings_text
+
+    f = tmp_path / "vidrec.toml"
+    f.write_text(settings_text(tmp_path, "sqlite:////x/online.db"))
+    s = load_settings(f)  # strict: a wrong key or section fails here
+    assert s.features.online_store == "sqlite:////x/online.db"
+    assert s.registry.root == tmp_path / "registry"
+    assert s.rollout.routes == tmp_path / "serve" / "routes.json"  # `vidrec serve`'s default
+    assert s.rollout.state.parent == tmp_path / "serve"

@@ -21,7 +21,9 @@ class FileRouteSource:
     def get(self) -> RouteTable:
         table = self._file.get()
         if table is None:
-            raise NotReady(f"route table {self.path} does not exist yet", file=str(self.path))
+            raise NotReady(f"route table {self.path} does not exist yet: `vidrec serve` writes "
+                           "it when it starts ([rollout] routes, or its --routes)",
+                           file=str(self.path))  # fmt: skip
         return table
 
     def set(self, table: RouteTable, expected_version: int | None = None) -> RouteTable:
