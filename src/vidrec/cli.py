@@ -688,8 +688,8 @@ def monitor_run(
     retrainer = _retrainer(settings, config, out, retrain_job, namespace, kubeconfig)
     metrics = MonitorMetrics()
     metrics.registry.register(PipelineCollector([*cfg.pipeline_runs, out / "runs"]))
+    ensure_free(host, port or cfg.monitor_port, "--port" if port else "monitoring.monitor_port")
     port = port or cfg.monitor_port
-    ensure_free(host, port, "--port")
     start_http_server(port, addr=host, registry=metrics.registry)
     monitor = DriftMonitor(
         cfg,
@@ -909,6 +909,11 @@ for _action, _doc in (
     _request_command(_action, _doc)
 
 
+def _metrics_port_key(given: int | None) -> str:
+    """What a taken /metrics port is named by: the flag, or the setting it came from."""
+    return "--port" if given else "rollout.metrics_port"
+
+
 @rollout_app.command("run")
 def rollout_run(
     until_done: bool = typer.Option(False, help="exit once the rollout has ended"),
@@ -932,8 +937,8 @@ def rollout_run(
 
     settings = _settings(config)
     metrics = RolloutMetrics()
+    ensure_free(host, port or settings.rollout.metrics_port, _metrics_port_key(port))
     port = port or settings.rollout.metrics_port
-    ensure_free(host, port, "--port")
     start_http_server(port, addr=host, registry=metrics.registry)
     controller = open_controller(settings, metrics)
     stop = threading.Event()
@@ -986,7 +991,7 @@ def rollout_operator(
     api = kube_api(kubeconfig)
     metrics = RolloutMetrics()
     metrics_port = port or settings.rollout.metrics_port
-    ensure_free(host, metrics_port, "--port")
+    ensure_free(host, metrics_port, _metrics_port_key(port))
     start_http_server(metrics_port, addr=host, registry=metrics.registry)
     measurer = PrometheusMeasurer(PrometheusProvider(settings.monitoring.prometheus_url))
     op = Operator(api, namespace, measurer, open_registry(settings.registry),

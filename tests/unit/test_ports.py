@@ -50,3 +50,17 @@ def test_ephemeral_start_reads_the_kernel_file_or_defaults(tmp_path: Path) -> No
     assert ephemeral_start(tmp_path / "missing") == 32_768
     f.write_text("")
     assert ephemeral_start(f) == 32_768
+
+
+def test_a_taken_port_is_a_conflict_naming_where_it_came_from() -> None:
+    from vidrec.errors import Conflict
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(Conflict) as e:
+            ports.ensure_free("127.0.0.1", port, "monitoring.monitor_port")
+        assert e.value.http_status == 409 and e.value.details["key"] == "monitoring.monitor_port"
+        assert f"127.0.0.1:{port}" in e.value.message
+    ports.ensure_free("127.0.0.1", port, "--port")  # closed: free again, no error
