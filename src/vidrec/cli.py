@@ -673,8 +673,6 @@ def monitor_run(
     import signal
     import threading
 
-    from prometheus_client import start_http_server
-
     from vidrec.monitoring.alibi_detector import alibi_detectors
     from vidrec.monitoring.metrics import MonitorMetrics
     from vidrec.monitoring.monitor import DriftMonitor
@@ -688,9 +686,7 @@ def monitor_run(
     retrainer = _retrainer(settings, config, out, retrain_job, namespace, kubeconfig)
     metrics = MonitorMetrics()
     metrics.registry.register(PipelineCollector([*cfg.pipeline_runs, out / "runs"]))
-    ensure_free(host, port or cfg.monitor_port, "--port" if port else "monitoring.monitor_port")
-    port = port or cfg.monitor_port
-    start_http_server(port, addr=host, registry=metrics.registry)
+    _metrics_http(host, port, cfg.monitor_port, "monitoring.monitor_port", metrics.registry)
     monitor = DriftMonitor(
         cfg,
         PrometheusProvider(cfg.prometheus_url),
@@ -909,11 +905,6 @@ for _action, _doc in (
     _request_command(_action, _doc)
 
 
-def _metrics_port_key(given: int | None) -> str:
-    """What a taken /metrics port is named by: the flag, or the setting it came from."""
-    return "--port" if given else "rollout.metrics_port"
-
-
 @rollout_app.command("run")
 def rollout_run(
     until_done: bool = typer.Option(False, help="exit once the rollout has ended"),
@@ -930,16 +921,13 @@ def rollout_run(
     import threading
     import time
 
-    from prometheus_client import start_http_server
-
     from vidrec.rollout.local import open_controller, summary
     from vidrec.rollout.metrics import RolloutMetrics
 
     settings = _settings(config)
     metrics = RolloutMetrics()
-    ensure_free(host, port or settings.rollout.metrics_port, _metrics_port_key(port))
-    port = port or settings.rollout.metrics_port
-    start_http_server(port, addr=host, registry=metrics.registry)
+    _metrics_http(host, port, settings.rollout.metrics_port, "rollout.metrics_port",
+                  metrics.registry)  # fmt: skip
     controller = open_controller(settings, metrics)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -977,8 +965,6 @@ def rollout_operator(
     """The ModelRollout operator (in a cluster): the rollout controller for each ModelRollout
     of NAMESPACE, with status, history and Kubernetes Events on the object."""
 
-    from prometheus_client import start_http_server
-
     from vidrec.monitoring.prometheus import PrometheusProvider
     from vidrec.registry.registry import open_registry
     from vidrec.rollout.kopf_host import run
@@ -990,9 +976,8 @@ def rollout_operator(
     settings = _settings(config)
     api = kube_api(kubeconfig)
     metrics = RolloutMetrics()
-    metrics_port = port or settings.rollout.metrics_port
-    ensure_free(host, metrics_port, _metrics_port_key(port))
-    start_http_server(metrics_port, addr=host, registry=metrics.registry)
+    metrics_port = _metrics_http(host, port, settings.rollout.metrics_port,
+                                 "rollout.metrics_port", metrics.registry)  # fmt: skip
     measurer = PrometheusMeasurer(PrometheusProvider(settings.monitoring.prometheus_url))
     op = Operator(api, namespace, measurer, open_registry(settings.registry),
                   router_factory(api, namespace, settings), metrics)  # fmt: skip
@@ -1020,6 +1005,17 @@ def demo(
     emit(summary, json_out, "demo", render(summary))
     if not summary["ok"]:
         raise typer.Exit(1)
+
+
+def _metrics_http(host: str, given: int | None, default: int, setting: str, registry: Any) -> int:
+    """/metrics on `given` or the settings' port; one taken is a 409 naming where it came
+    from (--port, or `setting`). Returns the port."""
+    from prometheus_client import start_http_server
+
+    port = given or default
+    ensure_free(host, port, "--port" if given else setting)
+    start_http_server(port, addr=host, registry=registry)
+    return port
 
 
 def _fail(exc: VidrecError, as_json: bool, show: Callable[[], None] | None = None) -> NoReturn:
