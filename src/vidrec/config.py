@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
@@ -111,9 +112,14 @@ def parse(
             return model.model_validate_json(data)
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise error(f"{where}: {key}: {first['msg']}", key=key, source=where) from exc
+        key, msg = first_error(exc.errors())
+        raise error(f"{where}: {key}: {msg}", key=key, source=where) from exc
+
+
+def first_error(errors: Sequence[Any]) -> tuple[str, str]:
+    """A pydantic validation's first error as (dotted key, message)."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid"}
+    return ".".join(str(p) for p in first["loc"]) or "(root)", str(first["msg"])
 
 
 def load_settings(path: Path | None) -> Settings:

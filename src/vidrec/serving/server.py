@@ -45,12 +45,13 @@ import kserve  # noqa: E402
 import kserve.model_server  # noqa: E402
 
 sys.argv = _argv
+from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.requests import Request  # noqa: E402
 from fastapi.responses import JSONResponse  # noqa: E402
 from kserve import InferOutput, InferRequest, InferResponse  # noqa: E402
 from prometheus_client import REGISTRY  # noqa: E402
 
-from vidrec.config import ServingConfig, parse  # noqa: E402
+from vidrec.config import ServingConfig, first_error, parse  # noqa: E402
 from vidrec.errors import InvalidInput, NotReady, SchemaError, VidrecError  # noqa: E402
 from vidrec.features.bins import FeatureBins  # noqa: E402
 from vidrec.features.definitions import FEATURES  # noqa: E402
@@ -352,9 +353,31 @@ def install_routes(metrics: ServingMetrics, model: VidrecModel) -> None:
         body = parse(FeedbackRequest, raw, "feedback", SchemaError)
         return JSONResponse(model.feedback(body).model_dump())
 
+    async def unparsed(request: Request, exc: Exception) -> JSONResponse:
+        # KServe's typed routes (V2 infer) validate the body before our code sees it; the
+        # answer is ours all the same (FastAPI's own is {"detail": [...]})
+        assert isinstance(exc, RequestValidationError)
+        errors, where = exc.errors(), request.url.path
+        if errors and errors[0].get("type") == "json_invalid":
+            why = errors[0].get("ctx", {}).get("error", "")
+            return await vidrec_error(request, InvalidInput(f"{where}: body is not JSON: {why}"))
+        key, msg = first_error([{**errors[0], "loc": in_body(errors[0], exc.body)}])
+        return await vidrec_error(request, SchemaError(f"{where}: {key}: {msg}", key=key))
+
     app.add_exception_handler(VidrecError, vidrec_error)
+    app.add_exception_handler(RequestValidationError, unparsed)
     app.add_api_route("/v1/feedback", feedback, methods=["POST"])
     app.max_body_size = MAX_BODY_BYTES
+
+
+def in_body(error: Any, body: Any) -> list[Any]:
+    """A FastAPI validation error's place in the posted JSON. Its `loc` starts with "body"
+    and, for a body typed as a union (KServe's V2 `InferenceRequest | bytes`), the member's
+    name: no key of the body, and not a missing field's name either."""
+    loc = list(error["loc"])
+    rest = loc[1:] if loc[:1] == ["body"] else loc
+    member = rest and isinstance(rest[0], str) and not (isinstance(body, dict) and rest[0] in body)
+    return rest[1:] if member and (len(rest) > 1 or error.get("type") != "missing") else rest
 
 
 @dataclass(frozen=True)
