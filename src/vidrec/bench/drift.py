@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from vidrec.bench.drift_table import table
+from vidrec.bench.files import save
 from vidrec.config import (
     DAY,
     SCENARIOS,
@@ -132,14 +133,11 @@ def run(
         "scenarios": {s: _brief(r) for s, r in results.items()},
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "drift.json").write_text(json.dumps({**report, "windows": {
+    files = save(out, "drift", {**report, "windows": {
         s: r["windows"] for s, r in results.items()}, "samples_mode_windows": {
-        s: r["samples_mode"]["windows"] for s, r in results.items()}}, indent=1))  # fmt: skip
-    _plot(results, report, out / "drift.png")
-    (out / "drift.md").write_text("\n".join(table(report)) + "\n")  # the README's table
-    return {**report, "report": str(out / "drift.json"), "plot": str(out / "drift.png"),
-            "table": str(out / "drift.md")}  # fmt: skip
+        s: r["samples_mode"]["windows"] for s, r in results.items()}}, table(report))  # fmt: skip
+    _plot(results, report, Path(files["plot"]))
+    return {**report, **files}
 
 
 def _brief(r: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from vidrec.bench.datasets import cached_simulation
 from vidrec.bench.features_table import table
+from vidrec.bench.files import save
 from vidrec.bench.machine import machine
 from vidrec.config import FeatureConfig
 from vidrec.data.validate import open_dataset
@@ -70,10 +71,9 @@ def run(scales: list[str], naive_rows: int, out: Path) -> dict[str, Any]:
             raise RuntimeError(f"bench worker for {scale} failed:\n{proc.stderr[-4000:]}")
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     report = {"benchmark": "features", "machine": machine(), "results": results}
-    (out / "features.json").write_text(json.dumps(report, indent=2))
-    (out / "features.md").write_text("\n".join(table(report)) + "\n")  # the README's table
-    _plot(results, out / "features.png")
-    return report | {"plot": str(out / "features.png"), "table": str(out / "features.md")}
+    files = save(out, "features", report, table(report))
+    _plot(results, Path(files["plot"]))
+    return report | files
 
 
 def _plot(results: list[dict[str, Any]], path: Path) -> None:

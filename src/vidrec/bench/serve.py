@@ -41,6 +41,7 @@ import psutil
 from prometheus_client import Counter
 
 from vidrec.bench.catalogue import grow_bundle
+from vidrec.bench.files import save
 from vidrec.bench.load import V1Load, driver_pid, ratio, scheduled_count
 from vidrec.bench.machine import machine
 from vidrec.bench.serve_table import key, table
@@ -630,10 +631,9 @@ def write_report(result: dict[str, Any], out: Path) -> dict[str, Any]:
     report = {"benchmark": "serve", "machine": machine("ray", "kserve", "faiss-cpu", "lleaves"),
               **result}  # fmt: skip
     report["verdict"] = verdict(report)
-    (out / "serve.json").write_text(json.dumps(report, indent=2, default=str))
-    (out / "serve.md").write_text("\n".join(table(report)) + "\n")  # the README's table
-    _plot(report, out / "serve.png")
-    return report | {"plot": str(out / "serve.png"), "table": str(out / "serve.md")}
+    files = save(out, "serve", report, table(report))
+    _plot(report, Path(files["plot"]))
+    return report | files
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import psutil
 
+from vidrec.bench.files import save
 from vidrec.bench.machine import machine
 from vidrec.bench.train_table import table
 from vidrec.models.exact import ExactIndex
@@ -361,10 +362,9 @@ def write_report(result: dict[str, Any], out: Path) -> dict[str, Any]:
         "machine": machine("faiss-cpu", "lightgbm", "lleaves"),
         **result,
     }
-    (out / "train.json").write_text(json.dumps(report, indent=2))
-    (out / "train.md").write_text("\n".join(table(report)) + "\n")  # the README's tables
-    _plot(report, out / "train.png")
-    return report | {"plot": str(out / "train.png"), "table": str(out / "train.md")}
+    files = save(out, "train", report, table(report))
+    _plot(report, Path(files["plot"]))
+    return report | files
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
