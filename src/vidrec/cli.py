@@ -519,7 +519,7 @@ def bench_serve(
     from vidrec.bench.serve_table import table, verdict_lines
 
     lines = [*table(report), "", *verdict_lines(report["verdict"]), "",
-             f"report {out / 'serve' / 'serve.json'}, table {report['table']}, "
+             f"report {report['report']}, table {report['table']}, "
              f"plot {report['plot']}"]  # fmt: skip
     emit(report, json_out, "serving benchmark", lines)
 

@@ -85,8 +85,8 @@ def test_cpu_is_split_by_role_and_adds_up() -> None:
     assert "cpu_ms_per_request_by_role" not in with_cpu(burn, rate=10, duration_s=1.0)
 
 
-def test_the_no_op_runs_beside_the_endpoint_and_alternates_with_it_at_the_top_rate() -> None:
-    from vidrec.bench.serve import ROUNDS, _Bench
+def test_the_no_ops_run_beside_the_endpoint_and_alternate_with_it_at_the_top_rate() -> None:
+    from vidrec.bench.serve import ROUNDS, STOCK, _Bench
 
     bench = _Bench.__new__(_Bench)  # no Ray, no server: the order of runs alone
     order: list[tuple[str, float]] = []
@@ -96,16 +96,17 @@ def test_the_no_op_runs_beside_the_endpoint_and_alternates_with_it_at_the_top_ra
         return {"model": model, "rate": rate, "p50_ms": len(order), "p99_ms": 100 - len(order)}
 
     bench._http = http  # type: ignore[method-assign]
-    noop, runs = bench._paired("noop", "vidrec-100000", [25.0, 100.0], 1.0, 0)
-    top = [("noop", 100.0), ("vidrec-100000", 100.0), ("vidrec-100000", 100.0),
-           ("noop", 100.0), ("noop", 100.0), ("vidrec-100000", 100.0)]  # fmt: skip
-    assert ROUNDS == 3 and order == [("noop", 25.0), ("vidrec-100000", 25.0), *top]
-    assert runs["25"] == {"model": "vidrec-100000", "rate": 25.0, "p50_ms": 2, "p99_ms": 98}
-    # the top rate: each side's median run by p99 (the no-op's 97, 94, 93; the endpoint's
-    # 96, 95, 92), whole: its own p50
-    assert noop["100"]["p99_ms"] == 94 and noop["100"]["p50_ms"] == 6
-    assert [r["p50_ms"] for r in runs["100"]["rounds"]] == [4, 5, 8]
-    assert runs["100"]["p99_ms"] == 95 and runs["100"]["p50_ms"] == 5
+    got = bench._paired(["noop", STOCK], "vidrec-100000", [25.0, 100.0], 1.0, 0)
+    noop, stock, runs = got["noop"], got[STOCK], got["vidrec-100000"]
+    forth = [("noop", 100.0), (STOCK, 100.0), ("vidrec-100000", 100.0)]
+    assert ROUNDS == 3 and order == [(m, 25.0) for m, _ in forth] + [*forth, *forth[::-1], *forth]
+    assert runs["25"] == {"model": "vidrec-100000", "rate": 25.0, "p50_ms": 3, "p99_ms": 97}
+    # the top rate: each side's median run by p99 (the no-op's 96, 91, 90; the stock no-op's
+    # 95, 92, 89; the endpoint's 94, 93, 88), whole: its own p50
+    assert noop["100"]["p99_ms"] == 91 and noop["100"]["p50_ms"] == 9
+    assert stock["100"]["p99_ms"] == 92 and stock["100"]["p50_ms"] == 8
+    assert [r["p50_ms"] for r in runs["100"]["rounds"]] == [6, 7, 12]
+    assert runs["100"]["p99_ms"] == 93 and runs["100"]["p50_ms"] == 7
 
 
 def test_unbatched_runs_beside_the_batched_endpoint_and_is_compared_with_those_runs() -> None:

@@ -1,7 +1,8 @@
 """`vidrec bench serve`'s report as the README's table (pure): `serve.md` beside
 `serve.json`, and what a terminal is shown instead of the whole report.
 
-A cell is p50 / p99 ms (achieved req/s) · the machine's CPU ms per request; the
+(a') is a stock Ray Serve no-op app over Ray's own HTTP proxy, the issue's reference
+floor. A cell is p50 / p99 ms (achieved req/s) · the machine's CPU ms per request; the
 in-process column has no achieved rate (its calls are paced, not sent). The
 endpoint's cell at the top rate, where the verdict is read, is bold.
 """
@@ -17,9 +18,10 @@ def table(report: dict[str, Any]) -> list[str]:
     """The markdown table: a row per catalogue size and rate."""
     replicas = report.get("replicas", {}).get("replicas", "other")
     lines = [
-        "| items | rate | (a) no-op | (b) vidrec endpoint | (b) unbatched | "
-        f"{replicas} replica{'s' if replicas != 1 else ''} | (c) in-process | split topology |",
-        "| --- | ---: | --- | --- | --- | --- | --- | --- |",
+        "| items | rate | (a) no-op | (a') stock Ray Serve no-op | (b) vidrec endpoint | "
+        f"(b) unbatched | {replicas} replica{'s' if replicas != 1 else ''} | (c) in-process | "
+        "split topology |",
+        "| --- | ---: | --- | --- | --- | --- | --- | --- | --- |",
     ]
     top = key(max(report["rates"]))
     # the unbatched, replicas and split runs are of the first catalogue size alone
@@ -33,6 +35,7 @@ def table(report: dict[str, Any]) -> list[str]:
                 _items(int(n)),
                 k,
                 _cell(size["noop"].get(k)),
+                _cell(size.get("stock_noop", {}).get(k)),
                 f"**{endpoint}**" if k == top and endpoint else endpoint,
                 _cell(_run(report, "unbatched", k)) if alone else "",
                 _cell(_run(report, "replicas", k)) if alone else "",
@@ -48,8 +51,10 @@ def verdict_lines(verdict: dict[str, Any]) -> list[str]:
     out = []
     for n, v in verdict.items():
         if isinstance(v, dict):
+            stock = v.get("p50_vs_stock_noop")  # reports before (a') have none
+            also = f"; {stock}x the stock Ray Serve no-op's" if stock is not None else ""
             out.append(f"{_items(int(n))} at {verdict['rate']} req/s: p50 {v['p50_vs_noop']}x "
-                       f"the no-op's ({_met(v['p50_vs_noop_ok'])}), p99 {v['p99_ms']} ms "
+                       f"the no-op's ({_met(v['p50_vs_noop_ok'])}{also}), p99 {v['p99_ms']} ms "
                        f"({_met(v['p99_ok'])}), {v['errors']} errors")  # fmt: skip
     rise = verdict.get("shadow_p99_rise")
     if rise is not None:
