@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-FILES = {"report": "json", "table": "md", "plot": "png"}
-
 
 def save(out: Path, name: str, stored: dict[str, Any], table: list[str]) -> dict[str, str]:
     """Write `stored` as NAME.json and `table`'s lines as NAME.md in `out`; the three

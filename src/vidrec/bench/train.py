@@ -356,7 +356,6 @@ def _train_model(path: Path, rounds: int, rng: np.random.Generator) -> tuple[Pat
 def write_report(result: dict[str, Any], out: Path) -> dict[str, Any]:
     """Write `out/train.json`, `out/train.md` and `out/train.png`; `result` holds "ann"
     and/or "ranker_scoring" (and "pipeline")."""
-    out.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "train",
         "machine": machine("faiss-cpu", "lightgbm", "lleaves"),
