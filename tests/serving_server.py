@@ -34,26 +34,32 @@ def start_server(
             "--json"]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     with serve_process(args, tmp, tmp / "serve.log") as proc:
-        early = _wait_ready(url, proc, tmp / "serve.log")
+        early, health = _wait_ready(url, proc, tmp / "serve.log")
         yield {"url": url, "port": port, "routes": routes, "ts": models["ts"], "proc": proc,
-               "faults": faults, "log_dir": log_dir, "early": early,
+               "faults": faults, "log_dir": log_dir, "early": early, "early_health": health,
                "serve_log": tmp / "serve.log"}  # fmt: skip
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> list[httpx.Response]:
-    """Poll until ready; returns the answers to predictions sent while it was loading."""
+def _wait_ready(
+    url: str, proc: subprocess.Popen[bytes], log: Path
+) -> tuple[list[httpx.Response], list[int]]:
+    """Poll until the model is ready; returns the answers to predictions sent while it was
+    loading, and the server's readiness (`/v2/health/ready`) each time it was not."""
     early: list[httpx.Response] = []
+    health: list[int] = []
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"vidrec serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
+            server_ready = httpx.get(f"{url}/v2/health/ready", timeout=2).status_code
             if httpx.get(f"{url}/v2/models/vidrec/ready", timeout=2).status_code == 200:
-                return early
+                return early, health
+            health.append(server_ready)  # asked before the model was: it must say not ready
             body = {"instances": [{"user_id": 1}]}
             r = httpx.post(f"{url}/v1/models/vidrec:predict", json=body, timeout=5)
             if r.status_code == 200:  # became ready between the two calls
-                return early
+                return early, health
             early.append(r)
         except httpx.HTTPError:
             pass

@@ -90,7 +90,7 @@ def test_v2_open_inference_protocol(server: dict[str, Any]) -> None:
         (b'{"instances": [{"user_id": 3, "colour": "red"}]}', 422, "colour"),
         (b'{"instances": []}', 400, "no instances"),
         (json.dumps({"instances": [{"user_id": 1}] * 65}).encode(), 413, "at most 64"),
-        (json.dumps({"instances": [{"user_id": 1, "x": "a" * 300_000}]}).encode(), 413, ""),
+        (json.dumps({"instances": [{"user_id": 1, "x": "a" * 300_000}]}).encode(), 413, "256 KiB"),
     ],
 )
 def test_bad_input_gets_a_4xx_that_says_what(
@@ -103,7 +103,32 @@ def test_bad_input_gets_a_4xx_that_says_what(
         timeout=30,
     )
     assert r.status_code == status, r.text
-    assert says in r.text
+    assert r.json()["status"] == status and says in r.json()["message"], r.text
+
+
+def test_errors_outside_vidrec_s_code_are_counted_for_posted_requests_only(
+    server: dict[str, Any],
+) -> None:
+    series = ['vidrec_errors_total{type="HttpError"}', 'vidrec_errors_total{type="NotFound"}']
+    before = [_metric(server, x) for x in series]
+    for method in ("GET", "POST"):  # a probe or metadata read is not a failed request
+        httpx.request(method, f"{server['url']}/v1/no-such-path", timeout=5)
+        httpx.request(method, f"{server['url']}/v1/models/nope:predict", timeout=5)
+    assert [_metric(server, x) - b for x, b in zip(series, before, strict=True)] == [1, 1]
+
+
+def test_a_body_sent_in_chunks_is_refused_at_the_limit(server: dict[str, Any]) -> None:
+    def chunks(n: int) -> Iterator[bytes]:  # no Content-Length: chunked transfer encoding
+        yield b'{"instances": [{"user_id": 1, "x": "'
+        yield from [b"a" * 1024] * n
+        yield b'"}]}'
+
+    url = f"{server['url']}/v1/models/vidrec:predict"
+    headers = {"content-type": "application/json"}
+    r = httpx.post(url, content=chunks(300), headers=headers, timeout=30)
+    assert r.status_code == 413 and r.json()["error"] == "too_large", r.text
+    r = httpx.post(url, content=chunks(10), headers=headers, timeout=30)  # under it: read
+    assert r.status_code == 422 and "instances[0]: x" in r.json()["message"], r.text
 
 
 def v2_request(data: list[Any], shape: list[int] | None = None, **over: Any) -> dict[str, Any]:
@@ -136,6 +161,37 @@ def test_bad_v2_input_gets_a_4xx_that_says_what(
         r = httpx.post(url, json=body, timeout=30)
     assert r.status_code == status, r.text
     assert says in r.json()["message"], r.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "error", "says"),
+    [
+        # refused by Starlette (its own answer is {"detail": ...})
+        (
+            "POST",
+            "/v2/models/vidrec/infer",
+            b'{"inputs": "\xff"}',
+            "http_error",
+            "parsing the body",
+        ),
+        ("GET", "/v1/feedback", None, "http_error", "GET /v1/feedback: Method Not Allowed"),
+        ("POST", "/v1/no-such-path", b"{}", "http_error", "Not Found"),
+        # refused by KServe (its own answer is {"error": "<message>"})
+        ("POST", "/v1/models/vidrec:predict", b'{"instances": "\xff"}', "invalid_input", "format"),
+        ("POST", "/v1/models/nope:predict", b'{"instances": []}', "not_found", "nope"),
+        ("GET", "/v2/models/nope/ready", None, "not_found", "nope"),
+    ],
+)
+def test_what_kserve_and_the_http_layer_refuse_answers_in_vidrec_s_shape(
+    server: dict[str, Any], method: str, path: str, body: bytes | None, error: str, says: str
+) -> None:
+    headers = {"content-type": "application/json"}
+    r = httpx.request(method, server["url"] + path, content=body, headers=headers, timeout=30)
+    out = r.json()
+    assert 400 <= r.status_code < 500 and out["status"] == r.status_code, r.text
+    assert out["error"] == error and says in out["message"], r.text
+    if out["status"] == 405:
+        assert "POST" in r.headers["allow"]
 
 
 def test_a_json_body_declared_as_another_media_type_is_415_naming_the_header(
@@ -184,6 +240,13 @@ def test_requests_before_the_model_is_loaded_get_503(server: dict[str, Any]) -> 
     statuses = {r.status_code for r in server["early"]}
     assert statuses == {503}, [r.text for r in server["early"]]
     assert all("not ready" in r.text for r in server["early"])
+
+
+def test_the_server_is_ready_only_when_its_model_is(server: dict[str, Any]) -> None:
+    # KServe's own /v2/health/ready says ready as soon as it listens
+    assert server["early_health"] and set(server["early_health"]) == {503}, server["early_health"]
+    r = httpx.get(f"{server['url']}/v2/health/ready", timeout=5)
+    assert r.status_code == 200 and r.json()["ready"] is True, r.text
 
 
 def test_a_slow_ranker_degrades_to_the_fallback(server: dict[str, Any]) -> None:

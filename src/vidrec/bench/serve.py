@@ -105,9 +105,11 @@ def run(
     out: Path,
     shadow_cycles: int = 2,
     shadow_noop: bool = False,
-    port: int = 18321,
+    port: int | None = None,
 ) -> dict[str, Any]:
     from vidrec.registry.registry import open_registry
+
+    port = port or free_port()  # above Ray's worker ports, below the ephemeral range
 
     reg = open_registry(settings.registry)
     # a fresh copy: a bundle left by an earlier registry (make demo re-run) is refused

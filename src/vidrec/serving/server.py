@@ -49,10 +49,15 @@ from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.requests import Request  # noqa: E402
 from fastapi.responses import JSONResponse  # noqa: E402
 from kserve import InferOutput, InferRequest, InferResponse  # noqa: E402
+from kserve import errors as kserve_errors  # noqa: E402
+from kserve.model_server import FASTAPI_APP_IMPORT_STRING  # noqa: E402
+from kserve.protocol.dataplane import DataPlane  # noqa: E402
+from kserve.protocol.rest.server import RESTServer  # noqa: E402
 from prometheus_client import REGISTRY  # noqa: E402
+from starlette.exceptions import HTTPException  # noqa: E402
 
 from vidrec.config import ServingConfig, first_error, parse  # noqa: E402
-from vidrec.errors import InvalidInput, NotReady, SchemaError, VidrecError  # noqa: E402
+from vidrec.errors import InvalidInput, NotFound, NotReady, SchemaError, VidrecError  # noqa: E402
 from vidrec.features.bins import FeatureBins  # noqa: E402
 from vidrec.features.definitions import FEATURES  # noqa: E402
 from vidrec.registry.bundle import read_manifest  # noqa: E402
@@ -118,6 +123,35 @@ class TooLarge(VidrecError):
 class NotJson(VidrecError):
     http_status = 415
     code = "unsupported_media_type"
+
+
+class HttpError(VidrecError):
+    """An error the HTTP layer raised before vidrec's code ran, with its own status."""
+
+    code = "http_error"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.http_status = status
+
+
+class Unsupported(VidrecError):
+    http_status = 501
+    code = "not_implemented"
+
+
+# what KServe raises itself (a V1 body it cannot decode, a model name it does not serve)
+# -> vidrec's error of the same status; KServe's own answer is {"error": "<message>"}
+KSERVE_ERRORS: dict[type[Exception], type[VidrecError]] = {
+    kserve_errors.InvalidInput: InvalidInput,
+    kserve_errors.ModelNotFound: NotFound,
+    kserve_errors.ModelNotReady: NotReady,
+    kserve_errors.ServerNotReady: NotReady,
+    kserve_errors.ServerNotLive: NotReady,
+    kserve_errors.UnsupportedProtocol: Unsupported,
+    kserve_errors.InferenceError: VidrecError,
+    NotImplementedError: Unsupported,
+}
 
 
 @dataclass(frozen=True)
@@ -305,11 +339,13 @@ def _shadow_line(r: ShadowResult, c: Comparison) -> str:
 
 class LoopbackModelServer(kserve.ModelServer):  # type: ignore[misc]
     """KServe's server bound to one address (its uvicorn host is hard-coded to 0.0.0.0),
-    started before its model is ready (KServe refuses that; we answer 503 meanwhile)."""
+    started before its model is ready (KServe refuses that; we answer 503 meanwhile, and
+    so does `/v2/health/ready`), its errors answered in vidrec's shape (`OurErrors`)."""
 
     def __init__(self, *args: Any, host: str = "127.0.0.1", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.host = host
+        self.dataplane = ModelsReady(model_registry=self.registered_models)
 
     def _register_and_check_atleast_one_model_is_ready(self, models: list[Any]) -> None:
         for model in models:
@@ -327,6 +363,42 @@ class LoopbackModelServer(kserve.ModelServer):  # type: ignore[misc]
         if threading.current_thread() is threading.main_thread():
             super().register_signal_handler()
 
+    def start(self, models: list[Any]) -> None:
+        """KServe's start for one worker without gRPC (what vidrec runs), with `OurErrors`."""
+        if self.workers != 1 or self.enable_grpc:
+            raise ValueError("vidrec's model server runs one worker and no gRPC")
+        self._register_and_check_atleast_one_model_is_ready(models)
+        self._rest_server = OurErrors(
+            FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
+            self.http_port, access_log_format=self.access_log_format, workers=1,
+            grace_period=self.grace_period, event_loop=self.event_loop,
+            timeout_keep_alive=self.timeout_keep_alive,
+        )  # fmt: skip
+        self.servers.append(self._rest_server.start())
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())
+
+
+class OurErrors(RESTServer):  # type: ignore[misc]
+    """KServe's REST server, where the error handlers installed before it starts
+    (`install_routes`) win over the ones it installs for the same errors."""
+
+    def _add_exception_handlers(self, app: Any) -> None:
+        ours = dict(app.exception_handlers)
+        super()._add_exception_handlers(app)
+        app.exception_handlers.update(ours)
+
+
+class ModelsReady(DataPlane):  # type: ignore[misc]
+    """Server readiness (`/v2/health/ready`) as the Open Inference Protocol means it: ready
+    for inference, every model loaded. KServe's own answers ready as soon as it listens,
+    so a client or probe polling it would send requests into 503s while Ray starts."""
+
+    async def ready(self) -> bool:
+        models = list(self.model_registry.get_models().values())
+        return bool(models) and all([await m.healthy() for m in models])
+
 
 def request_logs(cfg: ServingConfig) -> None:
     """A line per request or none, as `serving.request_logs` says. Call after the server is
@@ -340,10 +412,14 @@ def install_routes(metrics: ServingMetrics, model: VidrecModel) -> None:
     `POST /v1/feedback` joins outcomes to served requests."""
     from kserve.model_server import app
 
+    def answer(exc: VidrecError, counted: bool = True) -> JSONResponse:
+        if counted:
+            metrics.error(type(exc).__name__, code=exc.http_status)
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+
     async def vidrec_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, VidrecError)
-        metrics.error(type(exc).__name__, code=exc.http_status)
-        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+        return answer(exc)
 
     async def feedback(request: Request) -> JSONResponse:
         try:
@@ -364,10 +440,64 @@ def install_routes(metrics: ServingMetrics, model: VidrecModel) -> None:
         key, msg = first_error([{**errors[0], "loc": in_body(errors[0], exc.body)}])
         return await vidrec_error(request, SchemaError(f"{where}: {key}: {msg}", key=key))
 
+    # Errors raised outside vidrec's code answer in the same shape. They are counted only
+    # for requests that post something (predictions, feedback): a probe or metadata read
+    # (GET, while the model loads, say) is not a request the error ratio is about.
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        # what Starlette refuses itself (an unknown path, a wrong method, a body that is not
+        # UTF-8); its own answer is {"detail": "..."}
+        assert isinstance(exc, HTTPException)
+        why = f"{request.method} {request.url.path}: {exc.detail}"
+        out = answer(HttpError(exc.status_code, why), request.method == "POST")
+        out.headers.update(exc.headers or {})  # a 405's Allow
+        return out
+
+    async def kserve_error(request: Request, exc: Exception) -> JSONResponse:
+        ours = KSERVE_ERRORS.get(type(exc))
+        # None: a bug; Starlette raises it on after this answer, and uvicorn logs it
+        error = ours(str(exc)) if ours else VidrecError(f"internal error: {type(exc).__name__}")
+        return answer(error, request.method == "POST")
+
     app.add_exception_handler(VidrecError, vidrec_error)
     app.add_exception_handler(RequestValidationError, unparsed)
+    app.add_exception_handler(HTTPException, http_error)
+    for kind in (*KSERVE_ERRORS, Exception):
+        app.add_exception_handler(kind, kserve_error)
     app.add_api_route("/v1/feedback", feedback, methods=["POST"])
-    app.max_body_size = MAX_BODY_BYTES
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+
+
+class BodyLimit:
+    """Bodies over `limit` bytes are refused as they are read (413, `TooLarge`): declared
+    too long, at once; sent in chunks, at the chunk that crosses it. Raised inside the
+    route, so the answer goes through the error handlers (Starlette's own limit answers
+    in plain text)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers", []))
+        declared = headers.get(b"content-length", b"").decode()
+        seen = int(declared) if declared.isdigit() else 0
+
+        def refuse() -> TooLarge:
+            return TooLarge(f"request body over {self.limit // 1024} KiB", limit=self.limit)
+
+        async def limited() -> Any:
+            nonlocal seen
+            if seen > self.limit:
+                raise refuse()
+            message = await receive()
+            if not declared.isdigit():
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise refuse()
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def in_body(error: Any, body: Any) -> list[Any]:
