@@ -29,3 +29,8 @@ def impressions_with_clicks(sim: Path) -> pd.DataFrame:
     w = pd.read_parquet(sim / "watches.parquet", columns=["request_id", "video_id"])
     clicked = imp.merge(w.assign(c=1), how="left", on=["request_id", "video_id"])["c"]
     return imp.assign(click=clicked.fillna(0).to_numpy(dtype=float))
+
+
+def cells(row: str) -> list[str]:
+    """A Markdown table row's cells, stripped."""
+    return [c.strip() for c in row.strip().strip("|").split("|")]

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from helpers import cells
 from vidrec.bench import drift_table, features_table, train_table
-
-
-def cells(row: str) -> list[str]:
-    return [c.strip() for c in row.strip().strip("|").split("|")]
 
 
 def feature_result(scale: str, naive_rows: int = 5000, **kw: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from helpers import cells
 from vidrec.bench.serve_table import table, verdict_lines
 
 
@@ -35,10 +36,6 @@ def test_a_row_per_size_and_rate_with_the_top_rates_endpoint_in_bold() -> None:
     assert lines[3] == ("| 100k | 100 | 4.2 / 7.5 (100) · 9 | 7.3 / 11.2 (100) · 11 | "
                         "**8.2 / 14.6 (100) · 9** | 7.0 / 12.1 (100) · 9 | 9.7 / 16.9 (100) · 9 | "
                         "3.8 / 6.2 · 9 | 30.2 / 89.1 (100) · 13 |")  # fmt: skip
-
-
-def cells(row: str) -> list[str]:
-    return [c.strip() for c in row.strip().strip("|").split("|")]
 
 
 def test_runs_of_the_first_size_alone_and_missing_runs_leave_cells_empty() -> None:
