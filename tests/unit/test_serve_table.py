@@ -74,3 +74,12 @@ def test_the_verdict_says_what_is_met() -> None:
         "100k at 100 req/s: p50 1.955x the no-op's (NOT met; 0.98x "
         "the stock Ray Serve no-op's), p99 14.62 ms (met), 0 errors"
     )
+    v["100000"] |= {"p50_vs_stock_noop": None, "stock_noop_failed": 46}
+    assert "(NOT met; the stock Ray Serve no-op lost 46 requests)" in verdict_lines(v)[0]
+
+
+def test_a_cell_says_how_many_requests_got_no_answer() -> None:
+    r = report()
+    r["sizes"]["100000"]["stock_noop"]["100"] |= {"sent": 1200, "ok": 1154}
+    row = cells(table(r)[3])
+    assert row[3] == "7.3 / 11.2 (100, 46 lost) · 11" and row[2] == "4.2 / 7.5 (100) · 9"

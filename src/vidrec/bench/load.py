@@ -80,11 +80,17 @@ def _percentiles(lat: npt.NDArray[np.float64]) -> dict[str, float | None]:
 
 
 def ratio(a: dict[str, Any], b: dict[str, Any], key: str = "p50_ms") -> float | None:
-    """a[key] / b[key] of two summaries; None when either is missing or None, or b is 0."""
+    """a[key] / b[key] of two summaries; None when either is missing or None, b is 0, or
+    either run lost requests (its percentiles are of the answered ones alone)."""
     x, y = a.get(key), b.get(key)
-    if x is None or y is None or y == 0:
+    if x is None or y is None or y == 0 or failed(a) or failed(b):
         return None
     return float(x) / float(y)
+
+
+def failed(run: dict[str, Any]) -> int:
+    """Requests a run sent and got no answer to (0 for a run that does not count sends)."""
+    return int(run.get("sent", 0)) - int(run.get("ok", run.get("sent", 0)))
 
 
 def scheduled_count(rate: float, span_s: float) -> int:

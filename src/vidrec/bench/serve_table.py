@@ -2,7 +2,8 @@
 `serve.json`, and what a terminal is shown instead of the whole report.
 
 (a') is a stock Ray Serve no-op app over Ray's own HTTP proxy, the issue's reference
-floor. A cell is p50 / p99 ms (achieved req/s) · the machine's CPU ms per request; the
+floor. A cell is p50 / p99 ms (achieved req/s, and requests that got no answer if any:
+its percentiles are of the answered ones) · the machine's CPU ms per request; the
 in-process column has no achieved rate (its calls are paced, not sent). The
 endpoint's cell at the top rate, where the verdict is read, is bold.
 """
@@ -10,6 +11,8 @@ endpoint's cell at the top rate, where the verdict is read, is bold.
 from __future__ import annotations
 
 from typing import Any
+
+from vidrec.bench.load import failed
 
 Run = dict[str, Any]
 
@@ -53,6 +56,8 @@ def verdict_lines(verdict: dict[str, Any]) -> list[str]:
         if isinstance(v, dict):
             stock = v.get("p50_vs_stock_noop")  # reports before (a') have none
             also = f"; {stock}x the stock Ray Serve no-op's" if stock is not None else ""
+            if v.get("stock_noop_failed"):
+                also = f"; the stock Ray Serve no-op lost {v['stock_noop_failed']} requests"
             out.append(f"{_items(int(n))} at {verdict['rate']} req/s: p50 {v['p50_vs_noop']}x "
                        f"the no-op's ({_met(v['p50_vs_noop_ok'])}{also}), p99 {v['p99_ms']} ms "
                        f"({_met(v['p99_ok'])}), {v['errors']} errors")  # fmt: skip
@@ -73,7 +78,8 @@ def _cell(run: Run | None, sent: bool = True) -> str:
         return ""
     text = f"{run['p50_ms']:.1f} / {run['p99_ms']:.1f}"
     if sent:
-        text += f" ({run['achieved_rps']:.0f})"
+        lost = failed(run)
+        text += f" ({run['achieved_rps']:.0f}{f', {lost} lost' if lost else ''})"
     return f"{text} · {run['cpu_ms_per_request']:.0f}"
 
 
