@@ -479,9 +479,9 @@ class BodyLimit:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers", []))
-        declared = headers.get(b"content-length", b"").decode()
-        seen = int(declared) if declared.isdigit() else 0
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"").decode()
+        chunked = not declared.isdigit()  # then the chunks are counted as they arrive
+        seen = 0 if chunked else int(declared)
 
         def refuse() -> TooLarge:
             return TooLarge(f"request body over {self.limit // 1024} KiB", limit=self.limit)
@@ -491,7 +491,7 @@ class BodyLimit:
             if seen > self.limit:
                 raise refuse()
             message = await receive()
-            if not declared.isdigit():
+            if chunked:
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
                     raise refuse()
