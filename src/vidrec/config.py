@@ -28,6 +28,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Exact(Strict):
+    """A request body: JSON's types as sent, never converted (`true` is no k of 1, `"3"`
+    no user id 3; an integer may stand for a float)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
 class SimConfig(Strict):
     """Size and behaviour of the simulated video platform."""
 

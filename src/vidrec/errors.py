@@ -76,7 +76,8 @@ class NotReady(VidrecError):
 
 
 class Conflict(VidrecError):
-    """A write based on a stale version lost to a concurrent one (409): re-read, retry."""
+    """A request clashes with what is already there (409): a write based on a stale
+    version lost to a concurrent one (re-read, retry), an id already taken."""
 
     http_status = 409
     code = "conflict"

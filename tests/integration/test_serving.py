@@ -6,6 +6,7 @@ every test that changes the route table or the faults puts them back."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import re
@@ -88,6 +89,12 @@ def test_v2_open_inference_protocol(server: dict[str, Any]) -> None:
         (b'{"instances": [{"user_id": 3, "k": 501}]}', 422, "less than or equal to 500"),
         (b'{"instances": [{"user_id": -1}]}', 422, "instances[0]: user_id"),
         (b'{"instances": [{"user_id": 3, "colour": "red"}]}', 422, "colour"),
+        # JSON's types as sent: no true for a k of 1, no "3" for user 3, no 3.0 for an id
+        (b'{"instances": [{"user_id": 3, "k": true}]}', 422, "instances[0]: k: Input should"),
+        (b'{"instances": [{"user_id": "3"}]}', 422, "instances[0]: user_id: Input should"),
+        (b'{"instances": [{"user_id": 3.0}]}', 422, "instances[0]: user_id: Input should"),
+        (b'{"instances": [{"user_id": 3, "context": {"device": 5}}]}', 422, "context.device"),
+        (b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "depth limit exceeded"),
         (b'{"instances": []}', 400, "no instances"),
         (json.dumps({"instances": [{"user_id": 1}] * 65}).encode(), 413, "at most 64"),
         (json.dumps({"instances": [{"user_id": 1, "x": "a" * 300_000}]}).encode(), 413, "256 KiB"),
@@ -148,6 +155,25 @@ def v2_request(data: list[Any], shape: list[int] | None = None, **over: Any) -> 
         ({}, 422, "infer: inputs: Field required"),
         ({"inputs": [{"name": "request"}]}, 422, "infer: inputs.0.shape: Field required"),
         (b'{"inputs": [', 400, "body is not JSON"),
+        # what the body holds besides the one input is refused, never ignored
+        (
+            {
+                "inputs": [
+                    *v2_request(['{"user_id": 3}'])["inputs"],
+                    {"name": "extra", "shape": [1], "datatype": "INT64", "data": [1]},
+                ]
+            },
+            422,
+            "input 'extra' is not one this model takes",
+        ),
+        ({"inputs": v2_request(['{"user_id": 3}'])["inputs"] * 2}, 422, "'request' is given twice"),
+        (
+            {**v2_request(['{"user_id": 3}']), "outputs": [{"name": "scores"}]},
+            422,
+            "output 'scores' is not one this model answers",
+        ),
+        (v2_request(["[" * 5000 + "]" * 5000]), 400, "element 0 is not JSON"),
+        (v2_request(['{"user_id": 3, "k": "2"}']), 422, "instances[0]: k: Input should"),
         ([], 422, "infer: (root): Input should be a valid dictionary"),
     ],
 )
@@ -369,6 +395,26 @@ def test_feedback_joins_to_the_served_request_and_is_logged(server: dict[str, An
     assert wat.column("video_id").to_pylist() == [first]
 
 
+def test_a_request_id_names_one_served_request(server: dict[str, Any]) -> None:
+    """Outcomes join on the id and training groups a slate's impressions by it: a client's
+    id is refused while another request holds it, in flight or answered."""
+    ask = {"user_id": 31, "k": 3, "request_id": "client-7"}
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        codes = sorted(pool.map(lambda _: predict(server, ask).status_code, range(6)))
+    assert codes == [200, 409, 409, 409, 409, 409], codes
+    again = predict(server, ask)
+    assert again.status_code == 409 and again.json()["details"] == {
+        "key": "request_id", "source": "instances[0]"}, again.text  # fmt: skip
+    assert "instances[0]: request_id: 'client-7' is taken" in again.json()["message"]
+    # one body naming an id twice: 422 at the second; an id taken: nothing of the body is kept
+    twice = predict(server, {**ask, "request_id": "c-8"}, {**ask, "request_id": "c-8"})
+    assert twice.status_code == 422 and "instances[1]: request_id" in twice.text, twice.text
+    taken = predict(server, {**ask, "request_id": "c-9"}, ask)
+    assert taken.status_code == 409 and "instances[1]" in taken.text, taken.text
+    assert predict(server, {**ask, "request_id": "c-9"}).status_code == 200
+    assert _logged(server, "impressions", "client-7").num_rows == 3  # one slate, logged once
+
+
 def test_traffic_replays_users_and_their_outcomes(server: dict[str, Any], small_sim: Path) -> None:
     clicks = 'vidrec_clicks_total{variant="champion",version="1"}'
     before = _metric(server, clicks)
@@ -397,6 +443,19 @@ def test_traffic_replays_users_and_their_outcomes(server: dict[str, Any], small_
             422,
             "needs clicked",
         ),
+        (
+            b'{"outcomes": [{"request_id": "a", "video_id": 1, "clicked": "yes"}]}',
+            422,
+            "outcomes.0.clicked: Input should be a valid boolean",
+        ),
+        (
+            b'{"outcomes": [{"request_id": "a", "video_id": 1, "clicked": true, '
+            b'"watch_seconds": NaN}]}',
+            400,
+            "not JSON",
+        ),
+        # nested past any stack: a 400, where the json module recursed into a 500
+        (b'{"outcomes": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "not JSON"),
     ],
 )
 def test_bad_feedback_gets_a_4xx_that_says_what(

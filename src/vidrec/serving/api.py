@@ -6,12 +6,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from vidrec.config import Strict
+from vidrec.config import Exact, Strict
 
 MAX_K = 500
 
 
-class Context(Strict):
+class Context(Exact):
     country: str | None = Field(None, max_length=64, description="used when the user is unknown")
     age_bucket: str | None = Field(None, max_length=64)
     device: str | None = Field(None, max_length=64)
@@ -19,7 +19,7 @@ class Context(Strict):
     session_position: int = Field(0, ge=0)
 
 
-class RecommendRequest(Strict):
+class RecommendRequest(Exact):
     user_id: int = Field(ge=0)
     k: int = Field(10, ge=1, le=MAX_K)
     context: Context = Context()

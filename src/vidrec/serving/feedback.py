@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
-from vidrec.config import Strict
+from vidrec.config import Exact, Strict
 from vidrec.features.definitions import REQUEST_INPUTS
 from vidrec.serving.api import RecommendRequest, RecommendResponse
 
@@ -57,7 +57,7 @@ SCHEMAS = {
 Reason = Literal["unknown_request", "not_shown", "duplicate"]
 
 
-class Outcome(Strict):
+class Outcome(Exact):
     request_id: str = Field(min_length=1, max_length=128, description="from the response")
     video_id: int = Field(ge=0)
     clicked: bool
@@ -71,7 +71,7 @@ class Outcome(Strict):
         return self
 
 
-class FeedbackRequest(Strict):
+class FeedbackRequest(Exact):
     outcomes: list[Outcome] = Field(min_length=1, max_length=MAX_OUTCOMES)
 
 
@@ -170,6 +170,10 @@ class ImpressionLog:
                                            "served_at": self.clock(), "user_id": resp.user_id,
                                            **tags, **values})  # fmt: skip
         self._maybe_flush()
+
+    def knows(self, request_id: str) -> bool:
+        """Whether `request_id` is a served request still remembered."""
+        return request_id in self._served
 
     def feedback(self, outcomes: list[Outcome]) -> tuple[list[Joined], list[Rejected]]:
         joined, rejected = [], []

@@ -43,6 +43,7 @@ prepare_ray_env()
 _argv, sys.argv = sys.argv, sys.argv[:1]
 import kserve  # noqa: E402
 import kserve.model_server  # noqa: E402
+import orjson  # noqa: E402
 
 sys.argv = _argv
 from fastapi.exceptions import RequestValidationError  # noqa: E402
@@ -57,7 +58,14 @@ from prometheus_client import REGISTRY  # noqa: E402
 from starlette.exceptions import HTTPException  # noqa: E402
 
 from vidrec.config import ServingConfig, first_error, parse  # noqa: E402
-from vidrec.errors import InvalidInput, NotFound, NotReady, SchemaError, VidrecError  # noqa: E402
+from vidrec.errors import (  # noqa: E402
+    Conflict,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    SchemaError,
+    VidrecError,
+)
 from vidrec.features.bins import FeatureBins  # noqa: E402
 from vidrec.features.definitions import FEATURES  # noqa: E402
 from vidrec.registry.bundle import read_manifest  # noqa: E402
@@ -87,10 +95,7 @@ V2_OUT = [{"name": "response", "datatype": "BYTES", "shape": [-1]}]
 def parse_instances(payload: Any) -> list[RecommendRequest]:
     """V1 `{"instances": [...]}` or V2 with one BYTES input `request` of JSON objects."""
     if isinstance(payload, InferRequest):
-        inputs = {i.name: i for i in payload.inputs}
-        if "request" not in inputs:
-            raise InvalidInput("V2: missing input 'request' (BYTES, one JSON object each)")
-        request = inputs["request"]
+        request = v2_request(payload)
         if request.datatype != "BYTES":
             raise SchemaError(f"V2: input 'request' is {request.datatype}, not BYTES (one JSON "
                               "object each)", key="request.datatype")  # fmt: skip
@@ -98,12 +103,11 @@ def parse_instances(payload: Any) -> list[RecommendRequest]:
             raise SchemaError(f"V2: input 'request' has shape {request.shape} but "
                               f"{len(request.data)} elements", key="request.shape")  # fmt: skip
         items: list[Any] = []
-        for raw in request.data:
-            text = raw.decode() if isinstance(raw, bytes | bytearray) else str(raw)
+        for i, raw in enumerate(request.data):
             try:
-                items.append(json.loads(text))
-            except json.JSONDecodeError as exc:
-                raise InvalidInput(f"V2: input 'request' is not JSON: {exc}") from None
+                items.append(json_body(raw if isinstance(raw, bytes | bytearray) else str(raw)))
+            except ValueError as exc:
+                raise InvalidInput(f"V2: input 'request' element {i} is not JSON: {exc}") from None
     elif isinstance(payload, dict) and isinstance(payload.get("instances"), list):
         items = payload["instances"]
     else:
@@ -113,6 +117,30 @@ def parse_instances(payload: Any) -> list[RecommendRequest]:
     if len(items) > MAX_INSTANCES:
         raise TooLarge(f"at most {MAX_INSTANCES} instances per request, got {len(items)}")
     return [parse(RecommendRequest, x, f"instances[{i}]", SchemaError) for i, x in enumerate(items)]
+
+
+def v2_request(payload: InferRequest) -> Any:
+    """The one input a V2 request may have; another input, or an output this model does
+    not answer, is refused rather than ignored."""
+    names = [i.name for i in payload.inputs]
+    if "request" not in names:
+        raise InvalidInput("V2: missing input 'request' (BYTES, one JSON object each)")
+    for name in names:
+        if name != "request" or names.count(name) > 1:
+            raise SchemaError(f"V2: input {name!r} " + ("is given twice" if name == "request"
+                              else "is not one this model takes (only 'request')"),
+                              key="inputs")  # fmt: skip
+    for out in payload.request_outputs or []:
+        if out.name != "response":
+            raise SchemaError(f"V2: output {out.name!r} is not one this model answers "
+                              "(only 'response')", key="outputs")  # fmt: skip
+    return payload.inputs[names.index("request")]
+
+
+def json_body(raw: bytes | bytearray | str) -> Any:
+    """JSON as KServe's V1 route reads it (orjson): nesting over 1,024 levels, NaN and
+    invalid UTF-8 are a ValueError (the json module recursed into a RecursionError: 500)."""
+    return orjson.loads(raw)
 
 
 class TooLarge(VidrecError):
@@ -180,6 +208,7 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         self.shadow_lines: list[str] = []  # for log/shadow.jsonl at the next tick
         self.attached = False
         self.log = ImpressionLog(app.log_dir, app.cfg.remember_requests, app.cfg.log_flush_rows)
+        self.in_flight: set[str] = set()  # request ids clients gave, until answered
         self.ticker: asyncio.Task[None] | None = None
         self.last_flush = time.monotonic()
         self.created: dict[str, int] = {}
@@ -227,6 +256,7 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
     async def predict(self, parsed: Any, headers: Any = None, response_headers: Any = None) -> Any:
         self._start_ticker()
         payload, reqs = parsed
+        claimed = self._claim(reqs)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         calls = [self.router.recommend(r) for r in reqs]
@@ -236,10 +266,34 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             raise
         except Exception as exc:  # the router degrades model failures: this is ours
             raise NotReady(f"recommender unavailable: {type(exc).__name__}") from None
+        finally:
+            self.in_flight.difference_update(claimed)  # served ones are in the log by now
         for req, s in zip(reqs, out, strict=True):
             self.metrics.observe(s.response, loop.time() - t0, s.bins)
             self.log.served(req, s.response, s.inputs)
         return payload, [s.response for s in out]
+
+    def _claim(self, reqs: list[RecommendRequest]) -> list[str]:
+        """The request ids clients gave, held until their requests are answered. An id names
+        one served request (outcomes join on it, training groups a slate's impressions by
+        it): one that repeats another in the body, or names a request in flight or still
+        remembered (`remember_requests`), is refused. A refused or failed request (a 503)
+        leaves its id free to retry."""
+        first: dict[str, int] = {}
+        for i, r in enumerate(reqs):
+            rid, where = r.request_id, f"instances[{i}]"
+            if rid is None:
+                continue
+            if rid in first:
+                raise SchemaError(f"{where}: request_id: {rid!r} repeats instances[{first[rid]}]'s",
+                                  key="request_id", source=where)  # fmt: skip
+            if rid in self.in_flight or self.log.knows(rid):
+                raise Conflict(f"{where}: request_id: {rid!r} is taken by a request this server "
+                               "served: give each request an id of its own", key="request_id",
+                               source=where)  # fmt: skip
+            first[rid] = i
+        self.in_flight.update(first)
+        return list(first)
 
     async def postprocess(
         self, result: Any, headers: Any = None, response_headers: Any = None
@@ -423,8 +477,8 @@ def install_routes(metrics: ServingMetrics, model: VidrecModel) -> None:
 
     async def feedback(request: Request) -> JSONResponse:
         try:
-            raw = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raw = json_body(await request.body())
+        except ValueError as exc:
             raise InvalidInput(f"feedback body is not JSON: {exc}") from None
         body = parse(FeedbackRequest, raw, "feedback", SchemaError)
         return JSONResponse(model.feedback(body).model_dump())
