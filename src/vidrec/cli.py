@@ -126,7 +126,7 @@ def _features_cfg(config: Path | None, **flags: Any) -> FeatureConfig:
 @app.command()
 def simulate(
     scale: str = typer.Option("small", help="small | demo | large"),
-    seed: int = typer.Option(0, help="same seed, same bytes"),
+    seed: int = typer.Option(0, min=0, help="same seed, same bytes"),
     scenario: str = typer.Option("none", help="none | interest-shift | new-market | catalog-surge"),
     days: int = typer.Option(None, help="override the scale's number of days"),
     onset_day: int = typer.Option(None, help="day the scenario starts"),
@@ -214,7 +214,7 @@ def features_check_skew(
     data: Path = typer.Option(Path("out/sim")),
     sample: int = typer.Option(2000, help="impressions to compare"),
     snapshots: int = typer.Option(3, help="snapshot windows to sample"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0),
     store: str = typer.Option(None, help="online store URL"),
     store_lag_seconds: int = typer.Option(
         0, help="materialise this much too early (shows what staleness does)"
@@ -465,7 +465,7 @@ def traffic(
     rate: float = typer.Option(20.0, min=0.1, help="requests per second (open loop)"),
     duration: float = typer.Option(30.0, min=0.1, help="seconds to run"),
     k: int = typer.Option(10, min=1, max=500, help="videos per request"),
-    seed: int = typer.Option(0, help="seed of users and outcomes"),
+    seed: int = typer.Option(0, min=0, help="seed of users and outcomes"),
     drift: str = typer.Option(
         None, help="inject a drift scenario: new-market (users of an unseen market)"
     ),
@@ -533,7 +533,7 @@ def bench_drift(
     window_requests: int = typer.Option(
         2000, min=10, help="at most this many of a window's requests (sampled beyond)"
     ),
-    seed: int = typer.Option(0, help="seed of the simulated platforms"),
+    seed: int = typer.Option(0, min=0, help="seed of the simulated platforms"),
     seeds: int = typer.Option(3, min=1, help="platforms each scenario with an onset runs"),
     quiet_seeds: int = typer.Option(
         6, min=1, help="platforms the `none` scenario runs (more quiet windows to count)"
@@ -992,7 +992,7 @@ def rollout_operator(
 def demo(
     out: Path = typer.Option(Path("out/demo")),
     scale: str = typer.Option("demo"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0),
     json_out: bool = JSON,
 ) -> None:
     """The lifecycle on embedded defaults: simulate -> features -> skew check -> leakage

@@ -135,11 +135,12 @@ def load_settings(path: Path | None) -> Settings:
         return Settings()
     if not path.exists():
         raise ConfigError(f"settings file not found: {path}", file=str(path))
-    text = path.read_text()
     try:
+        text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot parse: {exc}", file=str(path)) from exc
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON/TOML, nested too deep
+        why = "nested too deep" if isinstance(exc, RecursionError) else exc
+        raise ConfigError(f"{path}: cannot parse: {why}", file=str(path)) from None
     return parse(Settings, data, str(path))
 
 

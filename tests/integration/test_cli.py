@@ -151,6 +151,8 @@ def test_usage_errors_name_the_option_in_one_json_line_and_never_a_traceback(
     for args, key in [
         (("monitor", "run", "--runs", "0"), "--runs"),  # out of range
         (("simulate", "--seed", "x"), "--seed"),  # not a number
+        (("simulate", "--seed", "-1"), "--seed"),  # numpy's generators take no negative seed
+        (("traffic", "--seed", "-1"), "--seed"),
         (("serve", "--port", "99999"), "--port"),  # not a port
         (("registry", "list", "--bogus"), "--bogus"),  # no such option
         (("registry", "show"), "ref"),  # missing argument

@@ -20,6 +20,25 @@ def test_out_of_range_value_names_key(tmp_path: Path) -> None:
         load_settings(f)
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("vidrec.json", b"[" * 5000 + b"]" * 5000, "nested too deep"),
+        ("vidrec.toml", b"a = " + b"[" * 5000 + b"]" * 5000, "nested too deep"),
+        ("vidrec.toml", b"\xff\xfe[features]", "can't decode byte 0xff"),
+        ("vidrec.json", b'{"features": ', "Expecting value"),
+    ],
+)
+def test_a_settings_file_that_cannot_be_read_is_a_config_error_naming_it(
+    tmp_path: Path, name: str, content: bytes, says: str
+) -> None:
+    f = tmp_path / name
+    f.write_bytes(content)
+    with pytest.raises(ConfigError, match=f"{f}: cannot parse: .*{says}") as caught:
+        load_settings(f)
+    assert caught.value.details == {"file": str(f)}
+
+
 def test_valid_settings_load(tmp_path: Path) -> None:
     f = tmp_path / "vidrec.toml"
     f.write_text("[features]\nrefresh_seconds = 60\n")
