@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the CLI imports what a verb needs when it runs
     from vidrec.rollout.k8s_store import ModelRolloutStore
     from vidrec.rollout.store import RolloutStore
 
+N = TypeVar("N", int, float)
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -300,9 +301,23 @@ def bench_train(
     from vidrec.bench.train import run
     from vidrec.bench.train_table import lines
 
-    sizes_n = [int(x) for x in sizes.split(",") if x.strip()]
-    report = run(scale, sizes_n, out, pipeline)
+    report = run(scale, _positive(sizes, "--sizes", int), out, pipeline)
     emit(report, json_out, "training benchmark", lines(report))
+
+
+def _positive(text: str, option: str, kind: type[N]) -> list[N]:
+    """A comma-separated list of numbers above zero, or a usage error naming the option."""
+    values = []
+    for x in (x.strip() for x in text.split(",")):
+        try:
+            value = kind(x)
+        except ValueError:
+            what = "whole number" if kind is int else "number"
+            raise ConfigError(f"{option}: {x!r} is not a {what}", key=option) from None
+        if not value > 0:  # NaN too
+            raise ConfigError(f"{option}: {x} is not above 0", key=option)
+        values.append(value)
+    return values
 
 
 def _settings(config: Path | None) -> Settings:
@@ -508,9 +523,8 @@ def bench_serve(
     """No-op Ray Serve app vs our endpoint vs in-process, p50/p95/p99 per rate and size."""
     from vidrec.bench.serve import run
 
+    sizes_n, rates_f = _positive(sizes, "--sizes", int), _positive(rates, "--rates", float)
     settings = _settings(config)
-    sizes_n = [int(x) for x in sizes.split(",") if x.strip()]
-    rates_f = [float(x) for x in rates.split(",") if x.strip()]
     # Ray's driver prints its actors' last words to stdout: that is for the one summary
     with contextlib.redirect_stdout(sys.stderr):
         report = run(

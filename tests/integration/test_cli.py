@@ -158,6 +158,9 @@ def test_usage_errors_name_the_option_in_one_json_line_and_never_a_traceback(
         (("registry", "show"), "ref"),  # missing argument
         (("traffic", "--url", "localhost:8080"), "--url"),  # not an http(s) URL
         (("bench", "features", "--scales", "demo,tiny"), "scales"),  # checked before any work
+        (("bench", "serve", "--sizes", "1e5"), "--sizes"),  # a traceback before
+        (("bench", "serve", "--rates", "25,-5"), "--rates"),
+        (("bench", "train", "--sizes", "100000,"), "--sizes"),
     ]:
         p = vidrec(*args, "--json")
         assert p.returncode == 2, args

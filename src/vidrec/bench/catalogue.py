@@ -46,7 +46,8 @@ def grow_bundle(bundle: Path, out: Path, items: int, seed: int = 0) -> dict[str,
     real = _Real.read(bundle / INDEX)
     if items < len(real.ids):
         raise InvalidInput(
-            f"items={items} is fewer than the bundle's {len(real.ids)} real videos", key="items"
+            f"--sizes: {items} is fewer than the bundle's {len(real.ids)} real videos",
+            key="--sizes",
         )
     if out.exists():
         raise InvalidInput(f"{out}: already exists; grow into a new directory", path=str(out))
