@@ -178,6 +178,12 @@ def test_usage_errors_name_the_option_in_one_json_line_and_never_a_traceback(
     err = one_json_line(p)
     assert err["status"] == 400 and err["details"]["file"] == str(out), err
     assert "Traceback" not in p.stderr
+    # a directory for the file: refused before the join (it was written beside it, then failed)
+    p = vidrec("features", "build", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path),
+               "--json")  # fmt: skip
+    err = one_json_line(p)
+    assert (p.returncode, err["details"]["file"]) == (2, str(tmp_path)), err
+    assert "a directory" in err["message"]
     p = vidrec("monitor", "rules", "--out", str(tmp_path / "afile" / "rules"), "--json")
     assert p.returncode == 2 and "Traceback" not in p.stderr
     err = one_json_line(p)

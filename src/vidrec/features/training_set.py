@@ -113,6 +113,10 @@ def build_training_set(
     """Write `out` (Parquet) and return a summary; raises LeakageError on a leaky feature."""
     t0 = time.perf_counter()
     tmp = out.with_suffix(".partial")
+    if out.is_dir():  # else the whole join is written beside it, then fails to replace it
+        raise InvalidInput(
+            f"cannot write {out}: a directory (name the Parquet file)", file=str(out)
+        )
     try:  # an unwritable `out` fails now, named, not after the join
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp.touch()
