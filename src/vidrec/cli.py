@@ -21,6 +21,7 @@ from vidrec.config import (
     SCALES,
     SCENARIOS,
     FeatureConfig,
+    ServingConfig,
     Settings,
     load_settings,
     parse,
@@ -401,6 +402,12 @@ def serve(
     store: str = typer.Option(
         None, envvar="VIDREC_ONLINE_STORE", help="online store URL (see `features materialize`)"
     ),
+    served_store: str = typer.Option(
+        None,
+        envvar="VIDREC_SERVED_STORE",
+        help="redis URL where served requests wait for feedback, shared by the pods (default: "
+        "[serving] served_store; empty: this process)",
+    ),
     routes: Path = typer.Option(
         None, help="live route table file (default: [rollout] routes, which the controller drives)"
     ),
@@ -424,6 +431,10 @@ def serve(
     from vidrec.serving.server import Deployment, VersionApps, serve_forever
 
     settings = _settings(config)
+    if served_store is not None:  # validated as the settings file's key would be
+        given = {**settings.serving.model_dump(), "served_store": served_store}
+        serving = parse(ServingConfig, given, "--served-store")
+        settings = settings.model_copy(update={"serving": serving})
     features = _features_cfg(config, online_store=store)
     routes = (routes or settings.rollout.routes).resolve()  # replicas run elsewhere
     bundles = _serving_bundles(settings, routes, model_version)

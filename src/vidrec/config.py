@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vidrec.errors import ConfigError, VidrecError
 
@@ -329,6 +329,23 @@ class ServingConfig(Strict):
     remember_requests: int = Field(
         100_000, ge=1, description="served requests kept for joining feedback (oldest forgotten)"
     )
+    served_store: str = Field(
+        "",
+        description="where served requests wait for their feedback: empty, this process (the "
+        "last remember_requests); redis://host:port/db, shared by every model-server pod "
+        "(feedback reaches any pod; in the chart, set when redis.enabled)",
+    )
+    served_ttl_s: float = Field(
+        86_400.0, gt=0, description="a redis served_store keeps each served request this long"
+    )
+
+    @field_validator("served_store")
+    @classmethod
+    def _a_redis_url(cls, url: str) -> str:
+        if url and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{url!r} is not a redis:// URL (empty: this process)")
+        return url
+
     log_flush_rows: int = Field(
         5_000, ge=1, description="impression log rows buffered before a parquet part is written"
     )

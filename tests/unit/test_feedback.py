@@ -67,7 +67,7 @@ def test_old_requests_are_forgotten_and_counted() -> None:
     for rid in ("a", "b", "c"):
         log.served(RecommendRequest(user_id=7), served(rid, [1]))
     _, rejected = log.feedback([Outcome(request_id="a", video_id=1, clicked=True)])
-    assert [r.reason for r in rejected] == ["unknown_request"] and log.forgotten == 1
+    assert [r.reason for r in rejected] == ["unknown_request"] and log.requests.forgotten == 1
 
 
 def test_bad_outcomes_are_refused_naming_the_field() -> None:

@@ -75,9 +75,14 @@ class Mlflow(Strict):
 
 
 class Redis(Strict):
-    """An optional Redis online feature store (else serving uses its sqlite store)."""
+    """An optional Redis: the online feature store, and where served requests wait for their
+    feedback, shared by the model-server pods. Without it each pod keeps its own: with
+    serving.replicas above 1, or a Knative canary's two revisions, an outcome posted to a pod
+    that did not serve its request is rejected (unknown_request) and its click not counted."""
 
-    enabled: bool = Field(False, description="deploy it and point serving at it")
+    enabled: bool = Field(
+        False, description="deploy it and point serving at it (features and served requests)"
+    )
     image: str = Field("redis:7.4-alpine", description="its image")
 
 

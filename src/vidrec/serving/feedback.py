@@ -1,14 +1,15 @@
 """Outcomes of served recommendations: joined to what was served, counted, logged.
 
-The server remembers each served request (bounded: the oldest are forgotten)
-so `POST /v1/feedback` outcomes join to the variant, model version and
-position that produced them. Every shown video goes to the impression log and
-every click to the watch log, as parquet parts in the documented `impressions`
-and `watches` schemas (plus variant and version columns): later training reads
-them like any other log. Every ranked request's own model inputs (its user and
-context, `REQUEST_INPUTS`) go to the `requests` table, which the drift
-monitor's sample-based mode reads. An outcome that cannot be joined is rejected with its
-reason and counted, never dropped silently.
+The server remembers each served request (`vidrec.serving.served`: in this
+process, bounded, or shared by the pods in Redis) so `POST /v1/feedback`
+outcomes join to the variant, model version and position that produced them.
+Every shown video goes to the impression log and every click to the watch log,
+as parquet parts in the documented `impressions` and `watches` schemas (plus
+variant and version columns): later training reads them like any other log.
+Every ranked request's own model inputs (its user and context, `REQUEST_INPUTS`)
+go to the `requests` table, which the drift monitor's sample-based mode reads.
+An outcome that cannot be joined is rejected with its reason and counted, never
+dropped silently.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import itertools
 import math
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,8 @@ from pydantic import Field, model_validator
 from vidrec.config import Exact, Strict
 from vidrec.features.definitions import REQUEST_INPUTS
 from vidrec.serving.api import RecommendRequest, RecommendResponse
+from vidrec.serving.served import ServedRequest, ServedRequests
+from vidrec.serving.served_memory import MemoryServed
 
 MAX_OUTCOMES = 1000
 _TAGS = [("request_key", pa.string()), ("variant", pa.string()), ("model_version", pa.string())]
@@ -87,35 +89,15 @@ class FeedbackResult(Strict):
     rejected: list[Rejected]
 
 
+Answered = tuple[RecommendRequest, RecommendResponse, list[float] | None]  # inputs: if ranked
+
+
 @dataclass(frozen=True)
 class Joined:
     variant: str
     version: str
     outcome: Outcome
     user_id: int
-
-
-@dataclass(slots=True)
-class _Served:
-    """What an outcome's join needs of a served request, and no more. The server keeps
-    `remember` (100k) of these, and a full collection walks every container they hold,
-    stopping the server meanwhile: kept as the request and response models, a request was
-    29 tracked objects, 2.9M at 100k (a full pass over 600k took 0.35-0.6 s here); as
-    this, it is one (its tuple of ints is untracked)."""
-
-    request_id: str
-    ts: int
-    user_id: int
-    variant: str
-    version: str
-    videos: tuple[int, ...]  # as shown: a video's position is its index
-    answered: set[int] | None = None  # made at the first outcome
-
-    @classmethod
-    def of(cls, resp: RecommendResponse) -> _Served:
-        videos = tuple(item.video_id for item in resp.items)
-        return cls(resp.request_id, resp.ts, resp.user_id, resp.variant, resp.model_version,
-                   videos)  # fmt: skip
 
 
 def log_request_id(request_id: str) -> int:
@@ -131,21 +113,34 @@ class ImpressionLog:
         remember: int = 100_000,
         flush_rows: int = 5_000,
         clock: Callable[[], float] = time.time,
+        requests: ServedRequests | None = None,
     ) -> None:
-        self.out, self.remember, self.flush_rows, self.clock = out, remember, flush_rows, clock
-        self._served: OrderedDict[str, _Served] = OrderedDict()
+        """`requests`: where served requests are kept for the join (default: the last
+        `remember` in this process)."""
+        self.out, self.flush_rows, self.clock = out, flush_rows, clock
+        self.requests = requests or MemoryServed(remember)
         self._rows: dict[str, list[dict[str, Any]]] = {t: [] for t in SCHEMAS}
         self._part = itertools.count()
-        self.forgotten = 0
 
     def served(
         self, req: RecommendRequest, resp: RecommendResponse, inputs: list[float] | None = None
     ) -> None:
         """`inputs`: the request's REQUEST_INPUTS as ranked (none when degraded)."""
-        self._served[resp.request_id] = _Served.of(resp)
-        while len(self._served) > self.remember:
-            self._served.popitem(last=False)
-            self.forgotten += 1
+        self.served_all([(req, resp, inputs)])
+
+    def served_all(self, answered: list[Answered]) -> None:
+        """`served` for each of a call's answers (the store in one round trip)."""
+        self.requests.remember([ServedRequest(resp.request_id, resp.ts, resp.user_id,
+                                              resp.variant, resp.model_version,
+                                              tuple(item.video_id for item in resp.items))
+                                for _, resp, _ in answered])  # fmt: skip
+        for req, resp, inputs in answered:
+            self._log(req, resp, inputs)
+        self._maybe_flush()
+
+    def _log(
+        self, req: RecommendRequest, resp: RecommendResponse, inputs: list[float] | None
+    ) -> None:
         rid = log_request_id(resp.request_id)
         tags = _tags(resp.request_id, resp.variant, resp.model_version)
         for p, item in enumerate(resp.items):
@@ -169,41 +164,34 @@ class ImpressionLog:
             self._rows["requests"].append({"request_id": rid, "ts": resp.ts,
                                            "served_at": self.clock(), "user_id": resp.user_id,
                                            **tags, **values})  # fmt: skip
-        self._maybe_flush()
 
-    def knows(self, request_id: str) -> bool:
-        """Whether `request_id` is a served request still remembered."""
-        return request_id in self._served
+    def remembered(self, request_ids: list[str]) -> set[str]:
+        """Those of `request_ids` that name a served request still remembered."""
+        found = self.requests.find(request_ids)
+        return {rid for rid, s in zip(request_ids, found, strict=True) if s is not None}
 
     def feedback(self, outcomes: list[Outcome]) -> tuple[list[Joined], list[Rejected]]:
+        ids = list(dict.fromkeys(o.request_id for o in outcomes))
+        found = dict(zip(ids, self.requests.find(ids), strict=True))
+        reasons = [_reason(found[o.request_id], o) for o in outcomes]
+        valid = [i for i, r in enumerate(reasons) if r is None]
+        pairs = [(outcomes[i].request_id, outcomes[i].video_id) for i in valid]
+        for i, first in zip(valid, self.requests.first(pairs), strict=True):
+            reasons[i] = None if first else "duplicate"
         joined, rejected = [], []
-        for i, o in enumerate(outcomes):
-            reason = self._reason(o)
-            if reason is not None:
+        for i, (o, reason) in enumerate(zip(outcomes, reasons, strict=True)):
+            s = found[o.request_id]
+            if reason is not None or s is None:
                 rejected.append(Rejected(index=i, request_id=o.request_id, video_id=o.video_id,
-                                         reason=reason))  # fmt: skip
+                                         reason=reason or "unknown_request"))  # fmt: skip
                 continue
-            s = self._served[o.request_id]
-            if s.answered is None:
-                s.answered = set()
-            s.answered.add(o.video_id)
             joined.append(Joined(s.variant, s.version, o, s.user_id))
             if o.clicked:
                 self._rows["watches"].append(self._watch(s, o))
         self._maybe_flush()
         return joined, rejected
 
-    def _reason(self, o: Outcome) -> Reason | None:
-        s = self._served.get(o.request_id)
-        if s is None:
-            return "unknown_request"
-        if o.video_id not in s.videos:
-            return "not_shown"
-        if s.answered and o.video_id in s.answered:
-            return "duplicate"
-        return None
-
-    def _watch(self, s: _Served, o: Outcome) -> dict[str, Any]:
+    def _watch(self, s: ServedRequest, o: Outcome) -> dict[str, Any]:
         start = s.ts + 1  # the click follows the slate
         known = o.ts if o.ts is not None else int(self.clock())
         return {
@@ -239,6 +227,12 @@ class ImpressionLog:
             os.replace(tmp, folder / name)
             rows.clear()
         return written
+
+
+def _reason(s: ServedRequest | None, o: Outcome) -> Reason | None:
+    if s is None:
+        return "unknown_request"
+    return "not_shown" if o.video_id not in s.videos else None
 
 
 def _tags(request_id: str, variant: str, version: str) -> dict[str, Any]:

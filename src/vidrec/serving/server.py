@@ -77,6 +77,7 @@ from vidrec.serving.metrics import ServingMetrics  # noqa: E402
 from vidrec.serving.recommender import Served  # noqa: E402
 from vidrec.serving.router import Router, ShadowResult  # noqa: E402
 from vidrec.serving.routing import cohort  # noqa: E402
+from vidrec.serving.served import open_served  # noqa: E402
 from vidrec.serving.shadow import Comparison  # noqa: E402
 from vidrec.serving.versions import idle_since, plan  # noqa: E402
 
@@ -207,7 +208,9 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         )
         self.shadow_lines: list[str] = []  # for log/shadow.jsonl at the next tick
         self.attached = False
-        self.log = ImpressionLog(app.log_dir, app.cfg.remember_requests, app.cfg.log_flush_rows)
+        cfg = app.cfg
+        served = open_served(cfg.served_store, cfg.remember_requests, cfg.served_ttl_s)
+        self.log = ImpressionLog(app.log_dir, flush_rows=cfg.log_flush_rows, requests=served)
         self.in_flight: set[str] = set()  # request ids clients gave, until answered
         self.ticker: asyncio.Task[None] | None = None
         self.last_flush = time.monotonic()
@@ -268,9 +271,9 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             raise NotReady(f"recommender unavailable: {type(exc).__name__}") from None
         finally:
             self.in_flight.difference_update(claimed)  # served ones are in the log by now
-        for req, s in zip(reqs, out, strict=True):
+        for s in out:
             self.metrics.observe(s.response, loop.time() - t0, s.bins)
-            self.log.served(req, s.response, s.inputs)
+        self.log.served_all([(r, s.response, s.inputs) for r, s in zip(reqs, out, strict=True)])
         return payload, [s.response for s in out]
 
     def _claim(self, reqs: list[RecommendRequest]) -> list[str]:
@@ -281,17 +284,20 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         leaves its id free to retry."""
         first: dict[str, int] = {}
         for i, r in enumerate(reqs):
-            rid, where = r.request_id, f"instances[{i}]"
-            if rid is None:
-                continue
-            if rid in first:
-                raise SchemaError(f"{where}: request_id: {rid!r} repeats instances[{first[rid]}]'s",
-                                  key="request_id", source=where)  # fmt: skip
-            if rid in self.in_flight or self.log.knows(rid):
-                raise Conflict(f"{where}: request_id: {rid!r} is taken by a request this server "
-                               "served: give each request an id of its own", key="request_id",
-                               source=where)  # fmt: skip
-            first[rid] = i
+            rid = r.request_id
+            if rid is not None and rid in first:
+                raise SchemaError(f"instances[{i}]: request_id: {rid!r} repeats "
+                                  f"instances[{first[rid]}]'s", key="request_id",
+                                  source=f"instances[{i}]")  # fmt: skip
+            if rid is not None:
+                first[rid] = i
+        taken = (self.in_flight & first.keys()) | self.log.remembered(list(first))
+        if taken:
+            rid = min(taken, key=first.__getitem__)
+            where = f"instances[{first[rid]}]"
+            raise Conflict(f"{where}: request_id: {rid!r} is taken by a request already "
+                           "served: give each request an id of its own", key="request_id",
+                           source=where)  # fmt: skip
         self.in_flight.update(first)
         return list(first)
 

@@ -1,0 +1,34 @@
+"""Served requests in this process: the last `remember` (the oldest forgotten, counted)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from vidrec.serving.served import ServedRequest
+
+
+class MemoryServed:
+    def __init__(self, remember: int) -> None:
+        self.remember_n = remember
+        self.forgotten = 0
+        self._served: OrderedDict[str, ServedRequest] = OrderedDict()
+
+    def remember(self, served: list[ServedRequest]) -> None:
+        for s in served:
+            self._served[s.request_id] = s
+        while len(self._served) > self.remember_n:
+            self._served.popitem(last=False)
+            self.forgotten += 1
+
+    def find(self, request_ids: list[str]) -> list[ServedRequest | None]:
+        return [self._served.get(rid) for rid in request_ids]
+
+    def first(self, outcomes: list[tuple[str, int]]) -> list[bool]:
+        out = []
+        for rid, video in outcomes:
+            s = self._served[rid]
+            if s.answered is None:
+                s.answered = set()
+            out.append(video not in s.answered)
+            s.answered.add(video)
+        return out
