@@ -271,9 +271,10 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             raise NotReady(f"recommender unavailable: {type(exc).__name__}") from None
         finally:
             self.in_flight.difference_update(claimed)  # served ones are in the log by now
+        # remembered first: a store that cannot take them answers 503, counted as nothing else
+        self.log.served_all([(r, s.response, s.inputs) for r, s in zip(reqs, out, strict=True)])
         for s in out:
             self.metrics.observe(s.response, loop.time() - t0, s.bins)
-        self.log.served_all([(r, s.response, s.inputs) for r, s in zip(reqs, out, strict=True)])
         return payload, [s.response for s in out]
 
     def _claim(self, reqs: list[RecommendRequest]) -> list[str]:
