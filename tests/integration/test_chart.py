@@ -249,6 +249,25 @@ def test_install_waits_for_every_deployment_to_be_available(
     assert status["info"]["status"] == "deployed" and status["version"] == 1
 
 
+def test_the_notes_show_a_call_that_works_and_when_feedback_needs_redis(
+    cluster: ControlPlane,
+) -> None:
+    def notes(*args: str) -> str:
+        out = cluster.run("helm", "install", "n", str(CHART), "--dry-run=client", "-o", "json",
+                          *args)  # fmt: skip
+        return str(json.loads(out.stdout)["info"]["notes"])
+
+    one = notes()
+    assert "-H 'content-type: application/json'" in one  # curl -d alone is a form: 415
+    assert "Feedback may reach" not in one
+    for args in (
+        ["--set", "serving.replicas=2"],
+        ["-f", str(CHART / "ci" / "knative-values.yaml")],
+    ):
+        assert "Set redis.enabled=true" in notes(*args), args
+        assert "Feedback may reach" not in notes(*args, "--set", "redis.enabled=true")
+
+
 def test_upgrade_then_rollback_restores_the_previous_revision(
     cluster: ControlPlane, installed: str
 ) -> None:
