@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from vidrec.config import FeatureConfig
+from vidrec.errors import InvalidInput
 from vidrec.features.training_set import build_training_set
 
 KEY = ["request_id", "video_id"]
@@ -63,3 +65,14 @@ def test_features_for_any_rows_equal_the_training_set(small_sim: Path, tmp_path:
     swapped = rows[ctx].assign(video_id=rows.video_id.to_numpy()[::-1])
     other = features_for(small_sim, FeatureConfig(), swapped)
     assert not other.video_impressions_7d.equals(got.video_impressions_7d)
+
+
+def test_a_build_with_no_rows_says_why_and_writes_nothing(small_sim: Path, tmp_path: Path) -> None:
+    """As of the first impression every label is still open: no row qualifies. The summary
+    named a file that was never written, and training then failed reading it."""
+    first = int(pd.read_parquet(small_sim / "impressions.parquet", columns=["ts"]).ts.min())
+    out = tmp_path / "t.parquet"
+    with pytest.raises(InvalidInput, match=f"no training rows as of build_ts {first}") as err:
+        build_training_set(small_sim, out, FeatureConfig(), build_ts=first)
+    assert "still wait for their labels" in err.value.message and err.value.http_status == 400
+    assert not out.exists() and not out.with_suffix(".partial").exists()

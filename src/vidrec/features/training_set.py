@@ -156,9 +156,15 @@ def build_training_set(
             writer.close()
         tmp.unlink(missing_ok=True)
         raise
-    if writer:
-        writer.close()
-        tmp.replace(out)
+    if writer is None:  # else the summary would name a file never written
+        raise InvalidInput(
+            f"no training rows as of build_ts {build_ts}: of {ds.rows.get('impressions', 0)} valid "
+            f"impressions, {pending} still wait for their labels (label_horizon_s) and none "
+            "other qualifies",
+            file=str(out),
+        )
+    writer.close()
+    tmp.replace(out)
     seconds = time.perf_counter() - t0
     return {
         "out": str(out),
