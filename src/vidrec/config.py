@@ -21,6 +21,7 @@ SCENARIOS: tuple[str, ...] = get_args(Scenario)
 
 DAY = 86_400
 COHORTS = 100  # user engagement cohorts (serving.routing): the canary's unit, 1 % each
+REDIS_URLS = ("redis://", "rediss://", "unix://")  # what redis-py's from_url takes
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z: simulated time starts here (epoch seconds)
 
 
@@ -342,7 +343,7 @@ class ServingConfig(Strict):
     @field_validator("served_store")
     @classmethod
     def _a_redis_url(cls, url: str) -> str:
-        if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        if url and not url.startswith(REDIS_URLS):
             raise ValueError(f"{url!r} is not a redis:// URL (empty: this process)")
         return url
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from vidrec.config import REDIS_URLS
 from vidrec.errors import ConfigError
 
 Key = tuple[Any, ...]
@@ -66,7 +67,7 @@ def open_store(url: str) -> OnlineStore:
         from vidrec.features.sqlite_store import SQLiteStore
 
         return SQLiteStore(url.removeprefix("sqlite://").removeprefix("/") or ":memory:")
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(REDIS_URLS):
         from vidrec.features.redis_store import RedisStore
 
         return RedisStore(url)

@@ -180,11 +180,12 @@ class ImpressionLog:
             reasons[i] = None if first else "duplicate"
         joined, rejected = [], []
         for i, (o, reason) in enumerate(zip(outcomes, reasons, strict=True)):
-            s = found[o.request_id]
-            if reason is not None or s is None:
+            if reason is not None:
                 rejected.append(Rejected(index=i, request_id=o.request_id, video_id=o.video_id,
-                                         reason=reason or "unknown_request"))  # fmt: skip
+                                         reason=reason))  # fmt: skip
                 continue
+            s = found[o.request_id]
+            assert s is not None  # no reason: found and shown
             joined.append(Joined(s.variant, s.version, o, s.user_id))
             if o.clicked:
                 self._rows["watches"].append(self._watch(s, o))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from vidrec.config import REDIS_URLS
 from vidrec.errors import ConfigError
 
 
@@ -51,7 +52,7 @@ def open_served(url: str, remember: int, ttl_s: float) -> ServedRequests:
         from vidrec.serving.served_memory import MemoryServed
 
         return MemoryServed(remember)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(REDIS_URLS):
         from vidrec.serving.served_redis import RedisServed
 
         return RedisServed(url, ttl_s)

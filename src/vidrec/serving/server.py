@@ -280,9 +280,9 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
     def _claim(self, reqs: list[RecommendRequest]) -> list[str]:
         """The request ids clients gave, held until their requests are answered. An id names
         one served request (outcomes join on it, training groups a slate's impressions by
-        it): one that repeats another in the body, or names a request in flight or still
-        remembered (`remember_requests`), is refused. A refused or failed request (a 503)
-        leaves its id free to retry."""
+        it): one that repeats another in the body, or names a request in flight here or
+        still remembered by the served-request store, is refused. A refused or failed
+        request (a 503) leaves its id free to retry."""
         first: dict[str, int] = {}
         for i, r in enumerate(reqs):
             rid = r.request_id
