@@ -119,8 +119,9 @@ SERVING = Dashboard(
         ),
         Panel(
             "Error ratio",
-            "Share of non-200 answers (recorded; 0 when there are none)",
-            (_q(rules.ERROR_RATIO, "{{job}}"),),
+            "Share of answers that were server errors (5xx, alerted) and client errors "
+            "(4xx: bad bodies, reused request ids); recorded, 0 when there are none",
+            (_q(rules.ERROR_RATIO, "{{job}} 5xx"), _q(rules.CLIENT_ERROR_RATIO, "{{job}} 4xx")),
             unit="percentunit",
         ),
         Panel(

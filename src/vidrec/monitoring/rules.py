@@ -19,9 +19,12 @@ Recording rules (group `vidrec.recording`, every rate over `rule_window_s`):
   variant:vidrec_request_duration_seconds:p99
       99th percentile of the end-to-end (`stage="total"`) latency.
   job:vidrec_request_errors_per_requests:ratio_rate
-      share of non-200 answers. Kept by job, not by variant: failed requests are
+      share of server errors (5xx). Kept by job, not by variant: failed requests are
       counted with variant="none" (they fail before routing), so a per-variant
       ratio would read 0 for every variant and 1 for "none". 0 when no errors.
+  job:vidrec_request_client_errors_per_requests:ratio_rate
+      share of client errors (4xx: bad bodies, reused request ids), the same way.
+      Shown, never alerted on: the client's to fix.
   variant:vidrec_clicks_per_impressions:ratio_rate
       online CTR: clicks reported by feedback per video shown.
   variant:vidrec_watch_seconds_per_impressions:ratio_rate
@@ -58,7 +61,8 @@ CONFIG_FILE = "prometheus.yml"
 
 REQUESTS_RATE = "variant:vidrec_requests:rate"
 LATENCY_P99 = "variant:vidrec_request_duration_seconds:p99"
-ERROR_RATIO = "job:vidrec_request_errors_per_requests:ratio_rate"
+ERROR_RATIO = "job:vidrec_request_errors_per_requests:ratio_rate"  # server errors (5xx)
+CLIENT_ERROR_RATIO = "job:vidrec_request_client_errors_per_requests:ratio_rate"  # 4xx
 CTR = "variant:vidrec_clicks_per_impressions:ratio_rate"
 WATCH_PER_IMPRESSION = "variant:vidrec_watch_seconds_per_impressions:ratio_rate"
 SHADOW_OVERLAP_MEAN = "version:vidrec_shadow_overlap_ratio:mean"
@@ -132,8 +136,11 @@ def latency_p99(window: str) -> str:
     return f"histogram_quantile(0.99, {buckets})"
 
 
-def error_ratio(window: str, by: str = "job") -> str:
-    errors = _sum_rate("vidrec_requests_total", by, window, '{code!="200"}')
+def error_ratio(window: str, by: str = "job", codes: str = "5..") -> str:
+    """Share of requests answered with a status matching `codes`: server errors (5xx) by
+    default. A client's bad bodies or reused request ids (4xx) are the client's to fix:
+    they have their own ratio and never page."""
+    errors = _sum_rate("vidrec_requests_total", by, window, f'{{code=~"{codes}"}}')
     total = _sum_rate("vidrec_requests_total", by, window)
     # `or total * 0`: with no error series at all the ratio is 0, not absent.
     return f"({errors} or {total} * 0) / {total}"
@@ -177,6 +184,7 @@ def recording_rules(cfg: MonitoringConfig) -> list[Rule]:
         REQUESTS_RATE: requests_rate(w),
         LATENCY_P99: latency_p99(w),
         ERROR_RATIO: error_ratio(w),
+        CLIENT_ERROR_RATIO: error_ratio(w, codes="4.."),
         CTR: ctr(w),
         WATCH_PER_IMPRESSION: watch_per_impression(w),
         SHADOW_OVERLAP_MEAN: shadow_overlap_mean(w),
@@ -274,9 +282,9 @@ def _error_ratio_alert(a: AlertConfig) -> Rule:
         "VidrecErrorRatioHigh",
         f"{error_ratio(w)} > {_num(a.error_ratio_max)}",
         "critical",
-        "{{ $labels.job }} answers too many errors",
-        "{{ $value | humanizePercentage }} of {{ $labels.job }} requests were not answered "
-        f"200 over {_human(a.rule_window_s)} (alerts above {_num(a.error_ratio_max * 100)}%).",
+        "{{ $labels.job }} answers too many server errors",
+        "{{ $value | humanizePercentage }} of {{ $labels.job }} requests were answered with a "
+        f"server error (5xx) over {_human(a.rule_window_s)} (alerts above {_num(a.error_ratio_max * 100)}%).",
         for_s=a.alert_for_s,
     )
 
