@@ -379,7 +379,9 @@ class AlertConfig(Strict):
         14.4, gt=0, description="budget burn rate that pages (on both the short and long window)"
     )
     slo_long_window_s: int = Field(3600, ge=1, description="long window of the SLO burn alert")
-    error_ratio_max: float = Field(0.01, gt=0, lt=1, description="server error (5xx) share that alerts")
+    error_ratio_max: float = Field(
+        0.01, gt=0, lt=1, description="server error (5xx) share that alerts"
+    )
     ctr_drop: float = Field(
         0.1, gt=0, lt=1, description="relative drop of online CTR vs its trailing baseline"
     )

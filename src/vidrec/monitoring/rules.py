@@ -284,7 +284,8 @@ def _error_ratio_alert(a: AlertConfig) -> Rule:
         "critical",
         "{{ $labels.job }} answers too many server errors",
         "{{ $value | humanizePercentage }} of {{ $labels.job }} requests were answered with a "
-        f"server error (5xx) over {_human(a.rule_window_s)} (alerts above {_num(a.error_ratio_max * 100)}%).",
+        f"server error (5xx) over {_human(a.rule_window_s)} "
+        f"(alerts above {_num(a.error_ratio_max * 100)}%).",
         for_s=a.alert_for_s,
     )
 
