@@ -13,7 +13,7 @@ from vidrec.errors import ConfigError, NotReady
 from vidrec.serving.api import Item, RecommendRequest, RecommendResponse
 from vidrec.serving.feedback import ImpressionLog, Outcome
 from vidrec.serving.served import ServedRequest, ServedRequests, open_served
-from vidrec.serving.served_redis import PREFIX
+from vidrec.serving.served_redis import CLAIM, PREFIX
 
 
 def _db2(url: str) -> str:
@@ -56,6 +56,34 @@ def test_an_outcome_is_first_once_per_request_and_video(store: ServedRequests) -
     assert store.first([]) == []
 
 
+def test_a_claimed_id_is_taken_until_released_or_while_remembered(store: ServedRequests) -> None:
+    assert store.claim(["a", "b"]) == set() and store.claim([]) == set()
+    assert store.claim(["c", "a"]) == {"a"}  # in flight
+    assert store.claim(["c"]) == set()  # refused above, so "c" was not held
+    store.release(["b"])  # failed: free to retry
+    assert store.claim(["b"]) == set()
+    store.remember([ServedRequest("a", 1000, 7, "champion", "3", (10,))])
+    store.release(["a"])  # remembered: still taken whatever happens after
+    assert store.claim(["a"]) == {"a"}
+    store.remember([ServedRequest("z", 1000, 7, "champion", "3", (10,))])  # never claimed
+    assert store.claim(["z", "y"]) == {"z"}
+
+
+@pytest.mark.integration
+def test_two_pods_never_both_claim_one_id(shared_url: str) -> None:
+    pods = [open_served(shared_url, 100, 60, hold_s=5) for _ in range(2)]
+    assert pods[0].claim(["r1"]) == set()
+    assert pods[1].claim(["r1", "r2"]) == {"r1"}  # in flight on the other pod
+    assert pods[0].claim(["r2"]) == set()  # pods[1] held none of its refused call's ids
+    r = redis.Redis.from_url(shared_url)
+    assert 0 < r.ttl(CLAIM + "r1") <= 5  # a pod that dies mid-request frees it then
+    pods[0].remember([ServedRequest("r1", 1000, 7, "champion", "3", (10,))])
+    r.delete(CLAIM + "r1")  # as if the hold had run out: remembered, it stays taken
+    assert pods[1].claim(["r1"]) == {"r1"}
+    pods[0].release(["r2"])
+    assert pods[1].claim(["r2"]) == set()
+
+
 @pytest.mark.integration
 def test_feedback_joins_on_whichever_server_it_reaches(shared_url: str) -> None:
     """Two pods behind one Service: the one that served and the one the outcome reaches."""
@@ -72,7 +100,7 @@ def test_feedback_joins_on_whichever_server_it_reaches(shared_url: str) -> None:
     # the same outcome posted again to the other pod: a duplicate there too
     _, again = pods[0].feedback([Outcome(request_id="r1", video_id=11, clicked=True)])
     assert [r.reason for r in again] == ["duplicate"]
-    assert pods[1].remembered(["r1", "r2"]) == {"r1"}
+    assert pods[1].requests.claim(["r1", "r2"]) == {"r1"}
     r = redis.Redis.from_url(shared_url)
     assert 0 < r.ttl(PREFIX + "r1") <= 60 and 0 < r.ttl(PREFIX + "r1:answered") <= 60
 
@@ -85,6 +113,9 @@ def test_an_unreachable_store_is_a_503_naming_it(redis_url: str) -> None:
         store.remember([ServedRequest("a", 1000, 7, "champion", "3", (10,))])
     with pytest.raises(NotReady):
         store.find(["a"])
+    with pytest.raises(NotReady):
+        store.claim(["a"])
+    store.release(["a"])  # a failed request's claim: logged, it expires on its own
 
 
 def test_a_served_store_that_is_not_redis_is_refused_naming_the_key() -> None:

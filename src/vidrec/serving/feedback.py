@@ -165,11 +165,6 @@ class ImpressionLog:
                                            "served_at": self.clock(), "user_id": resp.user_id,
                                            **tags, **values})  # fmt: skip
 
-    def remembered(self, request_ids: list[str]) -> set[str]:
-        """Those of `request_ids` that name a served request still remembered."""
-        found = self.requests.find(request_ids)
-        return {rid for rid, s in zip(request_ids, found, strict=True) if s is not None}
-
     def feedback(self, outcomes: list[Outcome]) -> tuple[list[Joined], list[Rejected]]:
         ids = list(dict.fromkeys(o.request_id for o in outcomes))
         found = dict(zip(ids, self.requests.find(ids), strict=True))

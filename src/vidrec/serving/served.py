@@ -35,6 +35,15 @@ class ServedRequest:
 
 
 class ServedRequests(Protocol):
+    def claim(self, request_ids: list[str]) -> set[str]:
+        """Take client-given ids for requests about to be served. Returns those already
+        taken: in flight or remembered, on any server sharing the store. When any is
+        taken, none of `request_ids` is held."""
+
+    def release(self, request_ids: list[str]) -> None:
+        """Free claimed ids whose requests failed: the client may retry with them.
+        Remembering a request ends its claim too."""
+
     def remember(self, served: list[ServedRequest]) -> None: ...
 
     def find(self, request_ids: list[str]) -> list[ServedRequest | None]:
@@ -46,8 +55,9 @@ class ServedRequests(Protocol):
         is first once)."""
 
 
-def open_served(url: str, remember: int, ttl_s: float) -> ServedRequests:
-    """ "" (this process) or redis://host:port/db (shared by the pods)."""
+def open_served(url: str, remember: int, ttl_s: float, hold_s: float = 60.0) -> ServedRequests:
+    """ "" (this process) or redis://host:port/db (shared by the pods). `hold_s`: longer
+    than any request takes to be answered (a claim a crashed pod left expires then)."""
     if not url:
         from vidrec.serving.served_memory import MemoryServed
 
@@ -55,7 +65,7 @@ def open_served(url: str, remember: int, ttl_s: float) -> ServedRequests:
     if url.startswith(REDIS_URLS):
         from vidrec.serving.served_redis import RedisServed
 
-        return RedisServed(url, ttl_s)
+        return RedisServed(url, ttl_s, hold_s)
     raise ConfigError(
         f"serving.served_store: unsupported URL {url!r} (empty: this process; "
         "redis://host:port/db: shared by every model-server pod)",

@@ -12,10 +12,21 @@ class MemoryServed:
         self.remember_n = remember
         self.forgotten = 0
         self._served: OrderedDict[str, ServedRequest] = OrderedDict()
+        self._claimed: set[str] = set()  # in flight
+
+    def claim(self, request_ids: list[str]) -> set[str]:
+        taken = {rid for rid in request_ids if rid in self._claimed or rid in self._served}
+        if not taken:
+            self._claimed.update(request_ids)
+        return taken
+
+    def release(self, request_ids: list[str]) -> None:
+        self._claimed.difference_update(request_ids)
 
     def remember(self, served: list[ServedRequest]) -> None:
         for s in served:
             self._served[s.request_id] = s
+            self._claimed.discard(s.request_id)
         while len(self._served) > self.remember_n:
             self._served.popitem(last=False)
             self.forgotten += 1

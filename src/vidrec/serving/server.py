@@ -209,9 +209,10 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         self.shadow_lines: list[str] = []  # for log/shadow.jsonl at the next tick
         self.attached = False
         cfg = app.cfg
-        served = open_served(cfg.served_store, cfg.remember_requests, cfg.served_ttl_s)
+        # a claim outlives any request: it is answered (or degraded) within timeout_s
+        served = open_served(cfg.served_store, cfg.remember_requests, cfg.served_ttl_s,
+                             hold_s=timeout_s + 30)  # fmt: skip
         self.log = ImpressionLog(app.log_dir, flush_rows=cfg.log_flush_rows, requests=served)
-        self.in_flight: set[str] = set()  # request ids clients gave, until answered
         self.ticker: asyncio.Task[None] | None = None
         self.last_flush = time.monotonic()
         self.created: dict[str, int] = {}
@@ -262,6 +263,20 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         claimed = self._claim(reqs)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
+        try:
+            out = await self._served(reqs)
+            # remembered first: a store that cannot take them answers 503, counted as nothing
+            # else. Remembered, a request's id stays taken
+            self.log.served_all([(r, s.response, s.inputs)
+                                 for r, s in zip(reqs, out, strict=True)])  # fmt: skip
+        except BaseException:  # refused, failed or cancelled: the client may retry its ids
+            self.log.requests.release(claimed)
+            raise
+        for s in out:
+            self.metrics.observe(s.response, loop.time() - t0, s.bins)
+        return payload, [s.response for s in out]
+
+    async def _served(self, reqs: list[RecommendRequest]) -> list[Served]:
         calls = [self.router.recommend(r) for r in reqs]
         try:
             out: list[Served] = await asyncio.wait_for(asyncio.gather(*calls), self.timeout_s)
@@ -269,20 +284,14 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             raise
         except Exception as exc:  # the router degrades model failures: this is ours
             raise NotReady(f"recommender unavailable: {type(exc).__name__}") from None
-        finally:
-            self.in_flight.difference_update(claimed)  # served ones are in the log by now
-        # remembered first: a store that cannot take them answers 503, counted as nothing else
-        self.log.served_all([(r, s.response, s.inputs) for r, s in zip(reqs, out, strict=True)])
-        for s in out:
-            self.metrics.observe(s.response, loop.time() - t0, s.bins)
-        return payload, [s.response for s in out]
+        return out
 
     def _claim(self, reqs: list[RecommendRequest]) -> list[str]:
-        """The request ids clients gave, held until their requests are answered. An id names
-        one served request (outcomes join on it, training groups a slate's impressions by
-        it): one that repeats another in the body, or names a request in flight here or
-        still remembered by the served-request store, is refused. A refused or failed
-        request (a 503) leaves its id free to retry."""
+        """The request ids clients gave, claimed in the served-request store until their
+        requests are remembered. An id names one served request (outcomes join on it,
+        training groups a slate's impressions by it): one that repeats another in the body,
+        or names a request in flight or still remembered (on any pod sharing the store), is
+        refused. A refused or failed request (a 503) leaves its id free to retry."""
         first: dict[str, int] = {}
         for i, r in enumerate(reqs):
             rid = r.request_id
@@ -292,14 +301,13 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
                                   source=f"instances[{i}]")  # fmt: skip
             if rid is not None:
                 first[rid] = i
-        taken = (self.in_flight & first.keys()) | self.log.remembered(list(first))
+        taken = self.log.requests.claim(list(first))
         if taken:
             rid = min(taken, key=first.__getitem__)
             where = f"instances[{first[rid]}]"
             raise Conflict(f"{where}: request_id: {rid!r} is taken by a request already "
                            "served: give each request an id of its own", key="request_id",
                            source=where)  # fmt: skip
-        self.in_flight.update(first)
         return list(first)
 
     async def postprocess(
