@@ -69,6 +69,15 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _finite(value: float | None) -> float | None:
+    """A number option: inf passes click's ranges (inf >= 0.1) and ended in a traceback."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value!r} is not a finite number")
+    return value
+
+
 JSON = typer.Option(False, "--json", help="Print one JSON summary line instead of text.")
 CONFIG = typer.Option(None, "--config", help="Settings file (TOML or JSON); unknown keys fail.")
 
@@ -317,6 +326,8 @@ def _positive(text: str, option: str, kind: type[N]) -> list[N]:
             raise ConfigError(f"{option}: {x!r} is not a {what}", key=option) from None
         if not value > 0:  # NaN too
             raise ConfigError(f"{option}: {x} is not above 0", key=option)
+        if value == float("inf"):
+            raise ConfigError(f"{option}: {x} is not a finite number", key=option)
         values.append(value)
     return values
 
@@ -488,15 +499,21 @@ def traffic(
         "http://127.0.0.1:8080", callback=_http_url, help="a running `vidrec serve`"
     ),
     data: Path = typer.Option(Path("out/demo/sim"), help="simulated log (with oracle/)"),
-    rate: float = typer.Option(20.0, min=0.1, help="requests per second (open loop)"),
-    duration: float = typer.Option(30.0, min=0.1, help="seconds to run"),
+    rate: float = typer.Option(
+        20.0, callback=_finite, min=0.1, help="requests per second (open loop)"
+    ),
+    duration: float = typer.Option(30.0, callback=_finite, min=0.1, help="seconds to run"),
     k: int = typer.Option(10, min=1, max=500, help="videos per request"),
     seed: int = typer.Option(0, min=0, help="seed of users and outcomes"),
     drift: str = typer.Option(
         None, help="inject a drift scenario: new-market (users of an unseen market)"
     ),
-    drift_share: float = typer.Option(0.6, min=0, max=1, help="share of requests it affects"),
-    drift_after: float = typer.Option(0.0, min=0, help="seconds of normal traffic before it"),
+    drift_share: float = typer.Option(
+        0.6, callback=_finite, min=0, max=1, help="share of requests it affects"
+    ),
+    drift_after: float = typer.Option(
+        0.0, callback=_finite, min=0, help="seconds of normal traffic before it"
+    ),
     json_out: bool = JSON,
 ) -> None:
     """Replay simulated users against an endpoint and send their outcomes to /v1/feedback."""
@@ -520,7 +537,9 @@ def traffic(
 def bench_serve(
     sizes: str = typer.Option("100000,1000000", help="catalogue sizes (synthetic videos added)"),
     rates: str = typer.Option("25,50,100", help="offered requests/s, open loop"),
-    duration: float = typer.Option(15.0, min=2, help="seconds per rate (3 s warm-up)"),
+    duration: float = typer.Option(
+        15.0, callback=_finite, min=2, help="seconds per rate (3 s warm-up)"
+    ),
     shadow_cycles: int = typer.Option(
         2, min=1, help="shadow at 100 %: cycles of four runs (off, on, on, off; then reversed)"
     ),
@@ -554,7 +573,9 @@ def bench_drift(
     scale: str = typer.Option("small", help="simulated platform size"),
     days: int = typer.Option(42, min=6, help="simulated days per scenario"),
     onset_day: int = typer.Option(36, min=4, help="day the scenario's change starts"),
-    window_hours: float = typer.Option(4.0, min=0.5, help="monitor window (simulated hours)"),
+    window_hours: float = typer.Option(
+        4.0, callback=_finite, min=0.5, help="monitor window (simulated hours)"
+    ),
     window_requests: int = typer.Option(
         2000, min=10, help="at most this many of a window's requests (sampled beyond)"
     ),
@@ -781,8 +802,12 @@ def dashboards_render(
     prometheus: str = typer.Option(
         "http://127.0.0.1:9090", callback=_http_url, help="the Prometheus to query"
     ),
-    since: float = typer.Option(3600.0, min=60, help="seconds of history to draw"),
-    until: float = typer.Option(None, help="epoch seconds the history ends (default: now)"),
+    since: float = typer.Option(
+        3600.0, callback=_finite, min=60, help="seconds of history to draw"
+    ),
+    until: float = typer.Option(
+        None, callback=_finite, help="epoch seconds the history ends (default: now)"
+    ),
     window: str = typer.Option("1m", help="rate window standing in for $__rate_interval"),
     out: Path = typer.Option(Path("out/dashboards"), help="where the PNGs and summary go"),
     json_out: bool = JSON,
@@ -827,7 +852,9 @@ def _kube_store(kube: str) -> ModelRolloutStore:
 def rollout_start(
     version: str = typer.Argument(..., help="registry version to release as the challenger"),
     kube: str = KUBE,
-    wait: float = typer.Option(10.0, min=0, help="--kube: seconds to wait for the operator"),
+    wait: float = typer.Option(
+        10.0, callback=_finite, min=0, help="--kube: seconds to wait for the operator"
+    ),
     config: Path = CONFIG,
     json_out: bool = JSON,
 ) -> None:
@@ -933,7 +960,9 @@ for _action, _doc in (
 @rollout_app.command("run")
 def rollout_run(
     until_done: bool = typer.Option(False, help="exit once the rollout has ended"),
-    timeout: float = typer.Option(None, min=0, help="exit after this many seconds"),
+    timeout: float = typer.Option(
+        None, callback=_finite, min=0, help="exit after this many seconds"
+    ),
     host: str = typer.Option("127.0.0.1", help="address of the controller's /metrics"),
     port: int = typer.Option(
         None, min=1, max=65535, help="port of /metrics (default: rollout.metrics_port)"
@@ -978,7 +1007,9 @@ def rollout_operator(
         None, help="KopfPeering object shared by the replicas: one acts at a time (none: alone)"
     ),
     kubeconfig: Path = typer.Option(None, help="default: in-cluster, else ~/.kube/config"),
-    interval: float = typer.Option(2.0, min=0.1, help="seconds between passes per object"),
+    interval: float = typer.Option(
+        2.0, callback=_finite, min=0.1, help="seconds between passes per object"
+    ),
     host: str = typer.Option("127.0.0.1", help="address of /metrics and /healthz"),
     port: int = typer.Option(
         None, min=1, max=65535, help="port of /metrics (default: rollout.metrics_port)"

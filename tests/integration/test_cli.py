@@ -160,6 +160,9 @@ def test_usage_errors_name_the_option_in_one_json_line_and_never_a_traceback(
         (("bench", "features", "--scales", "demo,tiny"), "scales"),  # checked before any work
         (("bench", "serve", "--sizes", "1e5"), "--sizes"),  # a traceback before
         (("bench", "serve", "--rates", "25,-5"), "--rates"),
+        (("bench", "serve", "--rates", "inf"), "--rates"),  # passes "> 0"
+        (("traffic", "--rate", "inf"), "--rate"),  # passes click's range: a traceback before
+        (("dashboards", "render", "--until", "nan"), "--until"),
         (("bench", "train", "--sizes", "100000,"), "--sizes"),
     ]:
         p = vidrec(*args, "--json")
