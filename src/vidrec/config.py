@@ -29,14 +29,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Setting(Strict):
+    """What people write (settings files, chart values, route tables): a number is finite.
+    TOML's `inf` and JSON's `Infinity` passed every `gt=0` bound (an infinite TTL or
+    window then failed far from the file that said it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
 class Exact(Strict):
     """A request body: JSON's types as sent, never converted (`true` is no k of 1, `"3"`
-    no user id 3; an integer may stand for a float)."""
+    no user id 3; an integer may stand for a float), and finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-class SimConfig(Strict):
+class SimConfig(Setting):
     """Size and behaviour of the simulated video platform."""
 
     users: int = Field(gt=0, description="users at the end of the simulation (existing + arriving)")
@@ -84,7 +92,7 @@ SCALES: dict[str, SimConfig] = {
 }
 
 
-class FeatureConfig(Strict):
+class FeatureConfig(Setting):
     """How features are computed and served."""
 
     refresh_seconds: int = Field(
@@ -154,7 +162,7 @@ def sim_config(scale: str, overrides: dict[str, Any] | None = None) -> SimConfig
     return parse(SimConfig, {**base, **(overrides or {})}, f"scale {scale}")
 
 
-class GateConfig(Strict):
+class GateConfig(Setting):
     """Registration gates: what a candidate model must beat before it is registered."""
 
     metric: str = Field(
@@ -175,7 +183,7 @@ class GateConfig(Strict):
     )
 
 
-class RegistryConfig(Strict):
+class RegistryConfig(Setting):
     """Where model versions are registered (the MLflow Model Registry)."""
 
     tracking_uri: str | None = Field(
@@ -192,7 +200,7 @@ class RegistryConfig(Strict):
     )
 
 
-class TrainConfig(Strict):
+class TrainConfig(Setting):
     """The training pipeline: windows, models, evaluation, gates and registry."""
 
     validation_days: float = Field(3.0, gt=0, description="validation window (gates read it)")
@@ -249,7 +257,7 @@ RAY_CPUS = 2  # the Ray node `vidrec serve` starts (ray.init(num_cpus=...))
 FUSED_REPLICAS = RAY_CPUS  # `ServingConfig.replicas` by default: one per CPU of that node
 
 
-class ServingConfig(Strict):
+class ServingConfig(Setting):
     """Business rules applied after ranking, and the serving app's limits."""
 
     max_per_creator: int = Field(2, ge=1, description="at most this many videos per creator")
@@ -364,7 +372,7 @@ class ServingConfig(Strict):
         return FUSED_REPLICAS if self.topology == "fused" else 1
 
 
-class AlertConfig(Strict):
+class AlertConfig(Setting):
     """Thresholds of the Prometheus recording and alerting rules (`vidrec monitor rules`)."""
 
     rule_window_s: int = Field(300, ge=1, description="rate() window of the recording rules")
@@ -409,7 +417,7 @@ class AlertConfig(Strict):
     max_model_age_s: int = Field(7 * 86_400, ge=1, description="older serving models alert")
 
 
-class MonitoringConfig(Strict):
+class MonitoringConfig(Setting):
     """Prometheus, the drift monitor and what it does on sustained drift."""
 
     prometheus_url: str = Field("http://127.0.0.1:9090", description="the Prometheus queried")
@@ -504,7 +512,7 @@ class MonitoringConfig(Strict):
         return self
 
 
-class ShadowPolicy(Strict):
+class ShadowPolicy(Setting):
     """The shadow phase: the challenger ranks a share of requests unseen before any user sees it."""
 
     duration_s: float = Field(
@@ -526,7 +534,7 @@ class ShadowPolicy(Strict):
         return self
 
 
-class AnalysisPolicy(Strict):
+class AnalysisPolicy(Setting):
     """What every analysis checks, and how much data it needs to say anything."""
 
     window_s: float = Field(
@@ -584,7 +592,7 @@ class AnalysisPolicy(Strict):
     )
 
 
-class RolloutPolicy(Strict):
+class RolloutPolicy(Setting):
     """How a challenger is released: shadow, canary steps, analysis, limits. The same in local
     mode (`[rollout.policy]`) and in the chart's ModelRollout."""
 
@@ -626,7 +634,7 @@ class RolloutPolicy(Strict):
         return self
 
 
-class RolloutConfig(Strict):
+class RolloutConfig(Setting):
     """Where the local rollout controller keeps its state and what it drives."""
 
     policy: RolloutPolicy = RolloutPolicy()
@@ -635,7 +643,7 @@ class RolloutConfig(Strict):
     metrics_port: int = Field(9202, ge=1, le=65535, description="the controller's /metrics port")
 
 
-class Settings(Strict):
+class Settings(Setting):
     """The whole settings tree (`--config FILE`, TOML or JSON): one section per stage."""
 
     features: FeatureConfig = FeatureConfig()

@@ -21,6 +21,35 @@ def test_out_of_range_value_names_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "content", "key"),
+    [
+        ("vidrec.toml", "[serving]\nserved_ttl_s = inf\n", "serving.served_ttl_s"),
+        ("vidrec.toml", "[monitoring]\ninterval_s = nan\n", "monitoring.interval_s"),
+        ("vidrec.json", '{"rollout": {"policy": {"step_s": Infinity}}}', "rollout.policy.step_s"),
+    ],
+)
+def test_a_number_that_is_not_finite_is_refused_naming_its_key(
+    tmp_path: Path, name: str, content: str, key: str
+) -> None:
+    """`inf` passed every `gt=0` bound; then a Redis TTL or a window failed far from here."""
+    f = tmp_path / name
+    f.write_text(content)
+    with pytest.raises(ConfigError, match=f"{f}: {key}: .*finite") as caught:
+        load_settings(f)
+    assert caught.value.details["key"] == key
+
+
+def test_a_route_table_takes_finite_numbers_only() -> None:
+    from pydantic import ValidationError
+
+    from vidrec.serving.routing import RouteTable
+
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValidationError, match="finite"):
+            RouteTable.model_validate({"champion": "1", "shadow_fraction": bad})
+
+
+@pytest.mark.parametrize(
     ("name", "content", "says"),
     [
         ("vidrec.json", b"[" * 5000 + b"]" * 5000, "nested too deep"),

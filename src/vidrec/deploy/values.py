@@ -14,10 +14,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field
 
-from vidrec.config import RolloutPolicy, Settings, Strict
+from vidrec.config import RolloutPolicy, Setting, Settings, Strict
 
 
-class Image(Strict):
+class Image(Setting):
     """The one vidrec image: model server, drift monitor, operator and pipeline."""
 
     repository: str = Field("vidrec", min_length=1, description="image repository")
@@ -27,14 +27,14 @@ class Image(Strict):
     )
 
 
-class Resources(Strict):
+class Resources(Setting):
     """Kubernetes container resources (requests and limits)."""
 
     requests: dict[str, str] = Field(default_factory=dict, description="e.g. cpu, memory")
     limits: dict[str, str] = Field(default_factory=dict, description="e.g. cpu, memory")
 
 
-class Serving(Strict):
+class Serving(Setting):
     """The model server: a KServe InferenceService running `vidrec serve` (Ray Serve inside
     the KServe ModelServer)."""
 
@@ -56,7 +56,7 @@ class Serving(Strict):
     )
 
 
-class Registry(Strict):
+class Registry(Setting):
     """Where model versions come from (MLflow's registry)."""
 
     trackingUri: str = Field(
@@ -66,7 +66,7 @@ class Registry(Strict):
     )
 
 
-class Mlflow(Strict):
+class Mlflow(Setting):
     """An optional MLflow tracking and registry server (sqlite on a volume)."""
 
     enabled: bool = Field(False, description="deploy it")
@@ -74,7 +74,7 @@ class Mlflow(Strict):
     storage: str = Field("5Gi", description="volume for its database and artifacts")
 
 
-class Redis(Strict):
+class Redis(Setting):
     """An optional Redis: the online feature store, and where served requests wait for their
     feedback, shared by the model-server pods. Without it each pod keeps its own: with
     serving.replicas above 1, or a Knative canary's two revisions, an outcome posted to a pod
@@ -86,14 +86,14 @@ class Redis(Strict):
     image: str = Field("redis:7.4-alpine", description="its image")
 
 
-class Storage(Strict):
+class Storage(Setting):
     """The volume serving, monitor and pipeline share (registry, request log, features)."""
 
     size: str = Field("10Gi", description="its size")
     storageClassName: str = Field("", description="empty: the cluster's default class")
 
 
-class Monitor(Strict):
+class Monitor(Setting):
     """The drift monitor (`vidrec monitor`): Alibi Detect (BSL 1.1) on Prometheus's
     histograms; on sustained drift it starts a Job from the retraining CronJob (without it,
     retraining.enabled=false: it retrains in its own pod)."""
@@ -102,7 +102,7 @@ class Monitor(Strict):
     resources: Resources = Resources(requests={"cpu": "250m", "memory": "1Gi"})
 
 
-class Retraining(Strict):
+class Retraining(Setting):
     """The training pipeline as a CronJob, also started by the drift monitor on sustained
     drift; a challenger is registered only past the gates."""
 
@@ -113,7 +113,7 @@ class Retraining(Strict):
     resources: Resources = Resources(requests={"cpu": "1", "memory": "4Gi"})
 
 
-class Operator(Strict):
+class Operator(Setting):
     """The kopf operator that reconciles ModelRollouts (leader election by kopf peering)."""
 
     enabled: bool = Field(True, description="deploy it")
@@ -121,7 +121,7 @@ class Operator(Strict):
     resources: Resources = Resources(requests={"cpu": "100m", "memory": "256Mi"})
 
 
-class Rollout(Strict):
+class Rollout(Setting):
     """A ModelRollout declared with the release: set `challenger` to release a version."""
 
     challenger: str = Field(
@@ -135,7 +135,7 @@ class Rollout(Strict):
     )
 
 
-class Monitoring(Strict):
+class Monitoring(Setting):
     """Prometheus Operator objects and Grafana dashboards (kube-prometheus-stack)."""
 
     podMonitor: bool = Field(True, description="scrape the model server's pods")
@@ -161,7 +161,7 @@ class Monitoring(Strict):
     )
 
 
-class Values(Strict):
+class Values(Setting):
     image: Image = Image()
     config: dict[str, Any] = Field(
         default_factory=dict,

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from vidrec.config import Strict
+from vidrec.config import Setting
 from vidrec.serving.recommender import Ranked, request_rng
 from vidrec.serving.watched import WatchedJson
 
@@ -26,7 +26,7 @@ Stage = Literal["retrieval", "ranking"]
 SHUFFLE_STREAM = 1  # `shuffled`'s draws, apart from the request's exploration draws
 
 
-class Fault(Strict):
+class Fault(Setting):
     stage: Stage
     version: str | None = Field(None, description="model version affected (None: every one)")
     delay_s: float = Field(0.0, ge=0, le=60, description="added before the stage runs")
@@ -42,7 +42,7 @@ class Fault(Strict):
         return self
 
 
-class Faults(Strict):
+class Faults(Setting):
     faults: list[Fault] = Field(default_factory=list)
 
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from vidrec.config import COHORTS, Strict
+from vidrec.config import COHORTS, Setting
 
 BUCKETS = 10_000
 Variant = Literal["champion", "challenger"]
@@ -31,7 +31,7 @@ def bucket(user_id: int | str, salt: str = "vidrec") -> int:
     return int.from_bytes(digest, "big") % BUCKETS
 
 
-class RouteTable(Strict):
+class RouteTable(Setting):
     """Which model version serves whom. Changed live; `version` orders the changes."""
 
     version: int = Field(0, ge=0, description="increases with every change")
