@@ -62,6 +62,30 @@ def test_outcomes_join_or_are_rejected_with_a_reason(tmp_path: Path) -> None:
     assert w["start_ts"] == 1001 and w["label_ts"] == 5000 and w["variant"] == "challenger"
 
 
+def test_a_row_the_log_cannot_hold_is_set_aside_and_the_rest_written(tmp_path: Path) -> None:
+    """One such row failed the table's every flush: nothing more was logged, and the request
+    that next filled the buffer answered 500."""
+    counted: list[tuple[str, int]] = []
+    log = ImpressionLog(tmp_path, on_reject=lambda t, n: counted.append((t, n)))
+    log.served(RecommendRequest(user_id=7), served("a", [10, 11]))
+    bad = served("b", [12]).model_copy(update={"ts": 2**63})  # past int64
+    log.served(RecommendRequest(user_id=7), bad)
+    assert log.flush() == {"impressions": 2, "requests": 0, "watches": 0}
+    assert counted == [("impressions", 1)]
+    assert pq.read_table(tmp_path / "impressions").column("video_id").to_pylist() == [10, 11]
+    (line,) = (tmp_path / "impressions.rejected.jsonl").read_text().splitlines()
+    assert '"OverflowError' in line and '"video_id":12' in line
+    log.served(RecommendRequest(user_id=7), served("c", [13]))  # the log goes on
+    assert log.flush()["impressions"] == 1 and counted == [("impressions", 1)]
+
+
+def test_outcome_ids_and_times_stay_in_the_log_s_range() -> None:
+    for field, value in (("video_id", 2**63), ("ts", 253_402_300_800)):
+        with pytest.raises(ValidationError, match=field):
+            Outcome.model_validate({"request_id": "a", "video_id": 1, "clicked": True,
+                                    field: value})  # fmt: skip
+
+
 def test_old_requests_are_forgotten_and_counted() -> None:
     log = ImpressionLog(None, remember=2)
     for rid in ("a", "b", "c"):

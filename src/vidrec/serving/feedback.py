@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from vidrec.config import Exact, Strict
 from vidrec.features.definitions import REQUEST_INPUTS
-from vidrec.serving.api import RecommendRequest, RecommendResponse
+from vidrec.serving.api import INT64_MAX, MAX_TS, RecommendRequest, RecommendResponse
 from vidrec.serving.served import ServedRequest, ServedRequests
 from vidrec.serving.served_memory import MemoryServed
 
@@ -61,10 +62,10 @@ Reason = Literal["unknown_request", "not_shown", "duplicate"]
 
 class Outcome(Exact):
     request_id: str = Field(min_length=1, max_length=128, description="from the response")
-    video_id: int = Field(ge=0)
+    video_id: int = Field(ge=0, le=INT64_MAX)
     clicked: bool
     watch_seconds: float = Field(0.0, ge=0, le=86_400)
-    ts: int | None = Field(None, ge=0, description="when the outcome was known, epoch s")
+    ts: int | None = Field(None, ge=0, le=MAX_TS, description="when the outcome was known, epoch s")
 
     @model_validator(mode="after")
     def _watch_needs_click(self) -> Outcome:
@@ -114,11 +115,13 @@ class ImpressionLog:
         flush_rows: int = 5_000,
         clock: Callable[[], float] = time.time,
         requests: ServedRequests | None = None,
+        on_reject: Callable[[str, int], None] = lambda _table, _n: None,
     ) -> None:
         """`requests`: where served requests are kept for the join (default: the last
-        `remember` in this process)."""
+        `remember` in this process); `on_reject(table, rows)`: rows the log could not hold."""
         self.out, self.flush_rows, self.clock = out, flush_rows, clock
         self.requests = requests or MemoryServed(remember)
+        self.on_reject = on_reject
         self._rows: dict[str, list[dict[str, Any]]] = {t: [] for t in SCHEMAS}
         self._part = itertools.count()
 
@@ -219,10 +222,42 @@ class ImpressionLog:
             # written aside and renamed: a reader listing the folder meanwhile (training, the
             # tests) saw a part without its footer and failed on it (CI, once)
             tmp = folder / f".{name}.tmp"
-            pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS[table]), tmp)
+            data, bad = _arrow(table, rows)
+            if bad:
+                self._reject(table, bad)
+                written[table] -= len(bad)
+            pq.write_table(data, tmp)
             os.replace(tmp, folder / name)
             rows.clear()
         return written
+
+    def _reject(self, table: str, bad: list[tuple[dict[str, Any], str]]) -> None:
+        """Rows the schema cannot hold: kept beside the log with why, counted, never written
+        into it. One such row failed the whole table's every flush: nothing more was logged,
+        and the request that filled the buffer next answered 500."""
+        assert self.out is not None
+        self.on_reject(table, len(bad))
+        with open(self.out / f"{table}.rejected.jsonl", "ab") as f:
+            for row, why in bad:
+                f.write(orjson.dumps({"error": why, "row": row}, default=str) + b"\n")
+
+
+def _arrow(
+    table: str, rows: list[dict[str, Any]]
+) -> tuple[pa.Table, list[tuple[dict[str, Any], str]]]:
+    """The rows as the table's schema, and those it cannot hold (with the reason)."""
+    schema = SCHEMAS[table]
+    try:
+        return pa.Table.from_pylist(rows, schema=schema), []
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        good, bad = [], []
+        for row in rows:  # rare: find which
+            try:
+                pa.Table.from_pylist([row], schema=schema)
+                good.append(row)
+            except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
+                bad.append((row, f"{type(exc).__name__}: {exc}"))
+        return pa.Table.from_pylist(good, schema=schema), bad
 
 
 def _reason(s: ServedRequest | None, o: Outcome) -> Reason | None:

@@ -137,6 +137,13 @@ class ServingMetrics:
             ["result"],
             registry=r,
         )
+        self.log_rejected = Counter(
+            "vidrec_log_rows_rejected",
+            "Impression, request or watch log rows the log's schema could not hold (kept in "
+            "<log>/<table>.rejected.jsonl)",
+            ["table"],
+            registry=r,
+        )
 
     def serving(self, served: dict[str, tuple[str, int]]) -> None:
         """The model gauges for `served` (variant -> version, its creation time) alone: a

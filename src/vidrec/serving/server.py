@@ -212,7 +212,9 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         # a claim outlives any request: it is answered (or degraded) within timeout_s
         served = open_served(cfg.served_store, cfg.remember_requests, cfg.served_ttl_s,
                              hold_s=timeout_s + 30)  # fmt: skip
-        self.log = ImpressionLog(app.log_dir, flush_rows=cfg.log_flush_rows, requests=served)
+        rejected = metrics.log_rejected
+        self.log = ImpressionLog(app.log_dir, flush_rows=cfg.log_flush_rows, requests=served,
+                                 on_reject=lambda t, n: rejected.labels(t).inc(n))  # fmt: skip
         self.ticker: asyncio.Task[None] | None = None
         self.last_flush = time.monotonic()
         self.created: dict[str, int] = {}
