@@ -97,11 +97,7 @@ def test_v2_open_inference_protocol(server: dict[str, Any]) -> None:
         # past int64 (or, for a time, year 9999): the log could not hold the row, and every
         # later flush of it failed
         (b'{"instances": [{"user_id": 9223372036854775808}]}', 422, "instances[0]: user_id"),
-        (
-            b'{"instances": [{"user_id": 3, "context": {"ts": 9223372036854775808}}]}',
-            422,
-            "instances[0]: context.ts",
-        ),  # fmt: skip
+        (b'{"instances": [{"user_id": 3, "context": {"ts": 9223372036854775808}}]}', 422, "ts"),
         (b'{"instances": [{"user_id": 3, "context": {"ts": 253402300800}}]}', 422, "context.ts"),
         # an empty id was replaced by a new one: the client's outcomes would name ""
         (b'{"instances": [{"user_id": 3, "request_id": ""}]}', 422, "instances[0]: request_id"),
