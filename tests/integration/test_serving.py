@@ -269,6 +269,24 @@ def test_a_route_table_naming_an_unloaded_model_is_503(server: dict[str, Any]) -
     assert predict(server, {"user_id": 4}).status_code == 200
 
 
+def test_a_route_table_broken_by_hand_changes_nothing_and_says_so(
+    server: dict[str, Any],
+) -> None:
+    """A typo in the table answered every request with a 422 (the client's fault, it said)."""
+    invalid = "vidrec_route_table_invalid"
+    with routes(server):
+        table = set_routes(server, challenger="2", canary_percent=50.0)
+        before = {u: recommend(server, u)["variant"] for u in range(12)}
+        assert set(before.values()) == {"champion", "challenger"}
+        try:
+            write_atomic(server["routes"], '{"champion": "2", "canary_percent": 200')
+            assert {u: recommend(server, u)["variant"] for u in range(12)} == before
+            wait_for("the gauge says so", lambda: _metric(server, invalid) == 1, 15)
+        finally:
+            write_atomic(server["routes"], table.model_dump_json())  # fixed by hand
+        wait_for("the gauge clears", lambda: _metric(server, invalid) == 0, 15)
+
+
 def test_requests_before_the_model_is_loaded_get_503(server: dict[str, Any]) -> None:
     statuses = {r.status_code for r in server["early"]}
     assert statuses == {503}, [r.text for r in server["early"]]

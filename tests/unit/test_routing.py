@@ -97,7 +97,7 @@ def test_a_route_table_without_a_challenger_cannot_canary_or_shadow() -> None:
 
 
 def test_file_route_source_versions_every_change_and_refuses_stale_writes(tmp_path) -> None:
-    from vidrec.errors import Conflict, NotReady, SchemaError
+    from vidrec.errors import Conflict, NotReady
     from vidrec.serving.file_routes import FileRouteSource
 
     src = FileRouteSource(tmp_path / "routes.json")
@@ -112,6 +112,25 @@ def test_file_route_source_versions_every_change_and_refuses_stale_writes(tmp_pa
     assert src.get().canary_percent == 5  # the stale write changed nothing
     other = FileRouteSource(tmp_path / "routes.json")  # another process sees the same table
     assert other.get() == second
-    (tmp_path / "routes.json").write_text('{"champion": "1", "canary_percent": "x"}')
-    with pytest.raises(SchemaError, match="canary_percent"):
-        other.get()
+    assert other.error is None
+
+
+def test_a_route_table_broken_by_hand_leaves_the_last_valid_one_in_force(tmp_path) -> None:
+    """A typo in a hand-edited table answered every request with a 422 (the client's fault,
+    it said) until someone noticed."""
+    from vidrec.errors import NotReady
+    from vidrec.serving.file_routes import FileRouteSource
+
+    path = tmp_path / "routes.json"
+    src = FileRouteSource(path)
+    good = src.set(table(5))
+    assert src.get() == good  # a server reads it with every request
+    path.write_text('{"champion": "1", "canary_percent": "x"}')
+    assert src.get() == good  # in force still, and why the file is not
+    assert src.error is not None and "canary_percent" in src.error.message
+    assert str(path) in src.error.message
+    with pytest.raises(NotReady, match="canary_percent") as never:  # a server starting now
+        FileRouteSource(path).get()
+    assert never.value.http_status == 503 and never.value.details["file"] == str(path)
+    path.write_text(table(25).model_dump_json())  # fixed by hand
+    assert src.get().canary_percent == 25 and src.error is None

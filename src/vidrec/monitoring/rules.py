@@ -211,6 +211,7 @@ def alert_rules(cfg: MonitoringConfig) -> list[Rule]:
         _error_ratio_alert(cfg.alerts),
         _ctr_drop_alert(cfg.alerts),
         _model_stale_alert(cfg.alerts),
+        _route_table_alert(cfg.alerts),
     ]
 
 
@@ -328,6 +329,23 @@ def _model_stale_alert(a: AlertConfig) -> Rule:
         "The {{ $labels.variant }} model is stale",
         "The {{ $labels.variant }} model was trained {{ $value | humanizeDuration }} ago "
         f"(alerts after {_human(a.max_model_age_s)}).",
+    )
+
+
+def _route_table_alert(a: AlertConfig) -> Rule:
+    """A hand edit that broke the route table changes nothing while it lasts (the last valid
+    table stays in force), so nothing else would show it: neither will the next rollout's
+    step."""
+    return _alert(
+        "VidrecRouteTableInvalid",
+        "max by (job, instance) (vidrec_route_table_invalid) == 1",
+        "warning",
+        "{{ $labels.instance }} cannot read its route table",
+        "The route table {{ $labels.instance }} reads has not been valid for "
+        f"{_human(a.alert_for_s)}: the last valid one stays in force, and route changes "
+        "(rollout steps, promotion, rollback) do not take effect. The server's log names "
+        "the file and the error.",
+        for_s=a.alert_for_s,
     )
 
 

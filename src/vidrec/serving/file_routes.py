@@ -18,8 +18,16 @@ class FileRouteSource:
         self._file = WatchedJson(path, RouteTable)
         self._lock = threading.Lock()
 
+    @property
+    def error(self) -> SchemaError | None:
+        """Why the file is not in force (the last valid table is), or None."""
+        return self._file.error
+
     def get(self) -> RouteTable:
-        table = self._file.get()
+        try:
+            table = self._file.get()
+        except SchemaError as exc:  # never valid: the server's to fix, not the client's
+            raise NotReady(f"route table {exc.message}", file=str(self.path)) from None
         if table is None:
             raise NotReady(f"route table {self.path} does not exist yet: `vidrec serve` writes "
                            "it when it starts ([rollout] routes, or its --routes)",

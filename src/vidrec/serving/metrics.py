@@ -98,6 +98,11 @@ class ServingMetrics:
             ["event"],
             registry=r,
         )
+        self.route_table_invalid = Gauge(
+            "vidrec_route_table_invalid",
+            "1 while the stored route table cannot be read: the last valid one is in force",
+            registry=r,
+        )
         self.served: dict[str, tuple[str, int]] = {}  # what the model gauges show now
         self._shadow(r)
         self._feedback(r)

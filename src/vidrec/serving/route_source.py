@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from vidrec.errors import VidrecError
 from vidrec.serving.routing import RouteTable
 
 
 class RouteSource(Protocol):
     def get(self) -> RouteTable:
-        """The current table (cheap: serving calls it per request or per tick)."""
+        """The current table (cheap: serving calls it per request or per tick). Once one
+        was read, a stored table that cannot be read leaves the last valid one in force."""
+
+    @property
+    def error(self) -> VidrecError | None:
+        """Why the stored table is not the one in force, or None."""
 
     def set(self, table: RouteTable, expected_version: int | None = None) -> RouteTable:
         """Store `table` as the next version; Conflict (409) if the stored version is not

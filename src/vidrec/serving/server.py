@@ -383,7 +383,13 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             self.last_flush = time.monotonic()
 
     def _model_gauges(self) -> None:
-        table = self.router.routes.get()
+        routes = self.router.routes
+        try:
+            table = routes.get()
+        except VidrecError:  # none in force: requests answer 503 saying why; the tick goes on
+            self.metrics.route_table_invalid.set(1)
+            return
+        self.metrics.route_table_invalid.set(routes.error is not None)
         named = (("champion", table.champion), ("challenger", table.challenger))
         known = [(v, ver) for v, ver in named if ver in self.created]
         self.metrics.serving({v: (ver, self.created[ver]) for v, ver in known})
