@@ -380,7 +380,7 @@ def train(
 
 @pipeline_app.command("run")
 def pipeline_run(
-    name: str = typer.Argument("training", help="pipelines/NAME.yaml, or a path"),
+    name: str = typer.Argument("training", help="pipelines/NAME.yaml: training, the one defined"),
     data: Path = DATA,
     oracle: Path = ORACLE,
     run_dir: Path = RUN_DIR,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vidrec.errors import ConfigError
+from vidrec.errors import ConfigError, InvalidInput
 from vidrec.pipeline import definition, runner
 from vidrec.pipeline.executor import LocalExecutor
 
@@ -77,3 +77,7 @@ def test_the_runner_records_inputs_outputs_and_the_failing_step(tmp_path: Path) 
     assert "boom 12" in rec["steps"][2]["error"]
     done = runner.run(p, None, {"x": 3}, tmp_path / "r2", LocalExecutor(), until="b")
     assert done["status"] == "ok" and len(done["steps"]) == 2
+    # a step that does not exist ran every step (the training pipeline's registration too)
+    with pytest.raises(InvalidInput, match="--until: t has no step 'bb'; its steps: a, b, c"):
+        runner.run(p, None, {"x": 3}, tmp_path / "r3", LocalExecutor(), until="bb")
+    assert not (tmp_path / "r3").exists()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vidrec.errors import InvalidInput
 from vidrec.pipeline.definition import Pipeline
 from vidrec.pipeline.executor import Executor, LocalExecutor
 
@@ -37,6 +38,10 @@ def run(
     until: str | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
+    names = [s.name for s in pipeline.steps]
+    if until is not None and until not in names:  # a typo ran every step, registration too
+        raise InvalidInput(f"--until: {pipeline.name} has no step {until!r}; its steps: "
+                           f"{', '.join(names)}", key="until")  # fmt: skip
     executor = executor or LocalExecutor()
     run_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
