@@ -85,3 +85,26 @@ def test_bad_rows_are_counted_and_saved_never_dropped_silently(copy: Path, tmp_p
     assert set(saved["reject_reason"]) == {"unknown_user", "before_signup"}
     # every valid, settled impression is a row; nothing else went missing
     assert s["rows"] == s["expected_rows"]
+
+
+def test_an_event_delivered_twice_counts_once_and_the_copy_is_rejected(
+    copy: Path, tmp_path: Path
+) -> None:
+    """Logs delivered at least once repeat rows: a repeated watch doubled its impression's
+    watch time in the label, a repeated impression made two training rows of one."""
+    imp = pd.read_parquet(copy / "impressions.parquet")
+    wat = pd.read_parquet(copy / "watches.parquet").dropna(subset=["request_id"])
+    once = build_training_set(copy, tmp_path / "once.parquet", FeatureConfig())
+    again = imp.iloc[:3].copy()
+    again.loc[again.index[0], "position"] = 99  # the same video in the same request, moved
+    _rewrite(copy / "impressions.parquet", pd.concat([imp, again]))
+    _rewrite(copy / "watches.parquet", pd.concat([pd.read_parquet(copy / "watches.parquet"),
+                                                  wat.iloc[:4]]))  # fmt: skip
+    twice = build_training_set(copy, tmp_path / "twice.parquet", FeatureConfig())
+    assert twice["rejected"]["impressions"] == {"duplicate_event": 3}
+    assert twice["rejected"]["watches"] == {"duplicate_event": 4}
+    assert (twice["rows"], twice["positives"]) == (once["rows"], once["positives"])
+    cols = ["request_id", "video_id", "position", "label_watch_seconds"]
+    a = pd.read_parquet(tmp_path / "once.parquet", columns=cols).sort_values(cols[:2])
+    b = pd.read_parquet(tmp_path / "twice.parquet", columns=cols).sort_values(cols[:2])
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))

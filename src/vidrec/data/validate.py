@@ -3,7 +3,8 @@
 Structural problems (missing file, missing or mistyped column) raise a
 `SchemaError` naming the file and column. Row problems (null ids, unknown
 users or videos, events before the entity existed, labels before their event,
-duplicate entity rows) never vanish: each rejected row is counted by reason
+duplicate entity rows, the second copy of an event) never vanish: each rejected row is
+counted by reason
 and, when asked, written to `<dir>/<table>.parquet` with its reason.
 """
 
@@ -59,6 +60,17 @@ RULES: dict[str, list[tuple[str, str]]] = {
             "t.watch_seconds IS NULL OR isnan(t.watch_seconds) OR t.watch_seconds < 0",
         ),
     ],
+}
+# events delivered twice: (partition, order) of the copies; among the rows no rule rejects,
+# the first is kept and the others are rejected as "duplicate_event". An impression is a
+# video in a request (a second would count its label twice in training); a watch, the same
+# row again (the label sums an impression's watches: a copy doubled its watch time).
+DUPLICATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "impressions": (("request_id", "video_id"), ("position", "ts")),
+    "watches": (
+        ("request_id", "user_id", "video_id", "start_ts", "label_ts", "watch_seconds"),
+        ("label_ts",),
+    ),
 }
 # views, not tables: large logs stream through them instead of being copied.
 # entity tables are cleaned first; event tables are checked against the clean ones
@@ -124,10 +136,14 @@ def _clean(ds: OpenDataset, name: str, path: Path, rejects_dir: Path | None) -> 
     cols = [c for c in TABLES[name].columns if c in {d[0] for d in present}]
     reason = "CASE " + " ".join(f"WHEN {p} THEN '{r}'" for r, p in RULES[name]) + " END"
     select = ", ".join(f"t.{c}" for c in cols)
-    ds.con.execute(
-        f"CREATE OR REPLACE TEMP VIEW {name}__checked AS SELECT {select}, "
-        f"{reason} AS reject_reason FROM {_scan(path)} t {JOINS[name]}"
-    )
+    checked = f"SELECT {select}, {reason} AS reject_reason FROM {_scan(path)} t {JOINS[name]}"
+    if name in DUPLICATES:
+        keys, order = ([c for c in part if c in cols] for part in DUPLICATES[name])
+        copy = (f"reject_reason IS NULL AND row_number() OVER (PARTITION BY reject_reason, "
+                f"{', '.join(keys)} ORDER BY {', '.join(order)}) > 1")  # fmt: skip
+        checked = (f"SELECT {', '.join(cols)}, CASE WHEN {copy} THEN 'duplicate_event' "
+                   f"ELSE reject_reason END AS reject_reason FROM ({checked})")  # fmt: skip
+    ds.con.execute(f"CREATE OR REPLACE TEMP VIEW {name}__checked AS {checked}")
     ds.con.execute(
         f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {', '.join(cols)} "
         f"FROM {name}__checked WHERE reject_reason IS NULL"
