@@ -197,6 +197,29 @@ def test_open_loop_runs_inside_a_caller_event_loop(base: str) -> None:
     assert (a.ok, a.status, b.ok, b.status) == (5, {200: 5}, 0, {500: 5})
 
 
+def test_finished_tasks_are_let_go_and_a_failure_is_raised_at_the_end() -> None:
+    """A day of `vidrec traffic` kept every finished task: about 1 GB."""
+    from vidrec.bench.load import Pending
+
+    async def one(i: int) -> None:
+        await asyncio.sleep(0)
+        if i == 500:
+            raise ValueError("task 500")
+
+    async def run() -> list[int]:
+        pending, most = Pending(), []
+        for i in range(1000):
+            pending.start(one(i))
+            await asyncio.sleep(0)
+            most.append(len(pending.tasks))
+        with pytest.raises(ValueError, match="task 500"):
+            await pending.wait()
+        return most + [len(pending.tasks)]
+
+    held = asyncio.run(run())
+    assert max(held) <= 2 and held[-1] == 0
+
+
 def test_ratio() -> None:
     assert ratio({"p50_ms": 30.0}, {"p50_ms": 10.0}) == 3.0
     assert ratio({"p99_ms": 5.0}, {"p99_ms": 10.0}, key="p99_ms") == 0.5

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from vidrec.bench.load import LoadResult, open_loop
+from vidrec.bench.load import LoadResult, Pending, open_loop
 from vidrec.traffic.users import SimulatedUsers
 
 FEEDBACK_DELAY_S = 60  # simulated seconds between a slate and its outcomes
@@ -74,7 +74,7 @@ class Replay:
     async def run(
         self, rate: float, duration_s: float, tick: Callable[[int], None] = lambda _n: None
     ) -> dict[str, Any]:
-        reactions: list[asyncio.Task[None]] = []
+        reactions = Pending()
         # feedback has its own client: it outlives the load driver's, and stays out of latency
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as feedback:
@@ -89,14 +89,13 @@ class Replay:
                 tick(1)
                 if answer is not None:
                     slate = answer["predictions"][0]
-                    reactions.append(asyncio.create_task(
-                        self._react(feedback, body, slate, ts, rng)))  # fmt: skip
+                    reactions.start(self._react(feedback, body, slate, ts, rng))
                 return r.status
 
             result = await open_loop(
                 send, rate, duration_s, max_in_flight=self.max_in_flight, timeout_s=30
             )
-            await asyncio.gather(*reactions)
+            await reactions.wait()
         return self._summary(result)
 
     def _body(self, rng: np.random.Generator, i: int, ts: int) -> dict[str, Any]:
