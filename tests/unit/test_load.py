@@ -214,7 +214,7 @@ def test_finished_tasks_are_let_go_and_a_failure_is_raised_at_the_end() -> None:
             most.append(len(pending.tasks))
         with pytest.raises(ValueError, match="task 500"):
             await pending.wait()
-        return most + [len(pending.tasks)]
+        return [*most, len(pending.tasks)]
 
     held = asyncio.run(run())
     assert max(held) <= 2 and held[-1] == 0
