@@ -131,13 +131,21 @@ def open_dataset(
     return ds
 
 
+def _repeats(ds: OpenDataset, path: Path, keys: list[str]) -> bool:
+    """Whether any two rows share `keys`: one aggregate, so the window that picks the copies
+    (evaluated by every query of the view) is only paid for by a log that has them."""
+    by = ", ".join(keys)
+    sql = f"SELECT 1 FROM {_scan(path)} GROUP BY {by} HAVING count(*) > 1 LIMIT 1"
+    return scalar(ds.con, sql) is not None
+
+
 def _clean(ds: OpenDataset, name: str, path: Path, rejects_dir: Path | None) -> None:
     present = ds.con.execute(f"SELECT * FROM {_scan(path)} LIMIT 0").description or []
     cols = [c for c in TABLES[name].columns if c in {d[0] for d in present}]
     reason = "CASE " + " ".join(f"WHEN {p} THEN '{r}'" for r, p in RULES[name]) + " END"
     select = ", ".join(f"t.{c}" for c in cols)
     checked = f"SELECT {select}, {reason} AS reject_reason FROM {_scan(path)} t {JOINS[name]}"
-    if name in DUPLICATES:
+    if name in DUPLICATES and _repeats(ds, path, [c for c in DUPLICATES[name][0] if c in cols]):
         keys, order = ([c for c in part if c in cols] for part in DUPLICATES[name])
         copy = (f"reject_reason IS NULL AND row_number() OVER (PARTITION BY reject_reason, "
                 f"{', '.join(keys)} ORDER BY {', '.join(order)}) > 1")  # fmt: skip
