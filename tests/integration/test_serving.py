@@ -155,6 +155,9 @@ def v2_request(data: list[Any], shape: list[int] | None = None, **over: Any) -> 
     [
         (v2_request(["{}"], name="req"), 400, "missing input 'request'"),
         (v2_request(["not json"]), 400, "is not JSON"),
+        # an object inline, not in a string: "not JSON" before (Python's repr of it)
+        (v2_request([{"user_id": 3}]), 422, "element 0 is a JSON object, not a string"),
+        (v2_request([3]), 422, "element 0 is a JSON number, not a string"),
         (v2_request([1.0], datatype="FP32"), 422, "is FP32, not BYTES"),
         (v2_request(['{"user_id": 3}'], shape=[2]), 422, "shape [2] but 1 elements"),
         (v2_request(['{"user_id": 3, "k": 0}']), 422, "instances[0]: k"),

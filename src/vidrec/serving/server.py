@@ -105,8 +105,12 @@ def parse_instances(payload: Any) -> list[RecommendRequest]:
                               f"{len(request.data)} elements", key="request.shape")  # fmt: skip
         items: list[Any] = []
         for i, raw in enumerate(request.data):
+            if not isinstance(raw, str | bytes | bytearray):  # str() made Python's repr of it
+                raise SchemaError(f"V2: input 'request' element {i} is a JSON "
+                                  f"{_json_type(raw)}, not a string holding one JSON object "
+                                  "(BYTES)", key="request.data")  # fmt: skip
             try:
-                items.append(json_body(raw if isinstance(raw, bytes | bytearray) else str(raw)))
+                items.append(json_body(raw))
             except ValueError as exc:
                 raise InvalidInput(f"V2: input 'request' element {i} is not JSON: {exc}") from None
     elif isinstance(payload, dict) and isinstance(payload.get("instances"), list):
@@ -118,6 +122,11 @@ def parse_instances(payload: Any) -> list[RecommendRequest]:
     if len(items) > MAX_INSTANCES:
         raise TooLarge(f"at most {MAX_INSTANCES} instances per request, got {len(items)}")
     return [parse(RecommendRequest, x, f"instances[{i}]", SchemaError) for i, x in enumerate(items)]
+
+
+def _json_type(x: Any) -> str:
+    kinds = ((bool, "boolean"), (int | float, "number"), (dict, "object"), (list, "array"))
+    return next((name for kind, name in kinds if isinstance(x, kind)), "null")
 
 
 def v2_request(payload: InferRequest) -> Any:
