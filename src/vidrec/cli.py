@@ -746,8 +746,11 @@ def monitor_run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     done = monitor.run(stop, runs)
-    emit({"runs": done, "events": str(out / "events.jsonl"),
+    emit({**done, "events": str(out / "events.jsonl"),
           "retraining_running": monitor.retrainer.running}, json_out, "drift monitor")  # fmt: skip
+    if done["runs"] and done["results"].get("error") == done["runs"]:  # nothing was assessed
+        sys.stderr.write(f"vidrec: every run failed: {done['last_error']['message']}\n")
+        raise typer.Exit(1)
 
 
 def _retrainer(

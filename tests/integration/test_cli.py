@@ -202,6 +202,19 @@ def test_usage_errors_name_the_option_in_one_json_line_and_never_a_traceback(
     err = one_json_line(p)
     assert (err["status"], err["details"]["key"]) == (409, "--port") and port in err["message"]
 
+    # a monitor that could assess nothing says so: it reported success before
+    cfg = tmp_path / "unreachable.toml"
+    cfg.write_text('[monitoring]\nprometheus_url = "http://127.0.0.1:1"\n'
+                   f'[registry]\nroot = "{tmp_path / "registry"}"\n')  # fmt: skip
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+    p = vidrec("monitor", "run", "--runs", "1", "--port", port, "--config", str(cfg),
+               "--out", str(tmp_path / "mon"), "--json")  # fmt: skip
+    done = one_json_line(p)
+    assert p.returncode == 1 and done["runs"] == 1 and done["results"] == {"error": 1}, p.stdout
+    assert "127.0.0.1:1" in done["last_error"]["message"] and "every run failed" in p.stderr
+
     # --kube with no cluster configured: 503 saying how to point at one
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     env["KUBECONFIG"] = str(tmp_path / "no-kubeconfig")

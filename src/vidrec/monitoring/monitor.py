@@ -16,6 +16,7 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -208,15 +209,18 @@ class DriftMonitor:
         with self.events.open("a") as f:
             f.write(json.dumps(event, default=str, allow_nan=True) + "\n")
 
-    def run(self, stop: threading.Event, runs: int | None = None) -> int:
-        """Run every `interval_s` until `stop` is set (or `runs` runs are done)."""
-        done = 0
-        while not stop.is_set() and (runs is None or done < runs):
+    def run(self, stop: threading.Event, runs: int | None = None) -> dict[str, Any]:
+        """Run every `interval_s` until `stop` is set (or `runs` runs are done); how many
+        runs ended how (ok, no_data, error) and the last error, if any."""
+        results: Counter[str] = Counter()
+        last_error = None
+        while not stop.is_set() and (runs is None or results.total() < runs):
             started = self.clock()
-            self.run_once()
-            done += 1
+            event = self.run_once()
+            results[event["result"]] += 1
+            last_error = event.get("error", last_error)
             stop.wait(max(0.0, self.cfg.interval_s - (self.clock() - started)))
-        return done
+        return {"runs": results.total(), "results": dict(results), "last_error": last_error}
 
 
 def _columns(rows: Array, have: Sequence[str], names: list[str]) -> Array:
