@@ -433,7 +433,8 @@ def test_a_request_id_names_one_served_request(server: dict[str, Any]) -> None:
     again = predict(server, ask)
     assert again.status_code == 409 and again.json()["details"] == {
         "key": "request_id", "source": "instances[0]"}, again.text  # fmt: skip
-    assert "instances[0]: request_id: 'client-7' is taken" in again.json()["message"]
+    said = again.json()["message"]
+    assert "instances[0]: request_id: 'client-7' is taken by another request (in flight" in said
     # one body naming an id twice: 422 at the second; an id taken: nothing of the body is kept
     twice = predict(server, {**ask, "request_id": "c-8"}, {**ask, "request_id": "c-8"})
     assert twice.status_code == 422 and "instances[1]: request_id" in twice.text, twice.text

@@ -316,9 +316,9 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         if taken:
             rid = min(taken, key=first.__getitem__)
             where = f"instances[{first[rid]}]"
-            raise Conflict(f"{where}: request_id: {rid!r} is taken by a request already "
-                           "served: give each request an id of its own", key="request_id",
-                           source=where)  # fmt: skip
+            raise Conflict(f"{where}: request_id: {rid!r} is taken by another request (in "
+                           "flight or served): give each request an id of its own",
+                           key="request_id", source=where)  # fmt: skip
         return list(first)
 
     async def postprocess(
