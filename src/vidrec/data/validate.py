@@ -145,8 +145,8 @@ def _clean(ds: OpenDataset, name: str, path: Path, rejects_dir: Path | None) -> 
     reason = "CASE " + " ".join(f"WHEN {p} THEN '{r}'" for r, p in RULES[name]) + " END"
     select = ", ".join(f"t.{c}" for c in cols)
     checked = f"SELECT {select}, {reason} AS reject_reason FROM {_scan(path)} t {JOINS[name]}"
-    if name in DUPLICATES and _repeats(ds, path, [c for c in DUPLICATES[name][0] if c in cols]):
-        keys, order = ([c for c in part if c in cols] for part in DUPLICATES[name])
+    keys, order = ([c for c in part if c in cols] for part in DUPLICATES.get(name, ((), ())))
+    if keys and _repeats(ds, path, keys):
         copy = (f"reject_reason IS NULL AND row_number() OVER (PARTITION BY reject_reason, "
                 f"{', '.join(keys)} ORDER BY {', '.join(order)}) > 1")  # fmt: skip
         checked = (f"SELECT {', '.join(cols)}, CASE WHEN {copy} THEN 'duplicate_event' "
