@@ -179,9 +179,11 @@ def features_build(
 def features_materialize(
     data: Path = typer.Option(Path("out/sim")),
     as_of: int = typer.Option(
-        None, help="snapshot time (epoch s); default: the newest fact's snapshot"
+        None, min=0, help="snapshot time (epoch s); default: the newest fact's snapshot"
     ),
-    store: str = typer.Option(None, help="sqlite:///path.db or redis://..."),
+    store: str = typer.Option(
+        None, help="sqlite:///path.db or redis://host:port/db (default: features.online_store)"
+    ),
     config: Path = CONFIG,
     json_out: bool = JSON,
 ) -> None:
@@ -192,11 +194,17 @@ def features_materialize(
     from vidrec.features.definitions import FEATURES
     from vidrec.features.materialize import load_history, materialize
     from vidrec.features.pit import PointInTime, as_of_value
-    from vidrec.features.store import open_store
+    from vidrec.features.store import in_memory, open_store
     from vidrec.features.training_set import default_build_ts
 
     t0 = time.perf_counter()
     cfg = _features_cfg(config, online_store=store)
+    if in_memory(cfg.online_store):  # it would be gone when this command exits
+        raise ConfigError(
+            f"--store: {cfg.online_store!r} is in memory; name sqlite:///path.db or "
+            "redis://host:port/db (or features.online_store in --config)",
+            key="store",
+        )
     ds = open_dataset(data, cfg)
     snap = as_of if as_of is not None else as_of_value(cfg.refresh_seconds, default_build_ts(ds))
     pit = PointInTime(ds.con, FEATURES, cfg.last_n)

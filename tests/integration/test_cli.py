@@ -104,6 +104,12 @@ def test_errors_are_one_json_line_and_exit_2(tmp_path: Path) -> None:
     err = one_json_line(p)
     assert err["status"] == 400 and "users.parquet" in err["message"]
 
+    # materialized into memory, the snapshot would be gone when the command exits
+    p = vidrec("features", "materialize", "--data", str(tmp_path), "--json")
+    assert p.returncode == 2
+    err = one_json_line(p)
+    assert err["details"]["key"] == "store" and "in memory" in err["message"]
+
     p = vidrec("features", "list", "--json")
     assert p.returncode == 0 and "video_ctr_7d" in {f["name"] for f in one_json_line(p)["features"]}
 

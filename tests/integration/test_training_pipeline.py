@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from vidrec.config import GateConfig, RegistryConfig, Settings, TrainConfig
+from vidrec.data.schema import TABLES
 from vidrec.features.definitions import FEATURES
 from vidrec.ports import free_port
 from vidrec.registry.bundle import snapshot_id
@@ -204,13 +206,20 @@ def test_steps_run_as_ray_tasks_when_ray_address_is_set(
 def test_a_log_without_an_oracle_gets_the_operator_views_only(
     small_sim: Path, settings: Settings, tmp_path: Path
 ) -> None:
-    """Any log in the documented schema trains: no oracle, no true-relevance metrics."""
+    """Any log in the documented schema trains: no oracle, no true-relevance metrics; only
+    the required columns, each table a directory of parts (as the serving log writes)."""
     data = tmp_path / "log"
-    data.mkdir()
-    for table in ("users", "videos", "impressions", "watches"):
-        shutil.copy(small_sim / f"{table}.parquet", data / f"{table}.parquet")
+    for table in TABLES.values():
+        frame = pq.read_table(small_sim / f"{table.name}.parquet", columns=list(table.required))
+        (data / table.name).mkdir(parents=True)
+        half = frame.num_rows // 2
+        pq.write_table(frame.slice(0, half), data / table.name / "part-0.parquet")
+        pq.write_table(frame.slice(half), data / table.name / "part-1.parquet")
     s = run_training(settings, data, run_dir=tmp_path / "run", until="evaluate")
     assert s["status"] == "ok"
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    built = next(x["outputs"] for x in record["steps"] if x["name"] == "build_dataset")
+    assert built["rejected_total"] == 0 and built["positives"] > 0
     report = json.loads(Path(s["report"]).read_text())["test"]
     assert report["candidates"] == {}
     assert all("ndcg10_true" not in m and "ips_ctr_top1" in m for m in report["slates"].values())

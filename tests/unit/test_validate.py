@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidrec.config import FeatureConfig
+from vidrec.data.schema import MAX_POSITION
 from vidrec.errors import InvalidInput, SchemaError
 from vidrec.features.training_set import build_training_set
 
@@ -51,6 +52,29 @@ def test_missing_or_unreadable_file(copy: Path, tmp_path: Path) -> None:
     (copy / "videos.parquet").write_text("not parquet")
     with pytest.raises(InvalidInput, match="not a readable Parquet"):
         build_training_set(copy, tmp_path / "t.parquet", FeatureConfig())
+
+
+def test_an_empty_table_has_no_rows_rather_than_mistyped_columns(
+    copy: Path, tmp_path: Path
+) -> None:
+    """pandas writes an empty table's text columns as type null: not a mistyped column."""
+    f = copy / "impressions.parquet"
+    pd.read_parquet(f).iloc[:0].to_parquet(f)
+    assert pq.read_schema(f).field("device").type == pa.null()
+    with pytest.raises(InvalidInput, match="of 0 valid impressions"):
+        build_training_set(copy, tmp_path / "t.parquet", FeatureConfig())
+
+
+def test_positions_the_position_bias_estimate_cannot_hold_are_rejected(
+    copy: Path, tmp_path: Path
+) -> None:
+    imp = pd.read_parquet(copy / "impressions.parquet")
+    imp["position"] = imp["position"].astype("Int64")
+    imp.loc[imp.index[:3], "position"] = [-1, MAX_POSITION + 1, None]
+    _rewrite(copy / "impressions.parquet", imp)
+    s = build_training_set(copy, tmp_path / "t.parquet", FeatureConfig())
+    assert s["rejected"]["impressions"] == {"bad_position": 3}
+    assert pd.read_parquet(tmp_path / "t.parquet", columns=["position"]).position.min() >= 0
 
 
 def test_bad_rows_are_counted_and_saved_never_dropped_silently(copy: Path, tmp_path: Path) -> None:

@@ -176,7 +176,8 @@ def _scenario(
     trained = _train(settings, sim, cut, out)
     onset = T0 + onset_day * DAY
     frame, edges = _requests(sim, cut, window_hours, window_requests, seed)
-    path = OfflineServing(settings, sim, trained["towers"], trained["index"], read_videos(sim),
+    videos = read_videos(sim, settings.features)
+    path = OfflineServing(settings, sim, trained["towers"], trained["index"], videos,
                           trained["ranker"])  # fmt: skip
     bins = FeatureBins.load(trained["edges"], FEATURES.model_inputs)
     ref, names = trained["reference"], list(cfg.sample_features)

@@ -44,7 +44,7 @@ VIDEOS = Table(
         "duration_s": "float",
         "upload_ts": "int",
     },
-    ("video_id", "upload_ts"),
+    ("video_id", "duration_s", "upload_ts"),
     "one row per video; upload_ts = when it can be shown",
 )
 IMPRESSIONS = Table(
@@ -59,7 +59,7 @@ IMPRESSIONS = Table(
         "device": "str",
         "session_position": "int",
     },
-    ("request_id", "ts", "user_id", "video_id"),
+    ("request_id", "ts", "user_id", "video_id", "position"),
     "one row per shown video; ts = when the slate was served (known at once)",
 )
 WATCHES = Table(
@@ -73,11 +73,15 @@ WATCHES = Table(
         "watch_seconds": "float",
         "label_ts": "int",
     },
-    ("user_id", "video_id", "start_ts", "label_ts"),
+    ("request_id", "user_id", "video_id", "start_ts", "watch_seconds", "label_ts"),
     "one row per click; label_ts = when watch_seconds became known (delayed label)",
 )
 
 TABLES = {t.name: t for t in (USERS, VIDEOS, IMPRESSIONS, WATCHES)}
+SQL_TYPES = {"int": "BIGINT", "float": "DOUBLE", "str": "VARCHAR"}
+# positions a slate of the serving API's largest k (500) has: the position-bias estimate
+# keeps one value per position up to the largest it sees
+MAX_POSITION = 499
 
 
 def _kind_of(t: pa.DataType) -> Kind | None:
@@ -91,6 +95,8 @@ def _kind_of(t: pa.DataType) -> Kind | None:
         return "str"
     if pa.types.is_boolean(t):
         return "bool"
+    if pa.types.is_null(t):  # every value null (e.g. an empty table from pandas): rows decide
+        return "null"
     return None
 
 
@@ -107,7 +113,7 @@ def check_schema(schema: pa.Schema, table: Table, source: str) -> None:
                 )
             continue
         got = _kind_of(schema.field(col).type)
-        ok = got == kind or (kind == "float" and got == "int")
+        ok = got in (kind, "null") or (kind == "float" and got == "int")
         if not ok:
             raise SchemaError(
                 f"{source}: column {col!r} must be {kind}, got {schema.field(col).type}",
@@ -116,7 +122,17 @@ def check_schema(schema: pa.Schema, table: Table, source: str) -> None:
                 expected=kind,
                 got=str(schema.field(col).type),
             )
-    # optional columns absent: allowed; downstream fills documented defaults
+    # optional columns absent: allowed; validation reads them as nulls (see `columns`)
+
+
+def columns(schema: pa.Schema, table: Table) -> dict[str, str | None]:
+    """Each of `table`'s columns -> None when `schema` has values for it, else the SQL type
+    of the nulls that stand in (absent or all-null): every reader sees every column."""
+    names = set(schema.names)
+    return {
+        c: None if c in names and not pa.types.is_null(schema.field(c).type) else SQL_TYPES[k]
+        for c, k in table.columns.items()
+    }
 
 
 def table_path(root: Path, table: Table) -> Path:
@@ -142,10 +158,10 @@ def read_schema(path: Path) -> pa.Schema:
         raise InvalidInput(f"{path}: not a readable Parquet file: {exc}", file=str(path)) from exc
 
 
-def check_dataset(root: Path) -> dict[str, Path]:
-    """Paths of the four tables under root, each schema-checked."""
+def check_dataset(root: Path, names: tuple[str, ...] = tuple(TABLES)) -> dict[str, Path]:
+    """Paths of the `names` tables under root (all four by default), each schema-checked."""
     paths = {}
-    for table in TABLES.values():
+    for table in (TABLES[n] for n in names):
         path = table_path(root, table)
         check_schema(read_schema(path), table, str(path))
         paths[table.name] = path

@@ -1,11 +1,11 @@
 """Open a dataset in DuckDB as clean views, counting every row it rejects.
 
-Structural problems (missing file, missing or mistyped column) raise a
-`SchemaError` naming the file and column. Row problems (null ids, unknown
-users or videos, events before the entity existed, labels before their event,
-duplicate entity rows, the second copy of an event) never vanish: each rejected row is
-counted by reason
-and, when asked, written to `<dir>/<table>.parquet` with its reason.
+Structural problems (missing file, missing required or mistyped column) raise a
+`SchemaError` naming the file and column; an optional column the log lacks reads as
+nulls. Row problems (null ids, unknown users or videos, events before the entity existed,
+labels before their event, positions out of range, duplicate entity rows, the second copy
+of an event) never vanish: each rejected row is counted by reason and, when asked, written
+to `<dir>/<table>.parquet` with its reason.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from vidrec.config import FeatureConfig
-from vidrec.data.schema import TABLES, check_dataset
+from vidrec.data.schema import MAX_POSITION, TABLES, check_dataset, columns, read_schema
 
 # reason -> predicate, checked in order; the first that holds names the row's reason
 RULES: dict[str, list[tuple[str, str]]] = {
@@ -40,6 +41,7 @@ RULES: dict[str, list[tuple[str, str]]] = {
         ("unknown_video", "v.video_id IS NULL"),
         ("before_signup", "t.ts < u.signup_ts"),
         ("before_upload", "t.ts < v.upload_ts"),
+        ("bad_position", f"t.position IS NULL OR t.position < 0 OR t.position > {MAX_POSITION}"),
         (
             "bad_propensity",
             "t.propensity IS NOT NULL AND (isnan(t.propensity) "
@@ -72,6 +74,7 @@ DUPLICATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("label_ts",),
     ),
 }
+EVENTS = ("impressions", "watches")
 # views, not tables: large logs stream through them instead of being copied.
 # entity tables are cleaned first; event tables are checked against the clean ones
 JOINS = {
@@ -122,31 +125,51 @@ def open_dataset(
     cfg: FeatureConfig,
     rejects_dir: Path | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    tables: tuple[str, ...] = tuple(TABLES),
 ) -> OpenDataset:
-    """Views users/videos/impressions/watches over the clean rows of `root`."""
-    paths = check_dataset(root)
+    """Views over the clean rows of `root`: `tables` and the entity tables their rows are
+    checked against (each check scans its table once: ask only for what you read)."""
+    entities = any(t in EVENTS for t in tables)  # events are checked against the clean ones
+    names = tuple(n for n in TABLES if n in tables or (entities and n not in EVENTS))
+    paths = check_dataset(root, names)  # in TABLES' order: entity tables first
     ds = OpenDataset(con or connect(cfg), root)
-    for name in ("users", "videos", "impressions", "watches"):
-        _clean(ds, name, paths[name], rejects_dir)
+    for name, path in paths.items():
+        _clean(ds, name, path, rejects_dir)
     return ds
 
 
-def _repeats(ds: OpenDataset, path: Path, keys: list[str]) -> bool:
+def read_clean(root: Path, cfg: FeatureConfig, table: str, query: str) -> pd.DataFrame:
+    """`query` over the clean rows of one table (named by `table` in it): what a reader
+    outside the training-set build gets, validated the same way."""
+    ds = open_dataset(root, cfg, tables=(table,))
+    try:
+        return ds.con.sql(query).df()
+    finally:
+        ds.con.close()
+
+
+def _source(path: Path, name: str) -> str:
+    """The table's columns, in schema order; one the file lacks (optional) reads as nulls."""
+    cols = columns(read_schema(path), TABLES[name])
+    select = [c if t is None else f"CAST(NULL AS {t}) AS {c}" for c, t in cols.items()]
+    return f"(SELECT {', '.join(select)} FROM {_scan(path)})"
+
+
+def _repeats(ds: OpenDataset, source: str, keys: tuple[str, ...]) -> bool:
     """Whether any two rows share `keys`: one aggregate, so the window that picks the copies
     (evaluated by every query of the view) is only paid for by a log that has them."""
     by = ", ".join(keys)
-    sql = f"SELECT 1 FROM {_scan(path)} GROUP BY {by} HAVING count(*) > 1 LIMIT 1"
+    sql = f"SELECT 1 FROM {source} GROUP BY {by} HAVING count(*) > 1 LIMIT 1"
     return scalar(ds.con, sql) is not None
 
 
 def _clean(ds: OpenDataset, name: str, path: Path, rejects_dir: Path | None) -> None:
-    present = ds.con.execute(f"SELECT * FROM {_scan(path)} LIMIT 0").description or []
-    cols = [c for c in TABLES[name].columns if c in {d[0] for d in present}]
+    source, cols = _source(path, name), list(TABLES[name].columns)
     reason = "CASE " + " ".join(f"WHEN {p} THEN '{r}'" for r, p in RULES[name]) + " END"
     select = ", ".join(f"t.{c}" for c in cols)
-    checked = f"SELECT {select}, {reason} AS reject_reason FROM {_scan(path)} t {JOINS[name]}"
-    keys, order = ([c for c in part if c in cols] for part in DUPLICATES.get(name, ((), ())))
-    if keys and _repeats(ds, path, keys):
+    checked = f"SELECT {select}, {reason} AS reject_reason FROM {source} t {JOINS[name]}"
+    keys, order = DUPLICATES.get(name, ((), ()))
+    if keys and _repeats(ds, source, keys):
         copy = (f"reject_reason IS NULL AND row_number() OVER (PARTITION BY reject_reason, "
                 f"{', '.join(keys)} ORDER BY {', '.join(order)}) > 1")  # fmt: skip
         checked = (f"SELECT {', '.join(cols)}, CASE WHEN {copy} THEN 'duplicate_event' "

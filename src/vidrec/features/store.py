@@ -61,12 +61,21 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
+def _sqlite_path(url: str) -> str:
+    return url.removeprefix("sqlite://").removeprefix("/") or ":memory:"
+
+
+def in_memory(url: str) -> bool:
+    """Whether the store at `url` lives only as long as the process that opens it."""
+    return url.startswith("sqlite://") and _sqlite_path(url) == ":memory:"
+
+
 def open_store(url: str) -> OnlineStore:
     """sqlite:/// (in memory), sqlite:///path/to.db, or redis://host:port/db."""
     if url.startswith("sqlite://"):
         from vidrec.features.sqlite_store import SQLiteStore
 
-        return SQLiteStore(url.removeprefix("sqlite://").removeprefix("/") or ":memory:")
+        return SQLiteStore(_sqlite_path(url))
     if url.startswith(REDIS_URLS):
         from vidrec.features.redis_store import RedisStore
 

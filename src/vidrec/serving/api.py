@@ -7,8 +7,9 @@ from typing import Literal
 from pydantic import Field
 
 from vidrec.config import Exact, Strict
+from vidrec.data.schema import MAX_POSITION
 
-MAX_K = 500
+MAX_K = MAX_POSITION + 1  # the positions of a served slate are ones training can read
 INT64_MAX = 2**63 - 1  # ids and counts are int64 in the feature pipeline and the log
 MAX_TS = 253_402_300_799  # 9999-12-31T23:59:59Z: beyond, time arithmetic overflows
 

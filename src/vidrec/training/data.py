@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from vidrec.config import FeatureConfig
+from vidrec.data.validate import read_clean
 from vidrec.features.definitions import FEATURES
 from vidrec.models.two_tower import USER_COLUMNS
 
@@ -45,5 +47,8 @@ def read_window(
     )
 
 
-def read_videos(data: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(Path(data) / "videos.parquet").sort_values("video_id")
+def read_videos(data: str | Path, cfg: FeatureConfig | None = None) -> pd.DataFrame:
+    """The log's valid videos: rejected rows (duplicate ids, bad durations) are not
+    catalogued, as they are not in the training set."""
+    query = "SELECT * FROM videos ORDER BY video_id"
+    return read_clean(Path(data), cfg or FeatureConfig(), "videos", query)

@@ -139,7 +139,7 @@ def evaluate_run(
     exact = ExactIndex(ann.index.d)
     exact.add(np.load(index / "item_ids.npy"), np.load(index / "item_embeddings.npy"))
     req = Requests.sample(test, cfg.eval_requests, cfg.seed)
-    videos = read_videos(data)
+    videos = read_videos(data, settings.features)
     videos = videos[videos.upload_ts <= windows["test"][1]]
     indexes: dict[str, Any] = {"two_tower_ann": ann, "two_tower_exact": exact}
     retrieval_report = evaluate_retrieval(
@@ -147,8 +147,8 @@ def evaluate_run(
     )
     as_of = build_ts or windows["test"][1]
     # the earliest snapshot is under reference_days before as_of, its users before that
-    log = logged_requests(data, as_of - cfg.reference_days * DAY - cfg.reference_lookback_s,
-                          as_of)  # fmt: skip
+    start = as_of - cfg.reference_days * DAY - cfg.reference_lookback_s
+    log = logged_requests(data, start, as_of, settings.features)
     path = OfflineServing(settings, data, towers, ann, videos, rankers[chosen])
     reference = serving_reference(path, log, models / "reference.json", as_of)
     candidates: dict[str, Any] = {}

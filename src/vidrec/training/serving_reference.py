@@ -33,7 +33,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from vidrec.config import DAY, Settings, TrainConfig
+from vidrec.config import DAY, FeatureConfig, Settings, TrainConfig
+from vidrec.data.validate import read_clean
 from vidrec.errors import SchemaError
 from vidrec.features.bins import SCORE_EDGES, FeatureBins, score_bins
 from vidrec.features.definitions import (
@@ -122,12 +123,15 @@ def as_snapshot(frame: pd.DataFrame, as_of: Any) -> pd.DataFrame:
     return frame.assign(ts=np.broadcast_to(np.asarray(as_of, dtype=np.int64), len(frame)))
 
 
-def logged_requests(data: Path, start: int, end: int | None = None) -> pd.DataFrame:
-    """The log's requests (user and context, one row each) with ts in [start, end)."""
-    upper = [("ts", "<", end)] if end is not None else []
-    imp = pd.read_parquet(data / "impressions.parquet", columns=list(CONTEXT),
-                          filters=[("ts", ">=", start), *upper])  # fmt: skip
-    return imp.drop_duplicates("request_id")
+def logged_requests(
+    data: Path, start: int, end: int | None = None, cfg: FeatureConfig | None = None
+) -> pd.DataFrame:
+    """The log's valid requests (user and context, one row each) with ts in [start, end)."""
+    upper = f"AND ts < {int(end)}" if end is not None else ""
+    query = (f"SELECT {', '.join(CONTEXT)} FROM impressions WHERE ts >= {int(start)} {upper} "
+             "QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY position) = 1 "
+             "ORDER BY request_id")  # fmt: skip
+    return read_clean(data, cfg or FeatureConfig(), "impressions", query)
 
 
 def sample_requests(log: pd.DataFrame, start: int, end: int, n: int, seed: int) -> pd.DataFrame:

@@ -83,7 +83,7 @@ def build_dataset(ctx: Context, data: str) -> dict[str, Any]:
 
 def train_retrieval(ctx: Context, data: str, training_set: str, windows: Windows) -> dict[str, Any]:
     clicks = read_window(training_set, windows["train"], label_click=1)
-    videos = read_videos(data)
+    videos = read_videos(data, ctx.settings.features)
     catalog = videos_as_features(videos[videos.upload_ts < windows["train"][1]])
     rc = RetrievalConfig(epochs=ctx.cfg.retrieval_epochs, seed=ctx.cfg.seed)
     towers, stats = fit_towers(clicks, catalog, rc)
@@ -96,7 +96,7 @@ def build_index(ctx: Context, data: str, retrieval: str, build_ts: int) -> dict[
     """Embed every video known at build time; those the towers never saw get content-only
     embeddings, exactly as serving adds new uploads later (no retraining)."""
     towers = Towers.load(Path(retrieval))
-    videos = read_videos(data)
+    videos = read_videos(data, ctx.settings.features)
     videos = videos[videos.upload_ts <= build_ts]
     ids = videos.video_id.to_numpy(np.int64)
     emb = towers.embed_items(videos_as_features(videos))
