@@ -63,7 +63,11 @@ def _http_url(value: str) -> str:
     """An option that must be an http(s) URL: refused before any request is sent."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port outside 0-65535 or not a number
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise typer.BadParameter(f"{value!r} is not a URL: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise typer.BadParameter(f"{value!r} is not an http:// or https:// URL with a host")
     return value

@@ -104,6 +104,11 @@ def test_errors_are_one_json_line_and_exit_2(tmp_path: Path) -> None:
     err = one_json_line(p)
     assert err["status"] == 400 and "users.parquet" in err["message"]
 
+    # a simulated log without its tables: named like the training set's are (it was the path)
+    (tmp_path / "sim" / "oracle").mkdir(parents=True)
+    p = vidrec("traffic", "--data", str(tmp_path / "sim"), "--duration", "1", "--json")
+    assert p.returncode == 2 and "no users.parquet (table 'users'" in one_json_line(p)["message"]
+
     # materialized into memory, the snapshot would be gone when the command exits
     p = vidrec("features", "materialize", "--data", str(tmp_path), "--json")
     assert p.returncode == 2
@@ -163,6 +168,8 @@ def test_usage_errors_name_the_option_in_one_json_line_and_never_a_traceback(
         (("registry", "list", "--bogus"), "--bogus"),  # no such option
         (("registry", "show"), "ref"),  # missing argument
         (("traffic", "--url", "localhost:8080"), "--url"),  # not an http(s) URL
+        (("traffic", "--url", "http://[::1"), "--url"),  # not a URL: a traceback before
+        (("traffic", "--url", "http://127.0.0.1:99999"), "--url"),  # 20 failed requests before
         (("bench", "features", "--scales", "demo,tiny"), "scales"),  # checked before any work
         (("bench", "serve", "--sizes", "1e5"), "--sizes"),  # a traceback before
         (("bench", "serve", "--rates", "25,-5"), "--rates"),
