@@ -165,7 +165,9 @@ def simulate(
 def features_build(
     data: Path = typer.Option(Path("out/sim"), help="dataset directory"),
     out: Path = typer.Option(Path("out/features/training.parquet")),
-    build_ts: int = typer.Option(None, help="pretend 'now' (epoch s); default: the newest fact"),
+    build_ts: int = typer.Option(
+        None, min=0, help="pretend 'now' (epoch s); default: the newest fact"
+    ),
     refresh_seconds: int = typer.Option(None, help="batch feature snapshot period"),
     config: Path = CONFIG,
     json_out: bool = JSON,
@@ -235,12 +237,12 @@ def features_materialize(
 @features_app.command("check-skew")
 def features_check_skew(
     data: Path = typer.Option(Path("out/sim")),
-    sample: int = typer.Option(2000, help="impressions to compare"),
-    snapshots: int = typer.Option(3, help="snapshot windows to sample"),
+    sample: int = typer.Option(2000, min=1, help="impressions to compare"),
+    snapshots: int = typer.Option(3, min=1, help="snapshot windows to sample"),
     seed: int = typer.Option(0, min=0),
     store: str = typer.Option(None, help="online store URL"),
     store_lag_seconds: int = typer.Option(
-        0, help="materialise this much too early (shows what staleness does)"
+        0, min=0, help="materialise this much too early (shows what staleness does)"
     ),
     config: Path = CONFIG,
     json_out: bool = JSON,
@@ -294,7 +296,7 @@ def features_list(json_out: bool = JSON) -> None:
 @bench_app.command("features")
 def bench_features(
     scales: str = typer.Option("demo,large", help="comma-separated scales"),
-    naive_rows: int = typer.Option(20_000, help="rows for the pandas baseline"),
+    naive_rows: int = typer.Option(20_000, min=1, help="rows for the pandas baseline"),
     out: Path = typer.Option(Path("out/bench"), help="report directory"),
     json_out: bool = JSON,
 ) -> None:
