@@ -1132,7 +1132,9 @@ def main() -> None:
         _fail(exc, as_json)
     except typer.TyperException as exc:  # usage; `vidrec` alone: the help, as click shows it
         _fail(usage_error(exc), as_json, show=getattr(exc, "show", None))
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+    except OSError as exc:  # one naming a path (missing, a file where a directory goes, ...)
+        if exc.filename is None:
+            raise
         _fail(file_error(exc), as_json)
 
 

@@ -109,6 +109,12 @@ def test_errors_are_one_json_line_and_exit_2(tmp_path: Path) -> None:
     p = vidrec("traffic", "--data", str(tmp_path / "sim"), "--duration", "1", "--json")
     assert p.returncode == 2 and "no users.parquet (table 'users'" in one_json_line(p)["message"]
 
+    # a file where the output directory goes: named, exit 2 (a FileExistsError traceback)
+    (tmp_path / "afile").write_text("")
+    p = vidrec("monitor", "rules", "--out", str(tmp_path / "afile"), "--json")
+    assert p.returncode == 2 and one_json_line(p)["details"]["file"] == str(tmp_path / "afile")
+    assert "Traceback" not in p.stderr
+
     # materialized into memory, the snapshot would be gone when the command exits
     p = vidrec("features", "materialize", "--data", str(tmp_path), "--json")
     assert p.returncode == 2
