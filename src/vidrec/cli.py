@@ -188,7 +188,9 @@ def features_materialize(
         None, min=0, help="snapshot time (epoch s); default: the newest fact's snapshot"
     ),
     store: str = typer.Option(
-        None, help="sqlite:///path.db or redis://host:port/db (default: features.online_store)"
+        None,
+        envvar="VIDREC_ONLINE_STORE",
+        help="sqlite:///path.db or redis://host:port/db (default: features.online_store)",
     ),
     config: Path = CONFIG,
     json_out: bool = JSON,
@@ -452,6 +454,7 @@ def serve(
     from vidrec.serving.server import prepare_ray_env
 
     prepare_ray_env()
+    from vidrec.features.store import in_memory, sqlite_file
     from vidrec.serving.deployments import check_fits, room, stop_app
     from vidrec.serving.server import Deployment, VersionApps, serve_forever
 
@@ -461,6 +464,19 @@ def serve(
         serving = parse(ServingConfig, given, "--served-store")
         settings = settings.model_copy(update={"serving": serving})
     features = _features_cfg(config, online_store=store)
+    if in_memory(features.online_store):  # each replica would open its own, empty
+        raise ConfigError(
+            f"--store: {features.online_store!r} is in memory: every replica would start with "
+            "an empty store and serve every user as unknown; write one with `vidrec features "
+            "materialize --store sqlite:///path.db` and pass it (or features.online_store)",
+            key="store",
+        )
+    if (db := sqlite_file(features.online_store)) is not None and not db.exists():
+        raise ConfigError(  # opening it would create it empty: the same, unnoticed
+            f"--store: {db} does not exist: write it with `vidrec features materialize "
+            f"--store {features.online_store}`",
+            key="store",
+        )
     routes = (routes or settings.rollout.routes).resolve()  # replicas run elsewhere
     bundles = _serving_bundles(settings, routes, model_version)
     check_fits(settings.serving, len(bundles))

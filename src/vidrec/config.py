@@ -103,7 +103,10 @@ class FeatureConfig(Setting):
     )
     last_n: int = Field(5, ge=1, le=100, description="length of the recent-watch history feature")
     online_store: str = Field(
-        "sqlite:///", description="sqlite:///path.db (default: in memory) or redis://host:port/db"
+        "sqlite:///",
+        description="sqlite:///path.db or redis://host:port/db; the default, in memory, is for "
+        "tests (serve and materialize refuse it). In the chart: the shared volume, or Redis "
+        "when redis.enabled",
     )
     duckdb_memory_limit: str = Field("4GB", description="DuckDB spills to disk beyond this")
     duckdb_threads: int = Field(2, ge=1)

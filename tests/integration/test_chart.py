@@ -83,10 +83,10 @@ def test_values_reach_the_objects(cluster: ControlPlane) -> None:
     pred = by[("InferenceService", "demo-vidrec")]["spec"]["predictor"]
     assert pred["containers"][0]["image"] == "registry.example.com/vidrec:0.1.0"
     assert pred["minReplicas"] == 2
-    env = {e["name"]: e.get("value") for e in pred["containers"][0]["env"]}
-    # two pods: feedback may reach either, so what they served is kept in the shared Redis
-    assert env["VIDREC_SERVED_STORE"] == "redis://demo-vidrec-redis:6379/1"
-    assert env["VIDREC_ONLINE_STORE"] == "redis://demo-vidrec-redis:6379/0"
+    # two pods: feedback may reach either, so what they served is kept in the shared Redis;
+    # the features too, in the settings every component reads (materialize as serving)
+    assert config["serving"]["served_store"] == "redis://demo-vidrec-redis:6379/1"
+    assert config["features"]["online_store"] == "redis://demo-vidrec-redis:6379/0"
     rules = by[("PrometheusRule", "demo-vidrec")]["spec"]["groups"]
     assert [g["name"] for g in rules] == ["vidrec.recording", "vidrec.alerts"]
     boards = {n: o for (k, n), o in by.items() if k == "ConfigMap" and n.endswith("-dashboard")}
@@ -100,7 +100,12 @@ def test_values_reach_the_objects(cluster: ControlPlane) -> None:
     isvc = next(o for o in knative if o["kind"] == "InferenceService")
     env = {e["name"]: e.get("value") for e in isvc["spec"]["predictor"]["containers"][0]["env"]}
     assert env["VIDREC_MODEL_VERSION"] == "3"  # what KServeRouter reads and moves
-    assert "VIDREC_SERVED_STORE" not in env  # no Redis: each pod's own memory
+    settings = Settings.model_validate_json(
+        next(o for o in knative if o["kind"] == "ConfigMap")["data"]["vidrec.json"]
+    )
+    assert settings.serving.served_store == ""  # no Redis: each pod's own memory
+    # and the features on the shared volume, where a materialize Job writes them
+    assert settings.features.online_store == "sqlite:////var/lib/vidrec/online.db"
     assert isvc["metadata"]["annotations"]["vidrec.io/champion"] == "3"
     out = cluster.run(
         "helm",

@@ -137,8 +137,19 @@ def test_train_and_registry_verbs_answer_in_one_json_line(tmp_path: Path) -> Non
     assert one_json_line(p) == {"versions": []}
     p = vidrec("registry", "show", "champion", "--config", str(cfg), "--json")
     assert p.returncode == 2 and one_json_line(p)["status"] == 404
-    # serving an empty registry says what would fill it, before starting anything
+    # serving without an online store would serve every user as unknown: refused, named
     p = vidrec("serve", "--config", str(cfg), "--port", str(free_port()), "--json")
+    assert p.returncode == 2
+    err = one_json_line(p)
+    assert err["details"]["key"] == "store" and "features materialize" in err["message"], err
+    store = f"sqlite:///{tmp_path / 'online.db'}"  # a typo'd path was created, empty
+    p = vidrec("serve", "--config", str(cfg), "--store", store, "--port", str(free_port()),
+               "--json")  # fmt: skip
+    assert p.returncode == 2 and "does not exist" in one_json_line(p)["message"]
+    # serving an empty registry says what would fill it, before starting anything
+    (tmp_path / "online.db").write_bytes(b"")
+    p = vidrec("serve", "--config", str(cfg), "--store", store, "--port", str(free_port()),
+               "--json")  # fmt: skip
     assert p.returncode == 2
     err = one_json_line(p)
     assert err["status"] == 404 and "vidrec train" in err["message"], err

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vidrec.errors import ConfigError, InvalidInput
-from vidrec.features.store import OnlineStore, open_store
+from vidrec.features.store import OnlineStore, in_memory, open_store, sqlite_file
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.integration)])
@@ -54,6 +54,15 @@ def test_history_is_strictly_before_and_ordered_like_the_offline_join(store: Onl
 def test_unknown_store_url() -> None:
     with pytest.raises(ConfigError, match="online_store"):
         open_store("postgres://x")
+
+
+def test_which_urls_name_a_store_that_outlives_the_process() -> None:
+    """serve and materialize refuse what `in_memory` says; serve wants the file to exist."""
+    assert in_memory("sqlite:///") and in_memory("sqlite:///:memory:")
+    assert not in_memory("sqlite:////data/online.db") and not in_memory("redis://h:6379/0")
+    assert sqlite_file("sqlite:////data/online.db") == Path("/data/online.db")
+    assert sqlite_file("sqlite:///rel/online.db") == Path("rel/online.db")
+    assert sqlite_file("sqlite:///") is None and sqlite_file("redis://h:6379/0") is None
 
 
 def test_snapshot_versions_change_with_every_write(store: OnlineStore) -> None:

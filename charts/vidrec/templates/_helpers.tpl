@@ -44,8 +44,18 @@ user's `config` (the same tree local mode reads; the schema rejects unknown keys
 {{- $name := include "vidrec.fullname" . -}}
 {{- $registry := dict "root" (printf "%s/registry" $data) -}}
 {{- with include "vidrec.trackingUri" . }}{{ $_ := set $registry "tracking_uri" . }}{{ end -}}
+{{- /* the online store every component reads and writes; with Redis, also where served
+requests wait for their feedback (any pod may get it) */ -}}
+{{- $features := dict "online_store" (printf "sqlite:///%s/online.db" $data) -}}
+{{- $serving := dict -}}
+{{- if .Values.redis.enabled -}}
+{{- $_ := set $features "online_store" (printf "redis://%s-redis:6379/0" $name) -}}
+{{- $_ := set $serving "served_store" (printf "redis://%s-redis:6379/1" $name) -}}
+{{- end -}}
 {{- $chart := dict
   "registry" $registry
+  "features" $features
+  "serving" $serving
   "monitoring" (dict
     "prometheus_url" .Values.monitoring.prometheusUrl
     "serving_target" (printf "%s-predictor:%d" $name (int .Values.serving.port))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
@@ -68,6 +69,13 @@ def _sqlite_path(url: str) -> str:
 def in_memory(url: str) -> bool:
     """Whether the store at `url` lives only as long as the process that opens it."""
     return url.startswith("sqlite://") and _sqlite_path(url) == ":memory:"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a file-backed SQLite store (opening it creates it, empty)."""
+    if not url.startswith("sqlite://") or in_memory(url):
+        return None
+    return Path(_sqlite_path(url))
 
 
 def open_store(url: str) -> OnlineStore:
