@@ -73,6 +73,15 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _duration(value: str) -> str:
+    """A Prometheus duration (1m, 90s, 1h30m): refused before any query, not by each one."""
+    import re
+
+    if not re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", value) or not re.search(r"[1-9]", value):
+        raise typer.BadParameter(f"{value!r} is not a Prometheus duration above 0 (e.g. 1m, 90s)")
+    return value
+
+
 def _finite(value: float | None) -> float | None:
     """A number option: inf passes click's ranges (inf >= 0.1) and ended in a traceback."""
     import math
@@ -841,7 +850,9 @@ def dashboards_render(
     until: float = typer.Option(
         None, callback=_finite, help="epoch seconds the history ends (default: now)"
     ),
-    window: str = typer.Option("1m", help="rate window standing in for $__rate_interval"),
+    window: str = typer.Option(
+        "1m", callback=_duration, help="rate window standing in for $__rate_interval"
+    ),
     out: Path = typer.Option(Path("out/dashboards"), help="where the PNGs and summary go"),
     json_out: bool = JSON,
 ) -> None:

@@ -193,6 +193,7 @@ def test_usage_errors_name_the_option_in_one_json_line_and_never_a_traceback(
         (("bench", "serve", "--rates", "inf"), "--rates"),  # passes "> 0"
         (("traffic", "--rate", "inf"), "--rate"),  # passes click's range: a traceback before
         (("dashboards", "render", "--until", "nan"), "--until"),
+        (("dashboards", "render", "--window", "0s"), "--window"),  # sent to every query before
         (("features", "check-skew", "--snapshots", "-1"), "--snapshots"),  # a traceback before
         (("features", "check-skew", "--sample", "0"), "--sample"),  # compared 3 rows before
         (("bench", "train", "--sizes", "100000,"), "--sizes"),
