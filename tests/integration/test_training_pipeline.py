@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from vidrec.config import GateConfig, RegistryConfig, Settings, TrainConfig
 from vidrec.data.schema import TABLES
+from vidrec.errors import InvalidInput
 from vidrec.features.definitions import FEATURES
 from vidrec.ports import free_port
 from vidrec.registry.bundle import snapshot_id
@@ -201,6 +203,21 @@ def test_steps_run_as_ray_tasks_when_ray_address_is_set(
     rec = json.loads((tmp_path / "run.json").read_text())
     out = rec["steps"][0]["outputs"]
     assert "_host" in out and Path(out["training_set"]).exists()
+
+
+def test_a_training_window_without_clicks_is_an_error_naming_it(
+    small_sim: Path, settings: Settings, tmp_path: Path
+) -> None:
+    """Watches that name no request label no impression: said when the data is built, not as
+    a solver's traceback from the ranker three steps on."""
+    data = tmp_path / "log"
+    shutil.copytree(small_sim, data, ignore=shutil.ignore_patterns("oracle"))
+    watches = pq.read_table(data / "watches.parquet")
+    column = watches.schema.get_field_index("request_id")
+    nulls = pa.nulls(watches.num_rows, pa.int64())
+    pq.write_table(watches.set_column(column, "request_id", nulls), data / "watches.parquet")
+    with pytest.raises(InvalidInput, match=r"training window .* 0 clicks"):
+        run_training(settings, data, run_dir=tmp_path / "run", until="train_retrieval")
 
 
 def test_a_log_without_an_oracle_gets_the_operator_views_only(

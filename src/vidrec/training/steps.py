@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vidrec.config import Settings, TrainConfig
-from vidrec.errors import NotFound
+from vidrec.errors import InvalidInput, NotFound
 from vidrec.features.bins import category_edges, range_edges
 from vidrec.features.definitions import CATEGORICAL_INPUTS, FEATURES, as_float_matrix
 from vidrec.features.training_set import build_training_set
@@ -72,6 +72,7 @@ def build_dataset(ctx: Context, data: str) -> dict[str, Any]:
         ctx.settings.features.label_horizon_s,
     )
     windows = {n: [getattr(sp, n).start, getattr(sp, n).end] for n in SPLITS}
+    _require_clicks(out, windows["train"], data)
     keep = ("rows", "positives", "label_pending", "rejected_total", "build_ts", "schema_hash")
     return {
         "training_set": str(out),
@@ -79,6 +80,22 @@ def build_dataset(ctx: Context, data: str) -> dict[str, Any]:
         "snapshot_id": snapshot_id(Path(data)),
         **{k: s[k] for k in keep},
     }
+
+
+def _require_clicks(training_set: Path, window: list[int], data: str) -> None:
+    """Both classes in the training window, or no model can learn: a clear error here, not a
+    solver's traceback three steps on (a log whose watches carry no request_id has none)."""
+    ts = pc.field("ts")
+    rows = pq.read_table(training_set, columns=["label_click"],
+                         filters=(ts >= window[0]) & (ts < window[1]))  # fmt: skip
+    clicks = int(pc.sum(rows.column("label_click")).as_py() or 0)
+    if clicks == 0 or clicks == rows.num_rows:
+        raise InvalidInput(
+            f"{data}: the training window [{window[0]}, {window[1]}) has {rows.num_rows} "
+            f"impressions and {clicks} clicks: a model needs both (a click is a watch whose "
+            "request_id and video_id match a shown video's)",
+            file=str(data),
+        )
 
 
 def train_retrieval(ctx: Context, data: str, training_set: str, windows: Windows) -> dict[str, Any]:
