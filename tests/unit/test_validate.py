@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -43,6 +45,39 @@ def test_nan_ids_are_a_mistyped_column(copy: Path, tmp_path: Path) -> None:
     _rewrite(f, users)
     with pytest.raises(SchemaError, match=r"users\.parquet.*'user_id' must be int"):
         build_training_set(copy, tmp_path / "t.parquet", FeatureConfig())
+
+
+def test_a_table_both_as_a_file_and_as_parts_is_ambiguous(copy: Path, tmp_path: Path) -> None:
+    (copy / "watches").mkdir()
+    shutil.copy(copy / "watches.parquet", copy / "watches" / "part-0.parquet")
+    with pytest.raises(InvalidInput, match=r"both watches\.parquet and watches/"):
+        build_training_set(copy, tmp_path / "t.parquet", FeatureConfig())
+
+
+def test_parts_written_at_different_times_may_differ_in_optional_columns_only(
+    copy: Path, tmp_path: Path
+) -> None:
+    """Each part is checked (a mistyped column in the second part got in, cast); a part
+    without an optional column reads it as nulls (it failed: union_by_name)."""
+    f, parts = copy / "impressions.parquet", copy / "impressions"
+    table = pq.read_table(f)
+    f.unlink()
+    parts.mkdir()
+    late = pc.greater_equal(table["request_id"], int(np.median(table["request_id"])))
+    pq.write_table(table.filter(pc.invert(late)), parts / "part-0.parquet")
+    second = table.filter(late)
+    device = second.schema.get_field_index("device")
+    pq.write_table(second.set_column(device, "device", pa.array([1] * second.num_rows)),
+                   parts / "part-1.parquet")  # fmt: skip
+    with pytest.raises(SchemaError, match=r"part-1\.parquet: column 'device' must be str"):
+        build_training_set(copy, tmp_path / "t.parquet", FeatureConfig())
+    pq.write_table(second.drop_columns(["device", "propensity"]), parts / "part-1.parquet")
+    # small batches: some hold no device at all (type null to pandas), which the file must take
+    s = build_training_set(copy, tmp_path / "t.parquet", FeatureConfig(), batch_rows=5_000)
+    assert s["input_rows"]["impressions"] == table.num_rows and s["rejected_total"] == 0
+    rows = pd.read_parquet(tmp_path / "t.parquet", columns=["request_id", "device"])
+    late = rows.request_id.isin(second.column("request_id").to_numpy())
+    assert rows.device[late].isna().all() and rows.device[~late].notna().all()
 
 
 def test_missing_or_unreadable_file(copy: Path, tmp_path: Path) -> None:

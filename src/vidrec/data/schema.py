@@ -125,44 +125,67 @@ def check_schema(schema: pa.Schema, table: Table, source: str) -> None:
     # optional columns absent: allowed; validation reads them as nulls (see `columns`)
 
 
-def columns(schema: pa.Schema, table: Table) -> dict[str, str | None]:
-    """Each of `table`'s columns -> None when `schema` has values for it, else the SQL type
-    of the nulls that stand in (absent or all-null): every reader sees every column."""
-    names = set(schema.names)
+def columns(schemas: list[pa.Schema], table: Table) -> dict[str, str | None]:
+    """Each of `table`'s columns -> None when some part (`schemas`) has values for it, else
+    the SQL type of the nulls that stand in (absent or all-null): every reader sees every
+    column. Parts that lack a column some others have read it as nulls too (by name)."""
+
+    def has(schema: pa.Schema, c: str) -> bool:
+        return c in schema.names and not pa.types.is_null(schema.field(c).type)
+
     return {
-        c: None if c in names and not pa.types.is_null(schema.field(c).type) else SQL_TYPES[k]
+        c: None if any(has(s, c) for s in schemas) else SQL_TYPES[k]
         for c, k in table.columns.items()
     }
 
 
 def table_path(root: Path, table: Table) -> Path:
     """`root/<name>.parquet` or a directory `root/<name>/` of Parquet parts."""
-    for cand in (root / f"{table.name}.parquet", root / table.name):
-        if cand.exists():
-            return cand
+    found = [p for p in (root / f"{table.name}.parquet", root / table.name) if p.exists()]
+    if len(found) == 2:  # reading either would leave the other's rows out, unsaid
+        raise InvalidInput(
+            f"{root}: both {found[0].name} and {found[1].name}/ hold table {table.name!r}; "
+            "keep one (merge the parts, or move the file into the directory)",
+            file=str(found[0]),
+        )
+    if found:
+        return found[0]
     raise InvalidInput(
         f"{root}: no {table.name}.parquet (table {table.name!r}: {table.doc})",
         file=str(root / f"{table.name}.parquet"),
     )
 
 
-def read_schema(path: Path) -> pa.Schema:
-    try:
-        if path.is_dir():
-            parts = sorted(path.glob("*.parquet"))
-            if not parts:
-                raise InvalidInput(f"{path}: directory has no .parquet files", file=str(path))
-            path = parts[0]
-        return pq.read_schema(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InvalidInput(f"{path}: not a readable Parquet file: {exc}", file=str(path)) from exc
+def parts(path: Path) -> list[Path]:
+    """The Parquet files of a table: the file, or the parts of its directory."""
+    if not path.is_dir():
+        return [path]
+    found = sorted(path.glob("*.parquet"))
+    if not found:
+        raise InvalidInput(f"{path}: directory has no .parquet files", file=str(path))
+    return found
+
+
+def read_schemas(path: Path) -> list[pa.Schema]:
+    """Every part's schema (footers only): parts written at different times may differ."""
+    schemas = []
+    for part in parts(path):
+        try:
+            schemas.append(pq.read_schema(part))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InvalidInput(
+                f"{part}: not a readable Parquet file: {exc}", file=str(part)
+            ) from exc
+    return schemas
 
 
 def check_dataset(root: Path, names: tuple[str, ...] = tuple(TABLES)) -> dict[str, Path]:
-    """Paths of the `names` tables under root (all four by default), each schema-checked."""
+    """Paths of the `names` tables under root (all four by default), every part of each
+    schema-checked (a mistyped column in one part is named with that part)."""
     paths = {}
     for table in (TABLES[n] for n in names):
         path = table_path(root, table)
-        check_schema(read_schema(path), table, str(path))
+        for part, schema in zip(parts(path), read_schemas(path), strict=True):
+            check_schema(schema, table, str(part))
         paths[table.name] = path
     return paths

@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from vidrec.config import FeatureConfig
-from vidrec.data.schema import MAX_POSITION, TABLES, check_dataset, columns, read_schema
+from vidrec.data.schema import MAX_POSITION, TABLES, check_dataset, columns, read_schemas
 
 # reason -> predicate, checked in order; the first that holds names the row's reason
 RULES: dict[str, list[tuple[str, str]]] = {
@@ -116,8 +116,9 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
 
 
 def _scan(path: Path) -> str:
-    glob = f"{path}/*.parquet" if path.is_dir() else str(path)
-    return f"read_parquet('{glob}')"
+    if not path.is_dir():
+        return f"read_parquet('{path}')"
+    return f"read_parquet('{path}/*.parquet', union_by_name = true)"  # parts may differ
 
 
 def open_dataset(
@@ -150,7 +151,7 @@ def read_clean(root: Path, cfg: FeatureConfig, table: str, query: str) -> pd.Dat
 
 def _source(path: Path, name: str) -> str:
     """The table's columns, in schema order; one the file lacks (optional) reads as nulls."""
-    cols = columns(read_schema(path), TABLES[name])
+    cols = columns(read_schemas(path), TABLES[name])
     select = [c if t is None else f"CAST(NULL AS {t}) AS {c}" for c, t in cols.items()]
     return f"(SELECT {', '.join(select)} FROM {_scan(path)})"
 

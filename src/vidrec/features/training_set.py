@@ -28,19 +28,22 @@ from vidrec.features.pit import PointInTime, as_of_expr, as_of_value
 from vidrec.features.spec import FeatureSet
 from vidrec.features.transform import finish
 
-ID_COLUMNS = (
-    "request_id",
-    "ts",
-    "as_of",
-    "user_id",
-    "video_id",
-    "position",
-    "propensity",
-    "device",
-    "session_position",
-    "label_click",
-    "label_watch_seconds",
-)
+# their types in the file, whatever a batch holds: pandas reads a batch's nullable integers
+# as floats and a batch of null text as type null, and every batch must match the first
+ID_TYPES = {
+    "request_id": pa.int64(),
+    "ts": pa.int64(),
+    "as_of": pa.int64(),
+    "user_id": pa.int64(),
+    "video_id": pa.int64(),
+    "position": pa.int16(),
+    "propensity": pa.float64(),
+    "device": pa.string(),
+    "session_position": pa.int64(),
+    "label_click": pa.int32(),
+    "label_watch_seconds": pa.float64(),
+}
+ID_COLUMNS = tuple(ID_TYPES)
 
 
 def rows_sql(cfg: FeatureConfig, build_ts: int, where: str = "") -> str:
@@ -145,8 +148,10 @@ def build_training_set(
             table = pa.Table.from_pandas(frame[keep], preserve_index=False).replace_schema_metadata(
                 None
             )
-            writer = writer or pq.ParquetWriter(tmp, table.schema, compression="zstd")
-            writer.write_table(table)
+            if writer is None:
+                fields = [pa.field(f.name, ID_TYPES.get(f.name, f.type)) for f in table.schema]
+                writer = pq.ParquetWriter(tmp, pa.schema(fields), compression="zstd")
+            writer.write_table(table.cast(writer.schema))
             n += len(frame)
             positives += int(frame["label_click"].sum())
             if progress:
