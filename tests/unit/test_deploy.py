@@ -4,6 +4,7 @@ settings reject."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -12,6 +13,8 @@ import yaml
 
 from vidrec.config import COHORTS, RolloutPolicy, Strict
 from vidrec.deploy import crd, values
+from vidrec.deploy.chart import generate
+from vidrec.errors import InvalidInput
 
 
 def walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -95,3 +98,21 @@ def test_values_yaml_documents_every_key_and_loads_as_the_values() -> None:
 
     check(values.Values(), 0)
     assert values.Values.model_validate(yaml.safe_load(text)) == values.Values()
+
+
+def test_generate_writes_into_a_chart_only(tmp_path: Path) -> None:
+    """`--chart` at a directory that is no chart wrote a chart's files there, and the
+    checkout's dashboards copy two levels up (at / for /nonexistent)."""
+    with pytest.raises(InvalidInput, match="not a Helm chart"):
+        generate(tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()
+    chart = tmp_path / "a" / "b" / "chart"
+    chart.mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: x\nversion: 0.1.0\n")
+    done = generate(chart)
+    outside = {k: v for k, v in done.items() if k.startswith("../")}
+    assert outside and set(outside.values()) == {"skipped"}
+    assert not (tmp_path / "a" / "dashboards").exists()
+    assert {v for k, v in done.items() if k not in outside} == {"written"}
+    inside = set(done) - set(outside)
+    assert generate(chart, check=True) == {**outside, **dict.fromkeys(inside, "unchanged")}
