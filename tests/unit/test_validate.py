@@ -80,6 +80,16 @@ def test_parts_written_at_different_times_may_differ_in_optional_columns_only(
     assert rows.device[late].isna().all() and rows.device[~late].notna().all()
 
 
+def test_a_quote_in_a_directory_name_is_a_path_not_sql(copy: Path, tmp_path: Path) -> None:
+    data = copy.rename(tmp_path / "o'brien")
+    users = pd.read_parquet(data / "users.parquet")
+    _rewrite(data / "users.parquet", pd.concat([users, users.iloc[[0]]]))  # rejected, saved
+    out = tmp_path / "it's" / "t.parquet"
+    s = build_training_set(data, out, FeatureConfig())
+    assert s["rows"] > 0 and s["rejected"]["users"] == {"duplicate_id": 2}
+    assert len(pd.read_parquet(out.parent / "rejects" / "users.parquet")) == 2
+
+
 def test_missing_or_unreadable_file(copy: Path, tmp_path: Path) -> None:
     (copy / "videos.parquet").unlink()
     with pytest.raises(InvalidInput, match=r"videos\.parquet"):

@@ -104,9 +104,14 @@ def connect(cfg: FeatureConfig, database: str = ":memory:") -> duckdb.DuckDBPyCo
     con.execute(f"SET threads = {cfg.duckdb_threads}")
     # spill beside the system temp files, never into the caller's working directory
     spill = Path(tempfile.gettempdir()) / "vidrec-duckdb"
-    con.execute(f"SET temp_directory = '{spill}'")
+    con.execute(f"SET temp_directory = {literal(spill)}")
     con.execute("SET preserve_insertion_order = false")
     return con
+
+
+def literal(path: Path) -> str:
+    """A path as an SQL string literal (a quote in a directory name broke the statement)."""
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
@@ -117,8 +122,8 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
 
 def _scan(path: Path) -> str:
     if not path.is_dir():
-        return f"read_parquet('{path}')"
-    return f"read_parquet('{path}/*.parquet', union_by_name = true)"  # parts may differ
+        return f"read_parquet({literal(path)})"
+    return f"read_parquet({literal(path / '*.parquet')}, union_by_name = true)"  # parts may differ
 
 
 def open_dataset(
@@ -189,5 +194,5 @@ def _clean(ds: OpenDataset, name: str, path: Path, rejects_dir: Path | None) -> 
         rejects_dir.mkdir(parents=True, exist_ok=True)
         ds.con.execute(
             f"COPY (SELECT * FROM {name}__checked WHERE reject_reason IS NOT NULL) "
-            f"TO '{rejects_dir / name}.parquet' (FORMAT parquet)"
+            f"TO {literal(rejects_dir / f'{name}.parquet')} (FORMAT parquet)"
         )
