@@ -73,6 +73,33 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _writable_dir(path: Path, option: str) -> Path:
+    """A directory the command will write into, checked before anything starts (a server
+    given one it could not write answered, and logged nothing). Tried for real (root passes
+    every permission check, not a read-only file system), and left as it was found."""
+    import tempfile
+
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"{option}: cannot write into {path}: {exc.strerror or exc}", key=option
+        ) from exc
+    finally:
+        for d in missing:  # deepest first; the server makes them when it writes
+            with contextlib.suppress(OSError):
+                d.rmdir()
+    return path
+
+
 def _duration(value: str) -> str:
     """A Prometheus duration (1m, 90s, 1h30m): refused before any query, not by each one."""
     import re
@@ -487,14 +514,10 @@ def serve(
             key="store",
         )
     routes = (routes or settings.rollout.routes).resolve()  # replicas run elsewhere
+    log_dir = _writable_dir((log_dir or routes.parent / "log").resolve(), "--log-dir")
     bundles = _serving_bundles(settings, routes, model_version)
     check_fits(settings.serving, len(bundles))
-    app_ = Deployment(
-        bundles=bundles,
-        routes=routes,
-        log_dir=(log_dir or routes.parent / "log").resolve(),
-        cfg=settings.serving,
-    )
+    app_ = Deployment(bundles=bundles, routes=routes, log_dir=log_dir, cfg=settings.serving)
     fault_file = faults.resolve() if faults else None
 
     def load() -> Any:

@@ -146,8 +146,12 @@ def test_train_and_registry_verbs_answer_in_one_json_line(tmp_path: Path) -> Non
     p = vidrec("serve", "--config", str(cfg), "--store", store, "--port", str(free_port()),
                "--json")  # fmt: skip
     assert p.returncode == 2 and "does not exist" in one_json_line(p)["message"]
-    # serving an empty registry says what would fill it, before starting anything
     (tmp_path / "online.db").write_bytes(b"")
+    # a log directory it cannot write: it served, and logged nothing (500s once buffered)
+    p = vidrec("serve", "--config", str(cfg), "--store", store, "--port", str(free_port()),
+               "--log-dir", str(tmp_path / "online.db" / "log"), "--json")  # fmt: skip
+    assert p.returncode == 2 and one_json_line(p)["details"]["key"] == "--log-dir"
+    # serving an empty registry says what would fill it, before starting anything
     p = vidrec("serve", "--config", str(cfg), "--store", store, "--port", str(free_port()),
                "--json")  # fmt: skip
     assert p.returncode == 2

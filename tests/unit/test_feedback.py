@@ -79,6 +79,26 @@ def test_a_row_the_log_cannot_hold_is_set_aside_and_the_rest_written(tmp_path: P
     assert log.flush()["impressions"] == 1 and counted == [("impressions", 1)]
 
 
+def test_a_log_that_cannot_be_written_keeps_a_backlog_and_never_fails_a_request(
+    tmp_path: Path,
+) -> None:
+    """A full disk or an unwritable directory raised from the request that filled the
+    buffer (a 500 for each after it) while the buffer grew without bound."""
+    out = tmp_path / "log"
+    out.write_text("a file where the log's directory goes")
+    dropped: list[tuple[str, int]] = []
+    log = ImpressionLog(out, flush_rows=4, on_drop=lambda t, n: dropped.append((t, n)))
+    for i in range(30):  # 60 rows: the requests that fill the buffer are answered
+        log.served(RecommendRequest(user_id=7), served(f"r{i}", [2 * i, 2 * i + 1]))
+    assert log.error is not None and str(out) in log.error
+    assert log.flush() == {"impressions": 0, "requests": 0, "watches": 0}
+    assert dropped == [("impressions", 60 - log.backlog_rows)] and log.backlog_rows == 40
+    out.unlink()  # writable again: the backlog is written, newest rows kept
+    assert log.flush()["impressions"] == 40 and log.error is None
+    kept = pq.read_table(out / "impressions").column("video_id").to_pylist()
+    assert kept == list(range(20, 60))
+
+
 def test_outcome_ids_and_times_stay_in_the_log_s_range() -> None:
     for field, value in (("video_id", 2**63), ("ts", 253_402_300_800)):
         with pytest.raises(ValidationError, match=field):

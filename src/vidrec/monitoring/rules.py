@@ -212,6 +212,7 @@ def alert_rules(cfg: MonitoringConfig) -> list[Rule]:
         _ctr_drop_alert(cfg.alerts),
         _model_stale_alert(cfg.alerts),
         _route_table_alert(cfg.alerts),
+        _log_write_alert(cfg.alerts),
     ]
 
 
@@ -345,6 +346,23 @@ def _route_table_alert(a: AlertConfig) -> Rule:
         f"{_human(a.alert_for_s)}: the last valid one stays in force, and route changes "
         "(rollout steps, promotion, rollback) do not take effect. The server's log names "
         "the file and the error.",
+        for_s=a.alert_for_s,
+    )
+
+
+def _log_write_alert(a: AlertConfig) -> Rule:
+    """An impression log that cannot be written (a full disk, a volume remounted read-only)
+    loses what the next training reads, while every request is answered: nothing else shows
+    it until the backlog is let go (vidrec_log_rows_dropped_total)."""
+    return _alert(
+        "VidrecLogWriteFailing",
+        "max by (job, instance) (vidrec_log_write_failing) == 1",
+        "warning",
+        "{{ $labels.instance }} cannot write its impression log",
+        f"{{{{ $labels.instance }}}} has not written its impression log for "
+        f"{_human(a.alert_for_s)}: requests are answered, their rows are kept for the retry "
+        "up to a backlog, then let go (vidrec_log_rows_dropped_total). The server's log "
+        "names the file and the error.",
         for_s=a.alert_for_s,
     )
 

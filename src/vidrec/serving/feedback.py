@@ -36,6 +36,8 @@ from vidrec.serving.served import ServedRequest, ServedRequests
 from vidrec.serving.served_memory import MemoryServed
 
 MAX_OUTCOMES = 1000
+# while the log cannot be written, each table keeps this many flushes' rows for the retry
+BACKLOG_FLUSHES = 10
 _TAGS = [("request_key", pa.string()), ("variant", pa.string()), ("model_version", pa.string())]
 # the documented schemas (vidrec.data.schema), plus who served it: typed even when all null
 SCHEMAS = {
@@ -116,12 +118,16 @@ class ImpressionLog:
         clock: Callable[[], float] = time.time,
         requests: ServedRequests | None = None,
         on_reject: Callable[[str, int], None] = lambda _table, _n: None,
+        on_drop: Callable[[str, int], None] = lambda _table, _n: None,
     ) -> None:
         """`requests`: where served requests are kept for the join (default: the last
-        `remember` in this process); `on_reject(table, rows)`: rows the log could not hold."""
+        `remember` in this process); `on_reject(table, rows)`: rows the log's schema could
+        not hold; `on_drop(table, rows)`: rows let go while the log could not be written."""
         self.out, self.flush_rows, self.clock = out, flush_rows, clock
         self.requests = requests or MemoryServed(remember)
-        self.on_reject = on_reject
+        self.on_reject, self.on_drop = on_reject, on_drop
+        self.backlog_rows = BACKLOG_FLUSHES * flush_rows
+        self.error: str | None = None  # why the last flush could not write, if it could not
         self._rows: dict[str, list[dict[str, Any]]] = {t: [] for t in SCHEMAS}
         self._part = itertools.count()
 
@@ -205,31 +211,53 @@ class ImpressionLog:
         }
 
     def _maybe_flush(self) -> None:
-        if max(len(r) for r in self._rows.values()) >= self.flush_rows:
+        # while writes fail, the server's tick retries: not every request, each paying for
+        # the conversion of the whole backlog
+        if self.error is None and max(len(r) for r in self._rows.values()) >= self.flush_rows:
             self.flush()
 
     def flush(self) -> dict[str, int]:
-        """Write the buffered rows as new parquet parts; returns rows written per table."""
-        written = {}
+        """Write the buffered rows as new parquet parts; returns rows written per table.
+
+        A table whose part cannot be written (a full disk, a directory it may not write)
+        keeps its rows for the next flush, up to `backlog_rows`; older ones are let go and
+        counted. Never raised: the requests that fill the buffer must not fail for it, nor
+        the server's memory grow with it."""
+        written, self.error = {}, None
         for table, rows in self._rows.items():
-            written[table] = len(rows)
+            written[table] = 0
             if not rows or self.out is None:
                 rows.clear()
                 continue
-            folder = self.out / table
-            folder.mkdir(parents=True, exist_ok=True)
-            name = f"part-{time.time_ns()}-{next(self._part):05d}.parquet"
-            # written aside and renamed: a reader listing the folder meanwhile (training, the
-            # tests) saw a part without its footer and failed on it (CI, once)
-            tmp = folder / f".{name}.tmp"
-            data, bad = _arrow(table, rows)
-            if bad:
-                self._reject(table, bad)
-                written[table] -= len(bad)
+            try:
+                written[table] = self._write(table, rows)
+            except OSError as exc:
+                self.error = f"{exc.filename or self.out / table}: {exc.strerror or exc}"
+                if (excess := len(rows) - self.backlog_rows) > 0:
+                    del rows[:excess]
+                    self.on_drop(table, excess)
+        return written
+
+    def _write(self, table: str, rows: list[dict[str, Any]]) -> int:
+        """One part of `rows` (cleared once it is written), its rejects set aside."""
+        assert self.out is not None
+        folder = self.out / table
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"part-{time.time_ns()}-{next(self._part):05d}.parquet"
+        # written aside and renamed: a reader listing the folder meanwhile (training, the
+        # tests) saw a part without its footer and failed on it (CI, once)
+        tmp = folder / f".{name}.tmp"
+        data, bad = _arrow(table, rows)
+        try:
             pq.write_table(data, tmp)
             os.replace(tmp, folder / name)
-            rows.clear()
-        return written
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+        rows.clear()
+        if bad:
+            self._reject(table, bad)
+        return data.num_rows
 
     def _reject(self, table: str, bad: list[tuple[dict[str, Any], str]]) -> None:
         """Rows the schema cannot hold: kept beside the log with why, counted, never written

@@ -149,6 +149,18 @@ class ServingMetrics:
             ["table"],
             registry=r,
         )
+        self.log_dropped = Counter(
+            "vidrec_log_rows_dropped",
+            "Log rows let go while the log could not be written (beyond the backlog kept "
+            "for the retry)",
+            ["table"],
+            registry=r,
+        )
+        self.log_write_failing = Gauge(
+            "vidrec_log_write_failing",
+            "1 while the impression log cannot be written (the server's log says why)",
+            registry=r,
+        )
 
     def serving(self, served: dict[str, tuple[str, int]]) -> None:
         """The model gauges for `served` (variant -> version, its creation time) alone: a

@@ -221,9 +221,10 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         # a claim outlives any request: it is answered (or degraded) within timeout_s
         served = open_served(cfg.served_store, cfg.remember_requests, cfg.served_ttl_s,
                              hold_s=timeout_s + 30)  # fmt: skip
-        rejected = metrics.log_rejected
+        rejected, dropped = metrics.log_rejected, metrics.log_dropped
         self.log = ImpressionLog(app.log_dir, flush_rows=cfg.log_flush_rows, requests=served,
-                                 on_reject=lambda t, n: rejected.labels(t).inc(n))  # fmt: skip
+                                 on_reject=lambda t, n: rejected.labels(t).inc(n),
+                                 on_drop=lambda t, n: dropped.labels(t).inc(n))  # fmt: skip
         self.ticker: asyncio.Task[None] | None = None
         self.last_flush = time.monotonic()
         self.created: dict[str, int] = {}
@@ -383,13 +384,25 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
         self.metrics.shadow.labels("failed").inc(report.failed)
         lines, self.shadow_lines = self.shadow_lines, []
         if lines and self.app.log_dir is not None:
-            self.app.log_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.app.log_dir / "shadow.jsonl", "a") as f:
-                f.writelines(lines)
+            self._write_shadow(self.app.log_dir, lines)
         self._model_gauges()
         if time.monotonic() - self.last_flush > self.app.cfg.log_flush_s:
             self.log.flush()
             self.last_flush = time.monotonic()
+            self.metrics.log_write_failing.set(self.log.error is not None)
+            if self.log.error is not None:
+                log.warning("the impression log cannot be written: %s", self.log.error)
+
+    def _write_shadow(self, log_dir: Path, lines: list[str]) -> None:
+        """Appended to log/shadow.jsonl; let go and counted when it cannot be (the tick's
+        other work, the log's flush among it, goes on)."""
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            with open(log_dir / "shadow.jsonl", "a") as f:
+                f.writelines(lines)
+        except OSError as exc:
+            self.metrics.log_dropped.labels("shadow").inc(len(lines))
+            log.warning("the shadow log cannot be written: %s: %s", exc.filename, exc.strerror)
 
     def _model_gauges(self) -> None:
         routes = self.router.routes
