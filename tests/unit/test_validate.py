@@ -110,6 +110,18 @@ def test_an_empty_table_has_no_rows_rather_than_mistyped_columns(
         build_training_set(copy, tmp_path / "t.parquet", FeatureConfig())
 
 
+def test_a_request_column_the_log_lacks_reads_as_the_api_s_default(
+    copy: Path, tmp_path: Path
+) -> None:
+    """A log without session_position: each row as the request would be served (0), not
+    a null cast to int64 (-2**63, a feature value no request can have)."""
+    f = copy / "impressions.parquet"
+    _rewrite(f, pd.read_parquet(f).drop(columns=["session_position"]))
+    build_training_set(copy, tmp_path / "t.parquet", FeatureConfig())
+    got = pd.read_parquet(tmp_path / "t.parquet", columns=["session_position"]).session_position
+    assert (got == 0).all()
+
+
 def test_positions_the_position_bias_estimate_cannot_hold_are_rejected(
     copy: Path, tmp_path: Path
 ) -> None:

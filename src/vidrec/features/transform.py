@@ -24,6 +24,9 @@ Array = npt.NDArray[Any]
 
 ID_LIST = pa.list_(pa.int64())
 INT_COLUMNS = ("ts", "user_id", "video_id", "session_position")
+# what a request column a log leaves null stands for: the serving API's default, so a row
+# reads as the same request would online (a null cast to int64 was -2**63)
+NULL_MEANS = {"session_position": 0}
 
 
 def id_lists(col: Any) -> pa.ListArray:
@@ -67,7 +70,10 @@ def fill_defaults(raw: Columns, fs: FeatureSet) -> dict[str, Any]:
         out[f.name] = _filled(raw.get(f.name), f, n)
     for c in INT_COLUMNS:
         if c in out:
-            out[c] = np.asarray(out[c]).astype(np.int64)
+            col = np.asarray(out[c])
+            if col.dtype.kind in "fO" and (missing := pd.isna(col)).any():
+                col = np.where(missing, NULL_MEANS[c], col)  # ids are never null: validated
+            out[c] = col.astype(np.int64)
     return out
 
 
