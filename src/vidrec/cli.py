@@ -120,6 +120,9 @@ def _finite(value: float | None) -> float | None:
 
 JSON = typer.Option(False, "--json", help="Print one JSON summary line instead of text.")
 CONFIG = typer.Option(None, "--config", help="Settings file (TOML or JSON); unknown keys fail.")
+LOG = typer.Option(
+    None, help="first append this serving log to DATA (`vidrec ingest`; not there yet: none)"
+)
 
 
 def emit(
@@ -197,6 +200,33 @@ def simulate(
     emit(summary, json_out, "simulated")
 
 
+@app.command()
+def ingest(
+    log: Path = typer.Option(..., help="the serving log (`vidrec serve --log-dir`)"),
+    data: Path = typer.Option(..., help="the training data it joins (as `train --data`)"),
+    json_out: bool = JSON,
+) -> None:
+    """Append the serving log's new impressions and watches to the training data (the
+    feedback loop); a part whose schema is wrong is named and left out (exit 1)."""
+    from vidrec.data.ingest import ingest as run
+
+    summary = run(log, data)
+    emit(summary, json_out, f"ingested into {data}", _ingest_lines(summary))
+    if summary["refused"]:
+        raise typer.Exit(1)
+
+
+def _ingest_lines(summary: dict[str, Any]) -> list[str]:
+    """What was appended (one line), then each refused part and why."""
+    if summary.get("absent"):
+        return [f"ingest: {summary['log']} is not there yet: nothing logged to append"]
+    done = "; ".join(f"{t}: {r['parts']} new parts ({r['rows']} rows), {r['already']} "
+                     f"already in, {len(r['refused'])} refused"
+                     for t, r in summary["tables"].items())  # fmt: skip
+    refused = [x for r in summary["tables"].values() for x in r["refused"]]
+    return [f"ingest: {done}", *(f"refused {x['file']}: {x['error']}" for x in refused)]
+
+
 @features_app.command("build")
 def features_build(
     data: Path = typer.Option(Path("out/sim"), help="dataset directory"),
@@ -228,12 +258,14 @@ def features_materialize(
         envvar="VIDREC_ONLINE_STORE",
         help="sqlite:///path.db or redis://host:port/db (default: features.online_store)",
     ),
+    log: Path = LOG,
     config: Path = CONFIG,
     json_out: bool = JSON,
 ) -> None:
     """Write the batch-feature snapshot and the watch history into the online store."""
     import time
 
+    from vidrec.data.ingest import ingest as ingest_log
     from vidrec.data.validate import open_dataset
     from vidrec.features.definitions import FEATURES
     from vidrec.features.materialize import load_history, materialize
@@ -249,6 +281,9 @@ def features_materialize(
             "redis://host:port/db (or features.online_store in --config)",
             key="store",
         )
+    ingested = None if log is None else ingest_log(log, data, absent_ok=True)
+    for line in _ingest_lines(ingested)[1:] if ingested else []:
+        sys.stderr.write(f"vidrec: {line}\n")  # refused parts (also in the summary)
     ds = open_dataset(data, cfg)
     snap = as_of if as_of is not None else as_of_value(cfg.refresh_seconds, default_build_ts(ds))
     pit = PointInTime(ds.con, FEATURES, cfg.last_n)
@@ -265,6 +300,7 @@ def features_materialize(
             "history_events": events,
             "store": cfg.online_store,
             "rejected": ds.rejected,
+            **({"ingested": ingested} if ingested is not None else {}),
             "seconds": round(time.perf_counter() - t0, 3),
         },
         json_out,
@@ -390,6 +426,7 @@ def _settings(config: Path | None) -> Settings:
 
 def _train_cmd(
     data: Path,
+    log: Path | None,
     oracle: Path | None,
     run_dir: Path | None,
     config: Path | None,
@@ -397,14 +434,21 @@ def _train_cmd(
     json_out: bool,
     title: str,
 ) -> None:
+    from vidrec.data.ingest import ingest as ingest_log
     from vidrec.training.run import run_training
     from vidrec.training.summary_lines import render
 
+    settings = _settings(config)  # its errors before anything is copied
+    ingested = None if log is None else ingest_log(log, data, absent_ok=True)
     with step_status(json_out) as on_step:
-        summary = run_training(
-            _settings(config), data, oracle, run_dir, until=until, on_step=on_step
-        )
-    emit(summary, json_out, title, render(summary))
+        summary = run_training(settings, data, oracle, run_dir, until=until, on_step=on_step)
+    lines = render(summary)
+    if ingested is not None:
+        summary["ingested"] = ingested
+        lines = [_ingest_lines(ingested)[0], *lines]
+        for line in _ingest_lines(ingested)[1:]:  # refused parts: said, and in the summary
+            sys.stderr.write(f"vidrec: {line}\n")
+    emit(summary, json_out, title, lines)
     if summary.get("registered") is False:
         sys.stderr.write("vidrec: a registration gate failed; nothing was registered\n")
         raise typer.Exit(3)
@@ -418,6 +462,7 @@ RUN_DIR = typer.Option(None, help="run directory (default: out/runs/<time>)")
 @app.command()
 def train(
     data: Path = DATA,
+    log: Path = LOG,
     oracle: Path = ORACLE,
     run_dir: Path = RUN_DIR,
     config: Path = CONFIG,
@@ -427,13 +472,14 @@ def train(
 
     Exit 0: registered (champion if none yet, else challenger); 3: a gate failed.
     """
-    _train_cmd(data, oracle, run_dir, config, None, json_out, "training run")
+    _train_cmd(data, log, oracle, run_dir, config, None, json_out, "training run")
 
 
 @pipeline_app.command("run")
 def pipeline_run(
     name: str = typer.Argument("training", help="pipelines/NAME.yaml: training, the one defined"),
     data: Path = DATA,
+    log: Path = LOG,
     oracle: Path = ORACLE,
     run_dir: Path = RUN_DIR,
     until: str = typer.Option(None, help="stop after this step"),
@@ -443,7 +489,7 @@ def pipeline_run(
     """Run a pipeline definition; steps run as Ray tasks when RAY_ADDRESS is set."""
     if name != "training":
         raise InvalidInput(f"pipeline {name!r}: only 'training' is defined", key="name")
-    _train_cmd(data, oracle, run_dir, config, until, json_out, f"pipeline {name}")
+    _train_cmd(data, log, oracle, run_dir, config, until, json_out, f"pipeline {name}")
 
 
 @app.command()
@@ -455,7 +501,7 @@ def evaluate(
     json_out: bool = JSON,
 ) -> None:
     """Train every model on the train window and report on validation and test (no registry)."""
-    _train_cmd(data, oracle, run_dir, config, "evaluate", json_out, "evaluation")
+    _train_cmd(data, None, oracle, run_dir, config, "evaluate", json_out, "evaluation")
 
 
 @app.command()

@@ -67,6 +67,8 @@ def test_the_chart_renders_for_the_kind_node_and_every_object_validates(
     mount = next(m["mountPath"] for m in server["volumeMounts"] if m["name"] == "data")
     # the online store up.sh materialises lives on the shared volume serving mounts
     assert settings.features.online_store == f"sqlite:///{mount}/online.db"
+    # its impression log is serve's default, beside the route table: where retraining reads
+    assert "--log-dir" not in server["args"]
     # the examples' analysis windows hold at least two scrapes of the model server
     scrape_s = float(by[("PodMonitor", "vidrec-serving")]["spec"]["podMetricsEndpoints"][0]
                      ["interval"].rstrip("s"))  # fmt: skip
@@ -155,6 +157,11 @@ def test_the_scripts_jobs_validate_and_run_cli_commands_on_the_shared_volume(
         assert params["config"] == mounts["config"] / "vidrec.json"
     if command == "pipeline":  # the CronJob's own command
         assert container["args"][:3] == ["pipeline", "run", "training"]
+        # it appends what the model server logged (beside its route table) to the data
+        cm = cluster.run("kubectl", "get", "configmap", "vidrec-config", "-n", kind_release,
+                         "-o", "jsonpath={.data.vidrec\\.json}")  # fmt: skip
+        routes = Settings.model_validate_json(cm.stdout).rollout.routes
+        assert params["log"] == routes.parent / "log" and mounts["data"] in routes.parents
     if command == "traffic":  # KServe's Service for the InferenceService's predictor
         assert params["url"] == f"http://vidrec-predictor.{kind_release}.svc"
         assert container["resources"] == {"requests": {"cpu": "250m", "memory": "512Mi"}}
@@ -169,3 +176,19 @@ def test_kubectls_own_job_from_the_cronjob_would_be_owned_by_it(
                       "-n", kind_release, "--dry-run=client", "-o", "json")  # fmt: skip
     owners = json.loads(out.stdout)["metadata"]["ownerReferences"]
     assert [(o["kind"], o["name"]) for o in owners] == [("CronJob", "vidrec-retrain")]
+
+
+def test_the_online_store_is_refreshed_from_the_data_retraining_reads(
+    cluster: ControlPlane,  # noqa: F811
+    kind_release: str,
+) -> None:
+    """The materialize CronJob appends the same impression log to the same data as the
+    retraining CronJob, then writes the store the settings name (the one serving reads)."""
+    jobs = {}
+    for name in ("vidrec-materialize", "vidrec-retrain"):
+        out = cluster.run("kubectl", "get", "cronjob", name, "-n", kind_release, "-o", "json")
+        spec = json.loads(out.stdout)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        jobs[name] = parse_cli(spec["containers"][0]["args"])
+    store, train = jobs["vidrec-materialize"], jobs["vidrec-retrain"]
+    assert (store["data"], store["log"]) == (train["data"], train["log"])
+    assert store["store"] is None and store["config"] == train["config"]  # the settings' store

@@ -10,6 +10,9 @@ import concurrent.futures
 import contextlib
 import json
 import re
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,8 +26,9 @@ import pytest
 
 from helpers import wait_for
 from serving_server import start_server
-from vidrec.config import ServingConfig
+from vidrec.config import FeatureConfig, ServingConfig
 from vidrec.data.schema import IMPRESSIONS, WATCHES, check_schema
+from vidrec.data.validate import open_dataset, scalar
 from vidrec.serving.file_routes import FileRouteSource, write_atomic
 from vidrec.serving.routing import RouteTable, assign
 from vidrec.traffic.replay import replay
@@ -458,6 +462,45 @@ def test_traffic_replays_users_and_their_outcomes(server: dict[str, Any], small_
     shown = render(out)  # what `vidrec traffic` prints on a terminal
     assert "30 of 30 requests answered 2xx" in shown[0] and "0 other statuses" in shown[0]
     assert shown[-1].startswith("| champion | 30 | 0 | ")
+
+
+def test_the_served_log_is_training_data_after_ingest(
+    server: dict[str, Any], small_sim: Path, tmp_path: Path
+) -> None:
+    """The feedback loop's last hop: what the server logged, `vidrec ingest` appends to the
+    data training reads. Rows the data cannot take (users it lacks: the unknown-user tests')
+    are rejected there and counted: every ingested row is one or the other."""
+    data = tmp_path / "data"
+    shutil.copytree(small_sim, data, ignore=shutil.ignore_patterns("oracle"))
+    before = _clean(data)
+    p = recommend(server, 23, k=6)
+    outcome = {"request_id": p["request_id"], "video_id": p["items"][2]["video_id"],
+               "clicked": True, "watch_seconds": 12.0}  # fmt: skip
+    assert httpx.post(f"{server['url']}/v1/feedback", json={"outcomes": [outcome]},
+                      timeout=10).status_code == 200  # fmt: skip
+    _logged(server, "watches", p["request_id"])  # flushed: in a part
+    run = subprocess.run([sys.executable, "-m", "vidrec.cli", "ingest", "--log",
+                          str(server["log_dir"]), "--data", str(data), "--json"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    assert got["refused"] == 0 and got["tables"]["watches"]["rows"] >= 1, got
+    after = _clean(data)
+    for t in ("impressions", "watches"):
+        kept, rejected = after[t][0] - before[t][0], after[t][1] - before[t][1]
+        assert kept + rejected == got["tables"][t]["rows"], (t, got, before, after)
+    assert after["impressions"][0] >= before["impressions"][0] + 6  # this slate, at least
+    assert after["watches"][0] >= before["watches"][0] + 1
+
+
+def _clean(data: Path) -> dict[str, tuple[int, int]]:
+    """Per event table: the rows training reads and the rows it rejects."""
+    ds = open_dataset(data, FeatureConfig())
+    try:
+        return {t: (scalar(ds.con, f"SELECT count(*) FROM {t}"), sum(ds.rejected[t].values()))
+                for t in ("impressions", "watches")}  # fmt: skip
+    finally:
+        ds.con.close()
 
 
 @pytest.mark.parametrize(

@@ -113,6 +113,18 @@ class Retraining(Setting):
     resources: Resources = Resources(requests={"cpu": "1", "memory": "4Gi"})
 
 
+class Materialize(Setting):
+    """The online store refreshed on a schedule (`vidrec features materialize`), after the
+    model server's impression log joins the data: serving reads the features of the data
+    retraining reads, not the install's snapshot forever."""
+
+    enabled: bool = Field(True, description="deploy the CronJob")
+    schedule: str = Field(
+        "*/30 * * * *", description="cron schedule (features.refresh_seconds: the snapshot's grid)"
+    )
+    resources: Resources = Resources(requests={"cpu": "500m", "memory": "2Gi"})
+
+
 class Operator(Setting):
     """The kopf operator that reconciles ModelRollouts (leader election by kopf peering)."""
 
@@ -173,6 +185,7 @@ class Values(Setting):
     storage: Storage = Storage()
     monitor: Monitor = Monitor()
     retraining: Retraining = Retraining()
+    materialize: Materialize = Materialize()
     operator: Operator = Operator()
     rollout: Rollout = Rollout()
     monitoring: Monitoring = Monitoring()

@@ -1,0 +1,110 @@
+"""The feedback loop's last hop: the serving log's impressions and watches into training data.
+
+`vidrec serve` writes every shown video and every click as Parquet parts in the
+documented schemas (`vidrec.serving.feedback`); retraining reads a data directory.
+`ingest` copies each log part the data does not hold yet into that table's
+directory of parts (a table kept as one file is moved into a directory first),
+after checking its schema: a part that fails is named and counted, left where it
+is, never copied. Rows are validated when training reads them, as any log's are
+(a newcomer the users table lacks is rejected there as `unknown_user`, counted).
+A part is ingested once, by name: running it again copies only what is new.
+The log keeps its parts (its retention is the operator's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vidrec.data.schema import TABLES, check_dataset, check_schema
+from vidrec.errors import InvalidInput, SchemaError
+
+LOGGED = ("impressions", "watches")  # what serving logs that training reads
+PREFIX = "log-"  # an ingested part's name: the log's, after this
+
+
+def ingest(log: Path, data: Path, absent_ok: bool = False) -> dict[str, Any]:
+    """Copy the new parts of `log`'s LOGGED tables into `data`; what was copied, what was
+    there already and what was refused (with why), per table. `absent_ok`: a log directory
+    not there yet (nothing served yet) is nothing to copy, not an error."""
+    if absent_ok and not log.exists():
+        return {"log": str(log), "data": str(data), "absent": True, "tables": {},
+                "parts": 0, "rows": 0, "refused": 0}  # fmt: skip
+    if not log.is_dir():
+        raise InvalidInput(f"--log: {log} is not a directory (serve's --log-dir)", file=str(log))
+    for table in LOGGED:  # a move a crash cut short: finish it before looking
+        staging = data / f".{table}.ingest"
+        if staging.is_dir() and not (data / table).exists():
+            os.replace(staging, data / table)
+    paths = check_dataset(data, LOGGED)  # the tables exist and read: a typo copies nothing
+    report = {t: _ingest_table(log / t, _as_directory(paths[t])) for t in LOGGED}
+    return {
+        "log": str(log),
+        "data": str(data),
+        "tables": report,
+        "parts": sum(r["parts"] for r in report.values()),
+        "rows": sum(r["rows"] for r in report.values()),
+        "refused": sum(len(r["refused"]) for r in report.values()),
+    }
+
+
+def _ingest_table(src: Path, dest: Path) -> dict[str, Any]:
+    done: dict[str, Any] = {"parts": 0, "rows": 0, "already": 0, "refused": []}
+    for part in sorted(src.glob("*.parquet")) if src.is_dir() else []:
+        target = dest / f"{PREFIX}{part.name}"
+        if target.exists():
+            done["already"] += 1
+            continue
+        try:
+            meta = pq.read_metadata(part)
+            check_schema(meta.schema.to_arrow_schema(), TABLES[dest.name], str(part))
+        except SchemaError as exc:
+            done["refused"].append({"file": str(part), "error": exc.message})
+            continue
+        except (pa.ArrowInvalid, OSError) as exc:
+            done["refused"].append({"file": str(part), "error": f"not readable Parquet: {exc}"})
+            continue
+        _copy(part, target)
+        done["parts"] += 1
+        done["rows"] += meta.num_rows
+    return done
+
+
+def _copy(part: Path, target: Path) -> None:
+    """Copied aside, then renamed: a reader never sees a part without its footer (nor two
+    ingests at once, each with its own copy, a part both wrote into)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(part, tmp)
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _as_directory(path: Path) -> Path:
+    """The table's directory of parts; a table kept as `<name>.parquet` becomes
+    `<name>/<name>.parquet`. Built beside under a hidden name and renamed, so the data
+    never holds both (refused); a crash between the two renames leaves the hidden
+    directory, which the next run renames first."""
+    if path.is_dir():
+        return path
+    table = path.name.removesuffix(".parquet")
+    staging = path.with_name(f".{table}.ingest")
+    directory = path.with_name(table)
+    staging.mkdir(exist_ok=True)
+    try:
+        os.replace(path, staging / path.name)
+        os.replace(staging, directory)
+    except FileNotFoundError:  # another ingest moved it meanwhile
+        if not directory.is_dir():
+            raise
+        with contextlib.suppress(OSError):
+            staging.rmdir()
+    return directory

@@ -1,0 +1,121 @@
+"""The serving log into training data: what serve writes, training reads (the feedback loop)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from vidrec.config import FeatureConfig
+from vidrec.data.ingest import ingest
+from vidrec.data.validate import open_dataset, scalar
+from vidrec.errors import InvalidInput
+from vidrec.features.training_set import build_training_set
+from vidrec.serving.api import Context, Item, RecommendRequest, RecommendResponse
+from vidrec.serving.feedback import ImpressionLog, Outcome
+
+UNKNOWN_USER = 10**12
+
+
+@pytest.fixture
+def data(small_sim: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "data"
+    shutil.copytree(small_sim, dst)
+    return dst
+
+
+def serve_log(data: Path, out: Path, requests: int = 20) -> dict[str, int]:
+    """What `vidrec serve` logs for `requests` slates of 5 after the data's end (one of them
+    for a user the users table lacks), the first video of each clicked: the real writer."""
+    imp = pq.read_table(data / "impressions.parquet", columns=["user_id", "ts"])
+    end = max(imp.column("ts").to_pylist())
+    users = sorted(set(imp.column("user_id").to_pylist()))[:requests]
+    videos = pq.read_table(data / "videos.parquet", columns=["video_id"]).column(0).to_pylist()
+    log = ImpressionLog(out, flush_rows=30)  # several parts per table
+    for i, user in enumerate(users):
+        user = UNKNOWN_USER if i == 0 else user
+        items = [Item(video_id=v, score=1.0 - p / 10, source="ranked", propensity=1.0)
+                 for p, v in enumerate(videos[i : i + 5])]  # fmt: skip
+        req = RecommendRequest(user_id=user, k=5, context=Context(ts=end + 60 + i, device="tv"))
+        resp = RecommendResponse(request_id=f"r{i}", ts=end + 60 + i, user_id=user,
+                                 variant="champion", model_version="1", items=items)  # fmt: skip
+        log.served(req, resp)
+        log.feedback([Outcome(request_id=f"r{i}", video_id=items[0].video_id, clicked=True,
+                              watch_seconds=30.0, ts=end + 200 + i)])  # fmt: skip
+    log.flush()
+    return {"impressions": 5 * requests, "watches": requests}
+
+
+def clean_rows(data: Path) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    ds = open_dataset(data, FeatureConfig())
+    rows = {t: scalar(ds.con, f"SELECT count(*) FROM {t}") for t in ("impressions", "watches")}
+    return rows, ds.rejected
+
+
+def test_the_serving_log_becomes_training_data_once(data: Path, tmp_path: Path) -> None:
+    before, _ = clean_rows(data)
+    logged = serve_log(data, tmp_path / "log")
+    parts = {t: len(list((tmp_path / "log" / t).glob("*.parquet"))) for t in logged}
+    assert parts["impressions"] >= 3, parts
+
+    got = ingest(tmp_path / "log", data)
+    assert got["refused"] == 0 and got["rows"] == sum(logged.values())
+    for t, n in logged.items():
+        assert got["tables"][t]["rows"] == n and got["tables"][t]["parts"] == parts[t]
+        # the single file became a directory of parts: the data's, then the log's
+        assert not (data / f"{t}.parquet").exists()
+        assert (data / t / f"{t}.parquet").is_file()
+    after, rejected = clean_rows(data)
+    # every logged row reads back, but the unknown user's slate and click: counted, not lost
+    assert after["impressions"] == before["impressions"] + logged["impressions"] - 5
+    assert after["watches"] == before["watches"] + logged["watches"] - 1
+    assert rejected["impressions"] == {"unknown_user": 5}
+    assert rejected["watches"] == {"unknown_user": 1}
+
+    again = ingest(tmp_path / "log", data)  # nothing new: nothing copied twice
+    assert again["parts"] == 0 and again["tables"]["impressions"]["already"] == parts["impressions"]
+    assert clean_rows(data)[0] == after
+    # the training set's build reads the logged rows as any others
+    built = build_training_set(data, tmp_path / "training.parquet", FeatureConfig())
+    assert built["input_rows"]["impressions"] == after["impressions"]
+
+
+def test_a_part_with_a_wrong_schema_is_named_and_left_out(data: Path, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    serve_log(data, log, requests=3)
+    bad = log / "impressions" / "part-bad.parquet"
+    pq.write_table(pa.table({"request_id": ["x"], "ts": [1]}), bad)  # a string id, no user
+    (log / "watches" / "part-torn.parquet").write_bytes(b"PAR1 not a footer")
+    (log / "impressions" / ".part-9.parquet.tmp").write_bytes(b"being written")
+    got = ingest(log, data)
+    refused = {x["file"]: x["error"] for r in got["tables"].values() for x in r["refused"]}
+    assert got["refused"] == 2 and set(refused) == {
+        str(bad),
+        str(log / "watches/part-torn.parquet"),
+    }
+    assert "column 'request_id' must be int" in refused[str(bad)]
+    assert "not readable Parquet" in refused[str(log / "watches/part-torn.parquet")]
+    assert got["tables"]["impressions"]["rows"] == 15  # the good parts went in
+    assert sorted(p.name for p in (data / "impressions").iterdir()) == [
+        "impressions.parquet", *(f"log-{p.name}" for p in sorted(
+            (log / "impressions").glob("part-[0-9]*.parquet")))]  # fmt: skip
+    clean_rows(data)  # what went in reads
+
+
+def test_a_move_cut_short_is_finished_and_bad_paths_named(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match=r"--log: .*nope is not a directory"):
+        ingest(tmp_path / "nope", data)
+    (tmp_path / "log").mkdir()
+    with pytest.raises(InvalidInput, match=r"no impressions\.parquet"):
+        ingest(tmp_path / "log", tmp_path / "log")
+    # a crash between the two renames: the table only under the hidden name
+    staging = data / ".watches.ingest"
+    staging.mkdir()
+    (data / "watches.parquet").rename(staging / "watches.parquet")
+    got = ingest(tmp_path / "log", data)  # an empty log: nothing to copy
+    assert got["parts"] == 0 and not staging.exists()
+    assert (data / "watches" / "watches.parquet").is_file()
+    clean_rows(data)
