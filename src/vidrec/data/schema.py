@@ -179,13 +179,28 @@ def read_schemas(path: Path) -> list[pa.Schema]:
     return schemas
 
 
-def check_dataset(root: Path, names: tuple[str, ...] = tuple(TABLES)) -> dict[str, Path]:
-    """Paths of the `names` tables under root (all four by default), every part of each
+@dataclass(frozen=True)
+class Checked:
+    """A table found and schema-checked: where, and each part's schema (footers read once:
+    readers choose the columns to stand in as nulls from them)."""
+
+    path: Path
+    schemas: list[pa.Schema]
+
+
+def check_tables(root: Path, names: tuple[str, ...] = tuple(TABLES)) -> dict[str, Checked]:
+    """The `names` tables under root (all four by default), every part of each
     schema-checked (a mistyped column in one part is named with that part)."""
-    paths = {}
+    found = {}
     for table in (TABLES[n] for n in names):
         path = table_path(root, table)
-        for part, schema in zip(parts(path), read_schemas(path), strict=True):
+        schemas = read_schemas(path)
+        for part, schema in zip(parts(path), schemas, strict=True):
             check_schema(schema, table, str(part))
-        paths[table.name] = path
-    return paths
+        found[table.name] = Checked(path, schemas)
+    return found
+
+
+def check_dataset(root: Path, names: tuple[str, ...] = tuple(TABLES)) -> dict[str, Path]:
+    """`check_tables`' paths."""
+    return {n: c.path for n, c in check_tables(root, names).items()}

@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from vidrec.config import FeatureConfig
-from vidrec.data.schema import MAX_POSITION, TABLES, check_dataset, columns, read_schemas
+from vidrec.data.schema import MAX_POSITION, TABLES, Checked, check_tables, columns
 
 # reason -> predicate, checked in order; the first that holds names the row's reason
 RULES: dict[str, list[tuple[str, str]]] = {
@@ -137,10 +137,10 @@ def open_dataset(
     checked against (each check scans its table once: ask only for what you read)."""
     entities = any(t in EVENTS for t in tables)  # events are checked against the clean ones
     names = tuple(n for n in TABLES if n in tables or (entities and n not in EVENTS))
-    paths = check_dataset(root, names)  # in TABLES' order: entity tables first
+    found = check_tables(root, names)  # in TABLES' order: entity tables first
     ds = OpenDataset(con or connect(cfg), root)
-    for name, path in paths.items():
-        _clean(ds, name, path, rejects_dir)
+    for name, table in found.items():
+        _clean(ds, name, table, rejects_dir)
     return ds
 
 
@@ -154,11 +154,11 @@ def read_clean(root: Path, cfg: FeatureConfig, table: str, query: str) -> pd.Dat
         ds.con.close()
 
 
-def _source(path: Path, name: str) -> str:
+def _source(table: Checked, name: str) -> str:
     """The table's columns, in schema order; one the file lacks (optional) reads as nulls."""
-    cols = columns(read_schemas(path), TABLES[name])
+    cols = columns(table.schemas, TABLES[name])
     select = [c if t is None else f"CAST(NULL AS {t}) AS {c}" for c, t in cols.items()]
-    return f"(SELECT {', '.join(select)} FROM {_scan(path)})"
+    return f"(SELECT {', '.join(select)} FROM {_scan(table.path)})"
 
 
 def _repeats(ds: OpenDataset, source: str, keys: tuple[str, ...]) -> bool:
@@ -169,8 +169,8 @@ def _repeats(ds: OpenDataset, source: str, keys: tuple[str, ...]) -> bool:
     return scalar(ds.con, sql) is not None
 
 
-def _clean(ds: OpenDataset, name: str, path: Path, rejects_dir: Path | None) -> None:
-    source, cols = _source(path, name), list(TABLES[name].columns)
+def _clean(ds: OpenDataset, name: str, table: Checked, rejects_dir: Path | None) -> None:
+    source, cols = _source(table, name), list(TABLES[name].columns)
     reason = "CASE " + " ".join(f"WHEN {p} THEN '{r}'" for r, p in RULES[name]) + " END"
     select = ", ".join(f"t.{c}" for c in cols)
     checked = f"SELECT {select}, {reason} AS reject_reason FROM {source} t {JOINS[name]}"
