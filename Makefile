@@ -12,6 +12,8 @@ UV_HOME     := $(CACHE)/uv-$(UV_VERSION)
 UV          := $(UV_HOME)/bin/uv
 VENV        := .venv
 BIN         := $(VENV)/bin
+# serve, traffic and bench use what make demo trained and wrote: say so, not "file not found"
+NEED_DEMO   = test -f out/demo/vidrec.toml || { echo "make $@: out/demo/vidrec.toml is not there: run make demo first (it trains the champion and writes it)" >&2; exit 1; }
 SYNCED      := $(VENV)/.synced-$(UV_VERSION)
 APT_PACKAGES := redis-server prometheus
 PYTEST_ARGS ?=
@@ -59,15 +61,18 @@ lint: install ## ruff + mypy
 	$(BIN)/mypy
 
 bench: install ## Feature, training, serving and drift benchmarks (JSON, tables, PNG in out/bench; serving needs make demo)
+	@$(NEED_DEMO)
 	$(BIN)/vidrec bench features --scales demo,large --json
 	$(BIN)/vidrec bench train --scale demo --sizes 100000,1000000 --json
 	$(BIN)/vidrec bench serve --config out/demo/vidrec.toml --json
 	$(BIN)/vidrec bench drift --days 42 --onset-day 36 --json
 
 serve: install ## Serve the demo's champion on 127.0.0.1:8080 (run make demo first)
+	@$(NEED_DEMO)
 	$(BIN)/vidrec serve --config out/demo/vidrec.toml
 
 traffic: install ## Replay simulated users with feedback against make serve
+	@$(NEED_DEMO)
 	$(BIN)/vidrec traffic --data out/demo/sim --rate 20 --duration 60
 
 lock: $(UV) ## Re-resolve uv.lock after editing pyproject.toml

@@ -175,6 +175,13 @@ def test_bad_alias_name_is_400(registry: MlflowRegistry, tmp_path: Path) -> None
         registry.set_alias("prod", 1)
 
 
+def test_a_database_that_is_not_one_is_named_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "mlflow.db").write_bytes(b"a text file where the registry was\n")
+    with pytest.raises(InvalidInput, match=r"mlflow\.db: not a database MLflow can use") as e:
+        MlflowRegistry(RegistryConfig(root=tmp_path))
+    assert e.value.details == {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+
+
 def test_tags_for_rollout(registry: MlflowRegistry, tmp_path: Path) -> None:
     registry.register(make_bundle(tmp_path, b"m\n"), report())
     registry.tag(1, "rolled_back", "true")

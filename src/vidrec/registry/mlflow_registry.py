@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow.artifacts
+import sqlalchemy.exc
 from mlflow.entities import Metric, Param
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -49,7 +50,14 @@ class MlflowRegistry:
         with warnings.catch_warnings():
             # MLflow's own SQLAlchemy mappers use a deprecated loader; nothing for us to fix
             warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy")
-            self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            try:  # a database store is opened (and its tables checked) here
+                self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            except sqlalchemy.exc.DatabaseError as exc:
+                raise InvalidInput(
+                    f"registry {self.uri}: not a database MLflow can use ({exc.orig}); "
+                    "restore it, or name another registry.root / registry.tracking_uri",
+                    tracking_uri=self.uri,
+                ) from exc
 
     def register(self, bundle: Path, report: GateReport, alias: str | None = None) -> VersionInfo:
         if not report.passed:
