@@ -1025,16 +1025,24 @@ def _request(
     from vidrec.rollout.local import await_request, request, summary
 
     store = _store(_settings(config), kube)
-    req = request(store, action)
+    req, replaced = request(store, action)
+    asked: dict[str, Any] = {"request": req.model_dump()}
+    if replaced is not None:  # one request at a time: the unhandled one is dropped, said so
+        asked["replaced"] = replaced.model_dump()
+        sys.stderr.write(f"vidrec: replaces request #{replaced.id} ({replaced.action}), "
+                         "not handled yet: it will not be\n")  # fmt: skip
     done = await_request(store, req, wait)
     if done is None:
         note = "not handled yet: is `vidrec rollout run` (or the operator) running?"
-        out = {"request": req.model_dump(), "handled": False, "note": note}
+        out = {**asked, "handled": False, "note": note}
+    elif done.status.handled_request != req.id:  # a later request came and went first
+        note = f"request #{done.status.handled_request} was handled after it: see `status`"
+        out = {**asked, "handled": None, "note": note, **summary(done, history=2)}
     else:
-        out = {"request": req.model_dump(), "handled": True, **summary(done, history=1)}
+        out = {**asked, "handled": True, **summary(done, history=1)}
     emit(out, json_out, action)
-    if done is not None and done.status.history and done.status.history[-1].action == "refuse":
-        raise typer.Exit(1)
+    if out["handled"] and done is not None and done.status.history[-1].action == "refuse":
+        raise typer.Exit(1)  # handled: the controller recorded what it did, or refused
 
 
 @rollout_app.command("promote")

@@ -110,13 +110,25 @@ def test_restart_resumes_without_double_stepping(world: dict[str, Any]) -> None:
 def test_a_request_is_handled_at_the_next_tick(world: dict[str, Any]) -> None:
     w = world
     run(w, 11)
-    req = request(w["store"], "pause")
+    req, _ = request(w["store"], "pause")
     assert w["ctl"].tick() == "pause"
     assert w["store"].get().status.handled_request == req.id
     assert run(w, 60) == []  # paused: no analysis
     request(w["store"], "force_promote")
     assert run(w, 1) == ["promote"]
     assert table(w) == ("2", None, 0.0, 0.0)
+
+
+def test_a_request_replacing_an_unhandled_one_says_which(world: dict[str, Any]) -> None:
+    """The spec holds one request: the latest counts, and the replaced one is named."""
+    w = world
+    run(w, 11)
+    pause, replaced = request(w["store"], "pause")
+    assert replaced is None
+    abort, replaced = request(w["store"], "abort")  # before any tick: pause never runs
+    assert replaced == pause and abort.id == pause.id + 1
+    assert w["ctl"].tick() == "abort"
+    assert request(w["store"], "resume")[1] is None  # abort was handled: nothing replaced
 
 
 def test_writes_are_generation_checked_and_starts_exclusive(world: dict[str, Any]) -> None:

@@ -70,19 +70,24 @@ def start_rollout(
     return store.put(ro, current.generation if current else None)
 
 
-def request(store: RolloutStore, action: RequestAction, by: str = "cli") -> Request:
-    """Ask the controller to promote / abort / roll back / pause / resume."""
+def request(
+    store: RolloutStore, action: RequestAction, by: str = "cli"
+) -> tuple[Request, Request | None]:
+    """Ask the controller to promote / abort / roll back / pause / resume. The spec holds one
+    request: returns it and the one it replaced, if that was not handled yet (it never
+    will be: the latest word counts, and whoever asked is told)."""
     for _ in range(5):
         ro = store.get()
         if ro is None:
             raise NotFound("no rollout has been started (vidrec rollout start VERSION)")
-        last = ro.spec.request.id if ro.spec.request else 0
-        req = Request(id=max(last, ro.status.handled_request) + 1, action=action,
-                      at=time.time(), by=by)  # fmt: skip
+        last = ro.spec.request
+        pending = last if last is not None and last.id > ro.status.handled_request else None
+        req = Request(id=max(last.id if last else 0, ro.status.handled_request) + 1,
+                      action=action, at=time.time(), by=by)  # fmt: skip
         spec = ro.spec.model_copy(update={"request": req})
         try:
             store.put(ro.model_copy(update={"spec": spec}), ro.generation)
-            return req
+            return req, pending
         except Conflict:  # the controller wrote in between
             continue
     raise Conflict("the rollout keeps changing; try again")
