@@ -26,7 +26,7 @@ def store() -> Iterator[OnlineStore]:
     s.write_snapshot("video", 10, VIDEOS)
     s.write_snapshot("creator", 10, CREATORS)
     s.write_snapshot("user", 10, [((3,), {"user_country": "DE", "user_watches_7d": 4})])
-    s.append_history([(3, 5, 1), (3, 6, 9)])
+    s.replace_history([(3, 5, 1), (3, 6, 9)])
     yield s
     s.close()
 

@@ -41,7 +41,7 @@ def test_composite_keys(store: OnlineStore) -> None:
 
 
 def test_history_is_strictly_before_and_ordered_like_the_offline_join(store: OnlineStore) -> None:
-    store.append_history(
+    store.replace_history(
         [(1, 5, 3), (1, 5, 1), (1, 5, 1), (1, 7, 2), (1, 3, 9), (2, 1, 4), (1, 4, -6)]
     )
     assert store.history(1, 6, 3) == [1, 1, 3]
@@ -49,6 +49,16 @@ def test_history_is_strictly_before_and_ordered_like_the_offline_join(store: Onl
     assert store.history(1, 5, 10) == [9, -6]  # ts == 5 is not before 5
     assert store.history(1, 100, 2) == [3, 2]
     assert store.history(3, 100, 2) == []
+
+
+def test_history_is_replaced_not_appended(store: OnlineStore) -> None:
+    """A refresh loads every event again: the history is what it loaded, nothing twice,
+    and a user it no longer names has none."""
+    store.replace_history([(1, 5, 3), (2, 1, 4), (1, 6, 8)])
+    assert store.replace_history([(1, 5, 3), (1, 6, 8), (1, 9, 3), (3, 2, 7)]) == 4
+    assert store.history(1, 100, 10) == [3, 8, 3]
+    assert (store.history(2, 100, 10), store.history(3, 100, 10)) == ([], [7])
+    assert store.replace_history([]) == 0 and store.history(1, 100, 10) == []
 
 
 def test_unknown_store_url() -> None:

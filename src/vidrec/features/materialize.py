@@ -9,12 +9,14 @@ store's history stream instead.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
 import numpy as np
 
-from vidrec.features.pit import PointInTime
+from vidrec.features.pit import Group, PointInTime
 from vidrec.features.store import OnlineStore
 
 
@@ -59,16 +61,18 @@ def _rows(cur: duckdb.DuckDBPyConnection, keys: tuple[str, ...], names: list[str
 def load_history(
     con: duckdb.DuckDBPyConnection, store: OnlineStore, pit: PointInTime, until_ts: int
 ) -> int:
-    """Replay realtime-feature events available before until_ts into the store."""
-    n = 0
-    for g in pit.groups:
-        if not g.realtime:
-            continue
-        f = g.features[0]
-        cur = con.execute(
-            f"SELECT {', '.join(f.entity.keys)}, {f.join_time}, {f.column} "
-            f"FROM ({f.source.sql}) s WHERE {f.join_time} < {until_ts}"
-        )
-        while batch := cur.fetchmany(50_000):
-            n += store.append_history(batch)
-    return n
+    """The realtime-feature events available before until_ts become the store's history
+    (replaced, not appended: a refresh that loaded them again served each watch twice)."""
+    return store.replace_history(
+        itertools.chain.from_iterable(_events(con, g, until_ts) for g in pit.groups if g.realtime)
+    )
+
+
+def _events(con: duckdb.DuckDBPyConnection, g: Group, until_ts: int) -> Iterator[tuple[Any, ...]]:
+    f = g.features[0]
+    cur = con.execute(
+        f"SELECT {', '.join(f.entity.keys)}, {f.join_time}, {f.column} "
+        f"FROM ({f.source.sql}) s WHERE {f.join_time} < {until_ts}"
+    )
+    while batch := cur.fetchmany(50_000):
+        yield from batch

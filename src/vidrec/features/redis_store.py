@@ -3,12 +3,12 @@
 Snapshots are hashes `vidrec:snap:<entity>` (field = key); a new snapshot is
 written to a temporary hash and RENAMEd over the old one, so readers never see
 half of it. Histories are sorted sets `vidrec:hist:<user>` scored by time;
-members sort by video id within a timestamp, as the offline join does.
+members sort by video id within a timestamp, as the offline join does. A new
+history is written the same way, per user.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from itertools import count, islice
 
@@ -24,8 +24,6 @@ class RedisStore:
     def __init__(self, url: str, prefix: str = "vidrec") -> None:
         self.r = redis.Redis.from_url(url)
         self.prefix = prefix
-        self._seq = count()
-        self._writer = f"{os.getpid()}-{os.urandom(4).hex()}"
         try:
             self.r.ping()
         except redis.ConnectionError as exc:
@@ -62,16 +60,33 @@ class RedisStore:
         got = self.r.hgetall(f"{self.prefix}:snap_version")
         return {k.decode(): v.decode() for k, v in got.items()}
 
-    def append_history(self, events: Iterable[tuple[int, int, int]]) -> int:
-        it, n = iter(events), 0
+    def replace_history(self, events: Iterable[tuple[int, int, int]]) -> int:
+        """Written beside under `hist_new:` keys, then each user's set RENAMEd over the old
+        one (MULTI/EXEC per 10,000 users); users the events no longer name are deleted."""
+        new, old = f"{self.prefix}:hist_new:", f"{self.prefix}:hist:"
+        for key in self.r.scan_iter(f"{new}*", count=10_000):  # a run cut short left them
+            self.r.delete(key)
+        users: set[int] = set()
+        seq, it, n = count(), iter(events), 0
         while batch := list(islice(it, 10_000)):
             pipe = self.r.pipeline(transaction=False)
             for user, ts, video in batch:
-                # the suffix keeps repeated (video, ts) events distinct across writers
-                member = f"{int(video) + _OFFSET:020d}:{self._writer}:{next(self._seq)}"
-                pipe.zadd(f"{self.prefix}:hist:{int(user)}", {member: int(ts)})
+                # the suffix keeps repeated (video, ts) events distinct
+                member = f"{int(video) + _OFFSET:020d}:{next(seq)}"
+                pipe.zadd(f"{new}{int(user)}", {member: int(ts)})
+                users.add(int(user))
             pipe.execute()
             n += len(batch)
+        stale = [k for k in self.r.scan_iter(f"{old}*", count=10_000)
+                 if int(k[len(old):]) not in users]  # fmt: skip
+        swaps = [(f"{new}{u}", f"{old}{u}") for u in users]
+        for lo in range(0, max(len(swaps), len(stale)), 10_000):
+            pipe = self.r.pipeline()  # MULTI/EXEC: each user's history swaps whole
+            for src, dst in swaps[lo : lo + 10_000]:
+                pipe.rename(src, dst)
+            for key in stale[lo : lo + 10_000]:
+                pipe.delete(key)
+            pipe.execute()
         return n
 
     def history(self, user_id: int, before_ts: int, n: int) -> list[int]:

@@ -73,11 +73,18 @@ class SQLiteStore:
     def snapshot_versions(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT entity, token FROM snapshot_version").fetchall())
 
-    def append_history(self, events: Iterable[tuple[int, int, int]]) -> int:
+    def replace_history(self, events: Iterable[tuple[int, int, int]]) -> int:
         it, n = iter(events), 0
-        while batch := list(islice(it, 50_000)):
-            self.db.executemany("INSERT INTO history VALUES (?, ?, ?)", batch)
-            n += len(batch)
+        self.db.execute("BEGIN")  # other connections read the old history until COMMIT
+        try:
+            self.db.execute("DELETE FROM history")
+            while batch := list(islice(it, 50_000)):
+                self.db.executemany("INSERT INTO history VALUES (?, ?, ?)", batch)
+                n += len(batch)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
         return n
 
     def history(self, user_id: int, before_ts: int, n: int) -> list[int]:

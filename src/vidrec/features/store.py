@@ -35,8 +35,10 @@ class OnlineStore(Protocol):
         """Entity -> a token that changes with every write_snapshot, even one at the same
         as_of: what a cache of snapshot rows checks. Entities never written are absent."""
 
-    def append_history(self, events: Iterable[tuple[int, int, int]]) -> int:
-        """(user_id, available_ts, video_id) events; returns events appended."""
+    def replace_history(self, events: Iterable[tuple[int, int, int]]) -> int:
+        """The history becomes exactly these (user_id, available_ts, video_id) events, in
+        any order (a refresh must not repeat what an earlier one loaded); returns their
+        number. Readers see each user's old history or new one, never a mix."""
 
     def history(self, user_id: int, before_ts: int, n: int) -> list[int]:
         """Video ids of the user's last n events available strictly before before_ts,
