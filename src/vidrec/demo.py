@@ -33,6 +33,7 @@ from vidrec.features.training_set import build_training_set
 def run(out: Path, scale: str = "demo", seed: int = 0) -> dict[str, Any]:
     steps: dict[str, Any] = {}
     t0 = time.perf_counter()
+    shutil.rmtree(out / "sim", ignore_errors=True)  # its own: a log ingested into it, too
     sim = simulate(sim_config(scale), "none", seed, out / "sim")
     steps["simulate"] = {k: sim[k] for k in ("counts", "ctr", "seconds")}
     cfg = FeatureConfig()

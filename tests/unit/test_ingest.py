@@ -9,8 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from vidrec.config import FeatureConfig
+from vidrec.config import FeatureConfig, sim_config
 from vidrec.data.ingest import ingest
+from vidrec.data.simulate import simulate
 from vidrec.data.validate import open_dataset, scalar
 from vidrec.errors import InvalidInput
 from vidrec.features.training_set import build_training_set
@@ -81,6 +82,10 @@ def test_the_serving_log_becomes_training_data_once(data: Path, tmp_path: Path) 
     # the training set's build reads the logged rows as any others
     built = build_training_set(data, tmp_path / "training.parquet", FeatureConfig())
     assert built["input_rows"]["impressions"] == after["impressions"]
+    # a simulation into it would leave files beside the parts, which readers refuse
+    with pytest.raises(InvalidInput, match=r"impressions: a directory of impressions parts"):
+        simulate(sim_config("small", {"days": 1}), "none", 0, data)
+    assert not (data / "impressions.parquet").exists()
 
 
 def test_a_part_with_a_wrong_schema_is_named_and_left_out(data: Path, tmp_path: Path) -> None:

@@ -34,6 +34,8 @@ import pyarrow.parquet as pq
 
 from vidrec.config import DAY, T0, Scenario, SimConfig
 from vidrec.data.oracle import Oracle, click_probability, watch_seconds
+from vidrec.data.schema import TABLES
+from vidrec.errors import InvalidInput
 
 Array = npt.NDArray[Any]
 
@@ -423,6 +425,14 @@ def simulate(
 ) -> dict[str, Any]:
     """Write users/videos/impressions/watches Parquet to `out`, the oracle to `out/oracle`."""
     t_start = time.perf_counter()
+    for table in TABLES:  # beside the file this writes, readers refuse the table
+        if (out / table).is_dir():
+            raise InvalidInput(
+                f"{out / table}: a directory of {table} parts is there (a log ingested into "
+                f"this data?); simulate writes {table}.parquet: choose another --out, or "
+                "remove it",
+                file=str(out / table),
+            )
     rng = np.random.default_rng(seed)
     world = make_world(cfg, scenario, rng)
     out.mkdir(parents=True, exist_ok=True)
