@@ -220,9 +220,11 @@ def _ingest_lines(summary: dict[str, Any]) -> list[str]:
     """What was appended (one line), then each refused part and why."""
     if summary.get("absent"):
         return [f"ingest: {summary['log']} is not there yet: nothing logged to append"]
-    done = "; ".join(f"{t}: {r['parts']} new parts ({r['rows']} rows), {r['already']} "
-                     f"already in, {len(r['refused'])} refused"
-                     for t, r in summary["tables"].items())  # fmt: skip
+    done = "; ".join(
+        f"{t}: {r['parts']} new parts ({r['rows']} rows; {r['future_rows']} from the future "
+        f"left out), {r['already']} already in, {len(r['refused'])} refused"
+        for t, r in summary["tables"].items()
+    )
     refused = [x for r in summary["tables"].values() for x in r["refused"]]
     return [f"ingest: {done}", *(f"refused {x['file']}: {x['error']}" for x in refused)]
 

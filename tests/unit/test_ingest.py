@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidrec.config import FeatureConfig, sim_config
-from vidrec.data.ingest import ingest
+from vidrec.data.ingest import FUTURE_SLACK_S, ingest
 from vidrec.data.simulate import simulate
 from vidrec.data.validate import open_dataset, scalar
 from vidrec.errors import InvalidInput
@@ -28,9 +29,12 @@ def data(small_sim: Path, tmp_path: Path) -> Path:
     return dst
 
 
-def serve_log(data: Path, out: Path, requests: int = 20) -> dict[str, int]:
+def serve_log(
+    data: Path, out: Path, requests: int = 20, ahead: dict[int, int] | None = None
+) -> dict[str, int]:
     """What `vidrec serve` logs for `requests` slates of 5 after the data's end (one of them
-    for a user the users table lacks), the first video of each clicked: the real writer."""
+    for a user the users table lacks; request i at time `ahead[i]` if given), the first
+    video of each clicked: the real writer."""
     imp = pq.read_table(data / "impressions.parquet", columns=["user_id", "ts"])
     end = max(imp.column("ts").to_pylist())
     users = sorted(set(imp.column("user_id").to_pylist()))[:requests]
@@ -40,12 +44,13 @@ def serve_log(data: Path, out: Path, requests: int = 20) -> dict[str, int]:
         user = UNKNOWN_USER if i == 0 else user
         items = [Item(video_id=v, score=1.0 - p / 10, source="ranked", propensity=1.0)
                  for p, v in enumerate(videos[i : i + 5])]  # fmt: skip
-        req = RecommendRequest(user_id=user, k=5, context=Context(ts=end + 60 + i, device="tv"))
-        resp = RecommendResponse(request_id=f"r{i}", ts=end + 60 + i, user_id=user,
+        ts = (ahead or {}).get(i, end + 60 + i)
+        req = RecommendRequest(user_id=user, k=5, context=Context(ts=ts, device="tv"))
+        resp = RecommendResponse(request_id=f"r{i}", ts=ts, user_id=user,
                                  variant="champion", model_version="1", items=items)  # fmt: skip
         log.served(req, resp)
         log.feedback([Outcome(request_id=f"r{i}", video_id=items[0].video_id, clicked=True,
-                              watch_seconds=30.0, ts=end + 200 + i)])  # fmt: skip
+                              watch_seconds=30.0, ts=ts + 140)])  # fmt: skip
     log.flush()
     return {"impressions": 5 * requests, "watches": requests}
 
@@ -86,6 +91,26 @@ def test_the_serving_log_becomes_training_data_once(data: Path, tmp_path: Path) 
     with pytest.raises(InvalidInput, match=r"impressions: a directory of impressions parts"):
         simulate(sim_config("small", {"days": 1}), "none", 0, data)
     assert not (data / "impressions.parquet").exists()
+
+
+def test_rows_from_the_future_stay_out_of_the_data(data: Path, tmp_path: Path) -> None:
+    """A client may name any request time: one far ahead, once ingested, became the build's
+    "now" (the newest fact) and moved every training window past the data."""
+    before, _ = clean_rows(data)
+    build_ts = build_training_set(data, tmp_path / "a.parquet", FeatureConfig())["build_ts"]
+    soon = int(time.time()) + FUTURE_SLACK_S // 2  # clocks that disagree: kept
+    far = {2: 253_402_300_000, 3: int(time.time()) + 2 * FUTURE_SLACK_S}  # year 9999
+    serve_log(data, tmp_path / "log", requests=5, ahead={**far, 4: soon})
+    got = ingest(tmp_path / "log", data)
+    assert got["tables"]["impressions"]["future_rows"] == 10
+    assert got["tables"]["watches"]["future_rows"] == 2 and got["future_rows"] == 12
+    assert got["rows"] == 3 * 5 + 3 and got["refused"] == 0
+    after, _ = clean_rows(data)  # request 0's user is unknown: 2 slates and clicks in
+    assert after["impressions"] == before["impressions"] + 10
+    assert after["watches"] == before["watches"] + 2
+    assert pq.read_table(tmp_path / "log" / "impressions").num_rows == 25  # the log keeps all
+    rebuilt = build_training_set(data, tmp_path / "b.parquet", FeatureConfig())
+    assert build_ts < rebuilt["build_ts"] <= soon + 140 + 30
 
 
 def test_a_part_with_a_wrong_schema_is_named_and_left_out(data: Path, tmp_path: Path) -> None:

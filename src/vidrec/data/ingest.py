@@ -5,7 +5,9 @@ documented schemas (`vidrec.serving.feedback`); retraining reads a data director
 `ingest` copies each log part the data does not hold yet into that table's
 directory of parts (a table kept as one file is moved into a directory first),
 after checking its schema: a part that fails is named and counted, left where it
-is, never copied. Rows are validated when training reads them, as any log's are
+is, never copied. Rows whose time is more than a day after their part was written
+(a client's request time far ahead) are left out and counted (`future_rows`); the
+log keeps them. Other rows are validated when training reads them, as any log's are
 (a newcomer the users table lacks is rejected there as `unknown_user`, counted).
 A part is ingested once, by name: running it again copies only what is new.
 The log keeps its parts (its retention is the operator's).
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vidrec.data.schema import TABLES, check_dataset, check_schema
@@ -27,6 +30,12 @@ from vidrec.errors import InvalidInput, SchemaError
 
 LOGGED = ("impressions", "watches")  # what serving logs that training reads
 PREFIX = "log-"  # an ingested part's name: the log's, after this
+# A row's time after its part was written did not happen yet: the client's request time
+# (the API takes one up to year 9999; a simulation's replay is in the past). Ingested, one
+# would become the build's "now" (the newest fact) and move every training window past
+# the data. The slack covers clocks that disagree by less than this.
+FUTURE_SLACK_S = 86_400
+WHEN = {"impressions": "ts", "watches": "label_ts"}  # the time the build's "now" reads
 
 
 def ingest(log: Path, data: Path, absent_ok: bool = False) -> dict[str, Any]:
@@ -35,7 +44,7 @@ def ingest(log: Path, data: Path, absent_ok: bool = False) -> dict[str, Any]:
     not there yet (nothing served yet) is nothing to copy, not an error."""
     if absent_ok and not log.exists():
         return {"log": str(log), "data": str(data), "absent": True, "tables": {},
-                "parts": 0, "rows": 0, "refused": 0}  # fmt: skip
+                "parts": 0, "rows": 0, "future_rows": 0, "refused": 0}  # fmt: skip
     if not log.is_dir():
         raise InvalidInput(f"--log: {log} is not a directory (serve's --log-dir)", file=str(log))
     for table in LOGGED:  # a move a crash cut short: finish it before looking
@@ -50,12 +59,14 @@ def ingest(log: Path, data: Path, absent_ok: bool = False) -> dict[str, Any]:
         "tables": report,
         "parts": sum(r["parts"] for r in report.values()),
         "rows": sum(r["rows"] for r in report.values()),
+        "future_rows": sum(r["future_rows"] for r in report.values()),
         "refused": sum(len(r["refused"]) for r in report.values()),
     }
 
 
 def _ingest_table(src: Path, dest: Path) -> dict[str, Any]:
-    done: dict[str, Any] = {"parts": 0, "rows": 0, "already": 0, "refused": []}
+    done: dict[str, Any] = {"parts": 0, "rows": 0, "already": 0, "future_rows": 0,
+                            "refused": []}  # fmt: skip
     for part in sorted(src.glob("*.parquet")) if src.is_dir() else []:
         target = dest / f"{PREFIX}{part.name}"
         if target.exists():
@@ -64,24 +75,38 @@ def _ingest_table(src: Path, dest: Path) -> dict[str, Any]:
         try:
             meta = pq.read_metadata(part)
             check_schema(meta.schema.to_arrow_schema(), TABLES[dest.name], str(part))
+            future = _future(part, WHEN[dest.name])
         except SchemaError as exc:
             done["refused"].append({"file": str(part), "error": exc.message})
             continue
         except (pa.ArrowInvalid, OSError) as exc:
             done["refused"].append({"file": str(part), "error": f"not readable Parquet: {exc}"})
             continue
-        _copy(part, target)
+        n_future = int(pc.sum(future).as_py() or 0)
+        _copy(part, target, None if n_future == 0 else pc.invert(future))
         done["parts"] += 1
-        done["rows"] += meta.num_rows
+        done["rows"] += meta.num_rows - n_future
+        done["future_rows"] += n_future
     return done
 
 
-def _copy(part: Path, target: Path) -> None:
-    """Copied aside, then renamed: a reader never sees a part without its footer (nor two
-    ingests at once, each with its own copy, a part both wrote into)."""
+def _future(part: Path, column: str) -> pa.ChunkedArray:
+    """Per row: is its time more than FUTURE_SLACK_S after the part was written?"""
+    limit = int(part.stat().st_mtime) + FUTURE_SLACK_S
+    times = pq.read_table(part, columns=[column]).column(column)
+    return pc.fill_null(pc.greater(times, limit), False)  # a null: validation's to reject
+
+
+def _copy(part: Path, target: Path, keep: pa.ChunkedArray | None) -> None:
+    """Copied (only the `keep` rows, when given) aside, then renamed: a reader never sees a
+    part without its footer (nor two ingests at once, each with its own copy, a part both
+    wrote into)."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        shutil.copyfile(part, tmp)
+        if keep is None:
+            shutil.copyfile(part, tmp)
+        else:
+            pq.write_table(pq.read_table(part).filter(keep), tmp)
         os.replace(tmp, target)
     except OSError:
         tmp.unlink(missing_ok=True)
