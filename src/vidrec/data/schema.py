@@ -166,17 +166,12 @@ def parts(path: Path) -> list[Path]:
     return found
 
 
-def read_schemas(path: Path) -> list[pa.Schema]:
-    """Every part's schema (footers only): parts written at different times may differ."""
-    schemas = []
-    for part in parts(path):
-        try:
-            schemas.append(pq.read_schema(part))
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InvalidInput(
-                f"{part}: not a readable Parquet file: {exc}", file=str(part)
-            ) from exc
-    return schemas
+def read_schema(part: Path) -> pa.Schema:
+    """One part's schema (its footer only): parts written at different times may differ."""
+    try:
+        return pq.read_schema(part)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidInput(f"{part}: not a readable Parquet file: {exc}", file=str(part)) from exc
 
 
 @dataclass(frozen=True)
@@ -194,9 +189,10 @@ def check_tables(root: Path, names: tuple[str, ...] = tuple(TABLES)) -> dict[str
     found = {}
     for table in (TABLES[n] for n in names):
         path = table_path(root, table)
-        schemas = read_schemas(path)
-        for part, schema in zip(parts(path), schemas, strict=True):
-            check_schema(schema, table, str(part))
+        schemas = []
+        for part in parts(path):
+            schemas.append(read_schema(part))
+            check_schema(schemas[-1], table, str(part))
         found[table.name] = Checked(path, schemas)
     return found
 
