@@ -216,6 +216,19 @@ def ingest(
         raise typer.Exit(1)
 
 
+def _ingest_first(log: Path | None, data: Path) -> dict[str, Any] | None:
+    """`--log` of train and materialize: ingest it (not there yet: nothing served yet);
+    refused parts are said on stderr, and are in the summary returned."""
+    if log is None:
+        return None
+    from vidrec.data.ingest import ingest as run
+
+    summary = run(log, data, absent_ok=True)
+    for line in _ingest_lines(summary)[1:]:
+        sys.stderr.write(f"vidrec: {line}\n")
+    return summary
+
+
 def _ingest_lines(summary: dict[str, Any]) -> list[str]:
     """What was appended (one line), then each refused part and why."""
     if summary.get("absent"):
@@ -267,7 +280,6 @@ def features_materialize(
     """Write the batch-feature snapshot and the watch history into the online store."""
     import time
 
-    from vidrec.data.ingest import ingest as ingest_log
     from vidrec.data.validate import open_dataset
     from vidrec.features.definitions import FEATURES
     from vidrec.features.materialize import load_history, materialize
@@ -283,9 +295,7 @@ def features_materialize(
             "redis://host:port/db (or features.online_store in --config)",
             key="store",
         )
-    ingested = None if log is None else ingest_log(log, data, absent_ok=True)
-    for line in _ingest_lines(ingested)[1:] if ingested else []:
-        sys.stderr.write(f"vidrec: {line}\n")  # refused parts (also in the summary)
+    ingested = _ingest_first(log, data)
     ds = open_dataset(data, cfg)
     snap = as_of if as_of is not None else as_of_value(cfg.refresh_seconds, default_build_ts(ds))
     pit = PointInTime(ds.con, FEATURES, cfg.last_n)
@@ -436,20 +446,17 @@ def _train_cmd(
     json_out: bool,
     title: str,
 ) -> None:
-    from vidrec.data.ingest import ingest as ingest_log
     from vidrec.training.run import run_training
     from vidrec.training.summary_lines import render
 
     settings = _settings(config)  # its errors before anything is copied
-    ingested = None if log is None else ingest_log(log, data, absent_ok=True)
+    ingested = _ingest_first(log, data)
     with step_status(json_out) as on_step:
         summary = run_training(settings, data, oracle, run_dir, until=until, on_step=on_step)
     lines = render(summary)
     if ingested is not None:
         summary["ingested"] = ingested
         lines = [_ingest_lines(ingested)[0], *lines]
-        for line in _ingest_lines(ingested)[1:]:  # refused parts: said, and in the summary
-            sys.stderr.write(f"vidrec: {line}\n")
     emit(summary, json_out, title, lines)
     if summary.get("registered") is False:
         sys.stderr.write("vidrec: a registration gate failed; nothing was registered\n")

@@ -73,9 +73,9 @@ def _ingest_table(src: Path, dest: Path) -> dict[str, Any]:
             done["already"] += 1
             continue
         try:
-            meta = pq.read_metadata(part)
-            check_schema(meta.schema.to_arrow_schema(), TABLES[dest.name], str(part))
-            future = _future(part, WHEN[dest.name])
+            pf = pq.ParquetFile(part)  # the footer, read once
+            check_schema(pf.schema_arrow, TABLES[dest.name], str(part))
+            future = _future(part, pf, WHEN[dest.name])
         except SchemaError as exc:
             done["refused"].append({"file": str(part), "error": exc.message})
             continue
@@ -83,30 +83,30 @@ def _ingest_table(src: Path, dest: Path) -> dict[str, Any]:
             done["refused"].append({"file": str(part), "error": f"not readable Parquet: {exc}"})
             continue
         n_future = int(pc.sum(future).as_py() or 0)
-        _copy(part, target, None if n_future == 0 else pc.invert(future))
+        _copy(part, target, None if n_future == 0 else pf.read().filter(pc.invert(future)))
         done["parts"] += 1
-        done["rows"] += meta.num_rows - n_future
+        done["rows"] += pf.metadata.num_rows - n_future
         done["future_rows"] += n_future
     return done
 
 
-def _future(part: Path, column: str) -> pa.ChunkedArray:
+def _future(part: Path, pf: pq.ParquetFile, column: str) -> pa.ChunkedArray:
     """Per row: is its time more than FUTURE_SLACK_S after the part was written?"""
     limit = int(part.stat().st_mtime) + FUTURE_SLACK_S
-    times = pq.read_table(part, columns=[column]).column(column)
+    times = pf.read(columns=[column]).column(column)
     return pc.fill_null(pc.greater(times, limit), False)  # a null: validation's to reject
 
 
-def _copy(part: Path, target: Path, keep: pa.ChunkedArray | None) -> None:
-    """Copied (only the `keep` rows, when given) aside, then renamed: a reader never sees a
-    part without its footer (nor two ingests at once, each with its own copy, a part both
-    wrote into)."""
+def _copy(part: Path, target: Path, kept: pa.Table | None) -> None:
+    """Copied (or, when given, only the `kept` rows written) aside, then renamed: a reader
+    never sees a part without its footer (nor two ingests at once, each with its own copy,
+    a part both wrote into)."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        if keep is None:
+        if kept is None:
             shutil.copyfile(part, tmp)
         else:
-            pq.write_table(pq.read_table(part).filter(keep), tmp)
+            pq.write_table(kept, tmp)
         os.replace(tmp, target)
     except OSError:
         tmp.unlink(missing_ok=True)
