@@ -236,10 +236,16 @@ def _ingest_lines(summary: dict[str, Any]) -> list[str]:
     done = "; ".join(
         f"{t}: {r['parts']} new parts ({r['rows']} rows; {r['future_rows']} from the future "
         f"left out), {r['already']} already in, {len(r['refused'])} refused"
+        + _merged_line(r["compacted"])
         for t, r in summary["tables"].items()
     )
     refused = [x for r in summary["tables"].values() for x in r["refused"]]
     return [f"ingest: {done}", *(f"refused {x['file']}: {x['error']}" for x in refused)]
+
+
+def _merged_line(c: dict[str, Any]) -> str:
+    merged = f", {c['merged']} small parts merged into {c['into']}" if c["merged"] else ""
+    return merged + (f", {c['deleted']} merged earlier deleted" if c["deleted"] else "")
 
 
 @features_app.command("build")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -11,7 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidrec.config import FeatureConfig, sim_config
+from vidrec.data.compact import GRACE_S, MERGED, MIN_PARTS, compact
 from vidrec.data.ingest import FUTURE_SLACK_S, ingest
+from vidrec.data.schema import REPLACES_KEY, check_tables
 from vidrec.data.simulate import simulate
 from vidrec.data.validate import open_dataset, scalar
 from vidrec.errors import InvalidInput
@@ -30,7 +33,11 @@ def data(small_sim: Path, tmp_path: Path) -> Path:
 
 
 def serve_log(
-    data: Path, out: Path, requests: int = 20, ahead: dict[int, int] | None = None
+    data: Path,
+    out: Path,
+    requests: int = 20,
+    ahead: dict[int, int] | None = None,
+    flush_rows: int = 30,
 ) -> dict[str, int]:
     """What `vidrec serve` logs for `requests` slates of 5 after the data's end (one of them
     for a user the users table lacks; request i at time `ahead[i]` if given), the first
@@ -39,7 +46,7 @@ def serve_log(
     end = max(imp.column("ts").to_pylist())
     users = sorted(set(imp.column("user_id").to_pylist()))[:requests]
     videos = pq.read_table(data / "videos.parquet", columns=["video_id"]).column(0).to_pylist()
-    log = ImpressionLog(out, flush_rows=30)  # several parts per table
+    log = ImpressionLog(out, flush_rows=flush_rows)  # several parts per table
     for i, user in enumerate(users):
         user = UNKNOWN_USER if i == 0 else user
         items = [Item(video_id=v, score=1.0 - p / 10, source="ranked", propensity=1.0)
@@ -149,3 +156,49 @@ def test_a_move_cut_short_is_finished_and_bad_paths_named(data: Path, tmp_path: 
     assert got["parts"] == 0 and not staging.exists()
     assert (data / "watches" / "watches.parquet").is_file()
     clean_rows(data)
+
+
+def names(table: Path, glob: str = "*.parquet") -> list[str]:
+    return sorted(p.name for p in table.glob(glob))
+
+
+def footer(part: Path) -> list[str]:
+    return json.loads(pq.read_schema(part).metadata[REPLACES_KEY])
+
+
+def test_ingest_merges_many_small_parts_and_reads_every_row_once(
+    data: Path, tmp_path: Path
+) -> None:
+    before, rejected_before = clean_rows(data)
+    log = tmp_path / "log"
+    logged = serve_log(data, log, requests=40, flush_rows=5)  # a part per 5 rows
+    n = {t: len(names(log / t)) for t in logged}
+    assert min(n.values()) >= MIN_PARTS, n
+
+    got = ingest(log, data)
+    imp = data / "impressions"
+    merged = names(imp, f"{MERGED}*.parquet")
+    assert got["tables"]["impressions"]["compacted"] == {"merged": n["impressions"], "into": 1,
+                                                          "deleted": 0}  # fmt: skip
+    assert got["tables"]["watches"]["compacted"]["merged"] == n["watches"]
+    assert len(merged) == 1 and footer(imp / merged[0]) == [
+        f"log-{p}" for p in names(log / "impressions")
+    ]
+    # the replaced parts are still there (a build may have listed them); readers skip them
+    assert len(names(imp, "log-*.parquet")) == n["impressions"]
+    assert [p.name for p in check_tables(data)["impressions"].parts] == [
+        "impressions.parquet",
+        *merged,
+    ]
+    after, rejected = clean_rows(data)
+    assert after["impressions"] == before["impressions"] + logged["impressions"] - 5  # unknown user
+    assert after["watches"] == before["watches"] + logged["watches"] - 1
+    assert rejected["impressions"] == {**rejected_before["impressions"], "unknown_user": 5}
+
+    # past the grace period the next run deletes them; their names stay ingested
+    out = compact(imp, {p for p in names(log / "impressions")}, now=time.time() + GRACE_S + 60)
+    assert out["deleted"] == n["impressions"] and names(imp, "log-*.parquet") == []
+    again = ingest(log, data)
+    assert again["tables"]["impressions"]["parts"] == 0
+    assert again["tables"]["impressions"]["already"] == n["impressions"]
+    assert clean_rows(data)[0] == after

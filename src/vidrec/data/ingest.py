@@ -10,7 +10,8 @@ is, never copied. Rows whose time is more than a day after their part was writte
 log keeps them. Other rows are validated when training reads them, as any log's are
 (a newcomer the users table lacks is rejected there as `unknown_user`, counted).
 A part is ingested once, by name: running it again copies only what is new.
-The log keeps its parts (its retention is the operator's).
+The log keeps its parts (its retention is the operator's). Then each table's
+small parts are merged once there are many (`vidrec.data.compact`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from vidrec.data.compact import PREFIX, compact, replaced_names
 from vidrec.data.schema import TABLES, check_dataset, check_schema
 from vidrec.errors import InvalidInput, SchemaError
 
 LOGGED = ("impressions", "watches")  # what serving logs that training reads
-PREFIX = "log-"  # an ingested part's name: the log's, after this
 # A row's time after its part was written did not happen yet: the client's request time
 # (the API takes one up to year 9999; a simulation's replay is in the past). Ingested, one
 # would become the build's "now" (the newest fact) and move every training window past
@@ -44,7 +45,7 @@ def ingest(log: Path, data: Path, absent_ok: bool = False) -> dict[str, Any]:
     not there yet (nothing served yet) is nothing to copy, not an error."""
     if absent_ok and not log.exists():
         return {"log": str(log), "data": str(data), "absent": True, "tables": {},
-                "parts": 0, "rows": 0, "future_rows": 0, "refused": 0}  # fmt: skip
+                "parts": 0, "rows": 0, "future_rows": 0, "refused": 0, "merged": 0}  # fmt: skip
     if not log.is_dir():
         raise InvalidInput(f"--log: {log} is not a directory (serve's --log-dir)", file=str(log))
     for table in LOGGED:  # a move a crash cut short: finish it before looking
@@ -61,15 +62,18 @@ def ingest(log: Path, data: Path, absent_ok: bool = False) -> dict[str, Any]:
         "rows": sum(r["rows"] for r in report.values()),
         "future_rows": sum(r["future_rows"] for r in report.values()),
         "refused": sum(len(r["refused"]) for r in report.values()),
+        "merged": sum(r["compacted"]["merged"] for r in report.values()),
     }
 
 
 def _ingest_table(src: Path, dest: Path) -> dict[str, Any]:
     done: dict[str, Any] = {"parts": 0, "rows": 0, "already": 0, "future_rows": 0,
                             "refused": []}  # fmt: skip
-    for part in sorted(src.glob("*.parquet")) if src.is_dir() else []:
+    logged = sorted(src.glob("*.parquet")) if src.is_dir() else []
+    merged = replaced_names(dest)  # ingested, then merged (and maybe deleted since)
+    for part in logged:
         target = dest / f"{PREFIX}{part.name}"
-        if target.exists():
+        if target.exists() or target.name in merged:
             done["already"] += 1
             continue
         try:
@@ -87,6 +91,7 @@ def _ingest_table(src: Path, dest: Path) -> dict[str, Any]:
         done["parts"] += 1
         done["rows"] += pf.metadata.num_rows - n_future
         done["future_rows"] += n_future
+    done["compacted"] = compact(dest, {p.name for p in logged})
     return done
 
 

@@ -9,6 +9,7 @@ rejected by `vidrec.data.validate`, never dropped silently.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import pyarrow.parquet as pq
 from vidrec.errors import InvalidInput, SchemaError
 
 Kind = str  # "int" | "float" | "str"
+# a merged part's footer key: the JSON list of part names it replaces (readers skip those)
+REPLACES_KEY = b"vidrec.replaces"
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,8 @@ def table_path(root: Path, table: Table) -> Path:
 
 
 def parts(path: Path) -> list[Path]:
-    """The Parquet files of a table: the file, or the parts of its directory."""
+    """The Parquet files of a table: the file, or every part of its directory (replaced
+    ones too: `check_tables` leaves those out)."""
     if not path.is_dir():
         return [path]
     found = sorted(path.glob("*.parquet"))
@@ -174,12 +178,52 @@ def read_schema(part: Path) -> pa.Schema:
         raise InvalidInput(f"{part}: not a readable Parquet file: {exc}", file=str(part)) from exc
 
 
+def replaces(schema: pa.Schema, part: Path) -> list[str]:
+    """The names of the parts a merged part replaces (`vidrec.data.compact`), from its
+    footer: none for any other part."""
+    raw = (schema.metadata or {}).get(REPLACES_KEY)
+    if raw is None:
+        return []
+    try:
+        names = json.loads(raw)
+    except ValueError:
+        names = None
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise InvalidInput(f"{part}: footer key {REPLACES_KEY.decode()} is not a list of "
+                           "part names", file=str(part))  # fmt: skip
+    return names
+
+
+def live_parts(path: Path) -> dict[Path, pa.Schema]:
+    """A table's parts a reader reads, each with its schema: all but those a merged part
+    replaces (kept a while for builds that listed them before the merge)."""
+    listed = {}
+    for part in parts(path):
+        if (schema := read_schema_if_there(part)) is not None:
+            listed[part] = schema
+    gone = {n for part, schema in listed.items() for n in replaces(schema, part)}
+    return {part: schema for part, schema in listed.items() if part.name not in gone}
+
+
+def read_schema_if_there(part: Path) -> pa.Schema | None:
+    """Its schema; None if the part went since the listing (only compaction deletes one,
+    and only one a merged part replaces: a reader leaves it out all the same)."""
+    try:
+        return read_schema(part)
+    except InvalidInput:
+        if part.exists():
+            raise
+        return None
+
+
 @dataclass(frozen=True)
 class Checked:
-    """A table found and schema-checked: where, and each part's schema (footers read once:
-    readers choose the columns to stand in as nulls from them)."""
+    """A table found and schema-checked: where, the parts a reader reads (a merged part's
+    replaced ones left out) and each one's schema (footers read once: readers choose the
+    columns to stand in as nulls from them)."""
 
     path: Path
+    parts: list[Path]
     schemas: list[pa.Schema]
 
 
@@ -189,11 +233,10 @@ def check_tables(root: Path, names: tuple[str, ...] = tuple(TABLES)) -> dict[str
     found = {}
     for table in (TABLES[n] for n in names):
         path = table_path(root, table)
-        schemas = []
-        for part in parts(path):
-            schemas.append(read_schema(part))
-            check_schema(schemas[-1], table, str(part))
-        found[table.name] = Checked(path, schemas)
+        live = live_parts(path)
+        for part, schema in live.items():
+            check_schema(schema, table, str(part))
+        found[table.name] = Checked(path, list(live), list(live.values()))
     return found
 
 

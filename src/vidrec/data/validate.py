@@ -120,10 +120,13 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
     return rows[0][0] if rows else None
 
 
-def _scan(path: Path) -> str:
-    if not path.is_dir():
-        return f"read_parquet({literal(path)})"
-    return f"read_parquet({literal(path / '*.parquet')}, union_by_name = true)"  # parts may differ
+def _scan(table: Checked) -> str:
+    if not table.path.is_dir():
+        return f"read_parquet({literal(table.path)})"
+    # the parts listed when the table was checked, not a glob at each query: a build reads
+    # one set of parts however long it runs, while ingest adds parts and compaction merges
+    files = ", ".join(literal(p) for p in table.parts)
+    return f"read_parquet([{files}], union_by_name = true)"  # parts may differ
 
 
 def open_dataset(
@@ -158,7 +161,7 @@ def _source(table: Checked, name: str) -> str:
     """The table's columns, in schema order; one the file lacks (optional) reads as nulls."""
     cols = columns(table.schemas, TABLES[name])
     select = [c if t is None else f"CAST(NULL AS {t}) AS {c}" for c, t in cols.items()]
-    return f"(SELECT {', '.join(select)} FROM {_scan(table.path)})"
+    return f"(SELECT {', '.join(select)} FROM {_scan(table)})"
 
 
 def _repeats(ds: OpenDataset, source: str, keys: tuple[str, ...]) -> bool:

@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from vidrec.config import DAY
 from vidrec.data.oracle import Oracle, click_probability, watch_seconds
-from vidrec.data.schema import check_dataset
+from vidrec.data.schema import check_tables
 from vidrec.data.simulate import (
     AGE_BUCKETS,
     DEVICES,
@@ -65,13 +66,16 @@ class SimulatedUsers:
         if not (sim / "oracle").is_dir():
             raise InvalidInput(f"{sim}: no oracle/ directory: traffic needs a simulated log",
                                file=str(sim))  # fmt: skip
-        paths = check_dataset(sim, ("users", "impressions"))
-        imp = pq.read_table(paths["impressions"], columns=["user_id", "ts", "session_position"])
+        tables = check_tables(sim, ("users", "impressions"))
+        parts = [str(p) for p in tables["impressions"].parts]  # a merged part's replaced left out
+        imp = ds.dataset(parts, format="parquet").to_table(
+            columns=["user_id", "ts", "session_position"]
+        )
         end = pc.max(imp.column("ts")).as_py()
         recent = imp.filter(pc.greater_equal(imp.column("ts"), int(end - recent_s)))
         counts = pc.value_counts(recent.column("user_id")).flatten()
         positions = np.bincount(imp.column("session_position").to_numpy().astype(np.int64))
-        users = pq.read_table(paths["users"]).to_pandas().set_index("user_id")
+        users = pq.read_table(tables["users"].path).to_pandas().set_index("user_id")
         ids = np.asarray(counts[0].to_numpy(), dtype=np.int64)
         n = np.asarray(counts[1].to_numpy(), dtype=np.float64)
         prof = users.reindex(ids)
