@@ -4,6 +4,7 @@ and store of the `served_models` fixture."""
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,10 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 
 from vidrec.ports import free_port
+from vidrec.serving.feedback import SCHEMAS
 from vidrec.serving.process import serve_process
+
+WATCH_SCHEMA = SCHEMAS["watches"]
 
 
 @contextlib.contextmanager
@@ -33,11 +38,33 @@ def start_server(
             "--config", str(cfg_file), "--faults", str(faults), "--log-dir", str(log_dir),
             "--json"]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+    expired = _old_part(log_dir / "watches", days=8)  # past the default retention (7 days)
     with serve_process(args, tmp, tmp / "serve.log") as proc:
         early, health = _wait_ready(url, proc, tmp / "serve.log")
+        _until_expired(url, expired)
         yield {"url": url, "port": port, "routes": routes, "ts": models["ts"], "proc": proc,
                "faults": faults, "log_dir": log_dir, "early": early, "early_health": health,
-               "serve_log": tmp / "serve.log"}  # fmt: skip
+               "serve_log": tmp / "serve.log", "expired": expired}  # fmt: skip
+
+
+def _until_expired(url: str, part: Path) -> None:
+    """A request starts the server's tick, whose first run applies the log's retention:
+    waited for here, so no test lists the part and then finds it gone (test_serving.py
+    checks that it went)."""
+    httpx.post(f"{url}/v1/models/vidrec:predict", json={"instances": [{"user_id": 1}]}, timeout=30)
+    deadline = time.monotonic() + 15
+    while part.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _old_part(folder: Path, days: float) -> Path:
+    """An empty watch-log part last written `days` ago, as an earlier server would have left."""
+    folder.mkdir(parents=True)
+    part = folder / "part-1000000000000000000-00000.parquet"
+    pq.write_table(WATCH_SCHEMA.empty_table(), part)
+    old = time.time() - days * 86_400
+    os.utime(part, (old, old))
+    return part
 
 
 def _wait_ready(

@@ -364,6 +364,16 @@ class ServingConfig(Setting):
     log_flush_s: float = Field(
         10.0, gt=0, description="buffered log rows are written at least this often"
     )
+    log_retention_days: float = Field(
+        7.0,
+        gt=0,
+        description="the server deletes log parts older than this (hourly): ingest must copy "
+        "them into the training data before (the chart's materialize CronJob, every 30 min)",
+    )
+
+    @property
+    def log_retention_s(self) -> float:
+        return self.log_retention_days * DAY
 
     @property
     def replicas(self) -> int:

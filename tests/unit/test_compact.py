@@ -120,5 +120,5 @@ def test_a_part_gone_since_the_listing_is_left_out(
     assert list(live_parts(table)) == [table / "log-a.parquet"]
     (table / "log-torn.parquet").write_bytes(b"PAR1 no footer")  # there, but unreadable
     listed.append(table / "log-torn.parquet")
-    with pytest.raises(InvalidInput, match="log-torn.parquet: not a readable Parquet"):
+    with pytest.raises(InvalidInput, match=r"log-torn\.parquet: not a readable Parquet"):
         live_parts(table)

@@ -48,6 +48,21 @@ def test_a_window_keeps_one_request_per_user_of_that_variant_and_time(tmp_path: 
     assert read_inputs(tmp_path / "nothing", "champion", "1", 0, 20).requests == 0
 
 
+def test_a_window_opens_no_part_written_before_it(tmp_path: Path) -> None:
+    """The log keeps days of parts; a window is hours: the parts written before it (their
+    names say when) hold no row of it, and are not opened."""
+    row = {"variant": "champion", "model_version": "1", "user_id": 1}
+    log = _log(tmp_path, [{**row, "served_at": 110.0}])
+    (log / "requests" / "part-0.parquet").rename(
+        log / "requests" / f"part-{111 * 10**9}-00001.parquet"
+    )
+    (log / "requests" / f"part-{99 * 10**9}-00000.parquet").write_bytes(b"torn, and old")
+    assert read_inputs(log, "champion", "1", 100.0, 200.0).requests == 1
+    with pytest.raises(pa.ArrowInvalid):  # what was skipped, if the window reached it
+        read_inputs(log, "champion", "1", 90.0, 200.0)
+    assert read_inputs(log, "champion", "1", 120.0, 200.0).requests == 0  # nothing since
+
+
 def test_a_log_without_the_columns_is_refused_naming_the_folder(tmp_path: Path) -> None:
     (tmp_path / "requests").mkdir()
     pq.write_table(pa.table({"served_at": [1.0]}), tmp_path / "requests" / "p.parquet")

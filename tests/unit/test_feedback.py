@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -154,3 +155,25 @@ def test_a_part_appears_whole_or_not_at_all(
     parts = sorted(p.name for p in (tmp_path / "impressions").iterdir())
     assert len(parts) == 1 and parts[0].endswith(".parquet") and not parts[0].startswith(".")
     assert pq.read_table(tmp_path / "impressions").num_rows == 2
+
+
+def test_the_log_keeps_parts_for_its_retention_only(tmp_path: Path) -> None:
+    now = 10 * 86_400.0
+    log = ImpressionLog(tmp_path, clock=lambda: now)
+    log.served(RecommendRequest(user_id=7), served("a", [10, 11]), [0.0] * len(REQUEST_INPUTS))
+    log.flush()
+    log.served(RecommendRequest(user_id=7), served("b", [12]), [0.0] * len(REQUEST_INPUTS))
+    log.flush()
+    old, new = sorted((tmp_path / "impressions").glob("part-*.parquet"))
+    os.utime(old, (now - 3 * 86_400, now - 3 * 86_400))
+    (tmp_path / "impressions" / "mine.parquet").write_bytes(b"not the server's")
+    os.utime(tmp_path / "impressions" / "mine.parquet", (0, 0))
+    assert log.expire(2 * 86_400) == {"impressions": 1, "requests": 0, "watches": 0}
+    assert sorted(p.name for p in (tmp_path / "impressions").iterdir()) == [
+        "mine.parquet",
+        new.name,
+    ]
+    assert log.expire(2 * 86_400) == dict.fromkeys(("impressions", "requests", "watches"), 0)
+    assert ImpressionLog(None).expire(0.001) == dict.fromkeys(
+        ("impressions", "requests", "watches"), 0
+    )

@@ -8,6 +8,7 @@ and would otherwise count as independent evidence.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import pyarrow.dataset as ds
 from vidrec.errors import SchemaError
 from vidrec.features.definitions import REQUEST_INPUTS, one_per_user
 from vidrec.monitoring.detector import Array
+
+WRITTEN = re.compile(r"part-(\d+)-")  # the log writer's part names: the write time in ns
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,10 @@ def read_inputs(
 def _rows(log_dir: Path, variant: str, version: str, start: float, end: float) -> pd.DataFrame:
     folder = log_dir / "requests"
     columns = ["served_at", "user_id", *REQUEST_INPUTS]
-    if not folder.exists():
+    parts = _written_since(folder, start) if folder.exists() else []
+    if not parts:
         return pd.DataFrame({c: np.zeros(0) for c in columns})
-    table = ds.dataset(folder, format="parquet")
+    table = ds.dataset(parts, format="parquet")
     missing = [c for c in [*columns, "variant", "model_version"] if c not in table.schema.names]
     if missing:
         raise SchemaError(f"{folder}: the request log lacks {missing}", path=str(folder))
@@ -58,3 +62,16 @@ def _rows(log_dir: Path, variant: str, version: str, start: float, end: float) -
     cond = ((f("variant") == variant) & (f("model_version") == version)
             & (f("served_at") >= start) & (f("served_at") < end))  # fmt: skip
     return table.to_table(columns=columns, filter=cond).to_pandas()
+
+
+def _written_since(folder: Path, start: float) -> list[str]:
+    """The parts that may hold rows served at or after `start`. Serving names a part by when
+    it wrote it (`part-<ns>-...`), after it served every row in it: a part written before
+    `start` has none, and is not opened (the log keeps days of parts, the window is hours).
+    A part named otherwise is read."""
+    keep = []
+    for p in sorted(folder.glob("*.parquet")):
+        m = WRITTEN.match(p.name)
+        if m is None or int(m.group(1)) / 1e9 >= start:
+            keep.append(str(p))
+    return keep

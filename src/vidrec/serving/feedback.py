@@ -14,6 +14,7 @@ dropped silently.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import math
@@ -237,6 +238,21 @@ class ImpressionLog:
                     del rows[:excess]
                     self.on_drop(table, excess)
         return written
+
+    def expire(self, max_age_s: float) -> dict[str, int]:
+        """Delete the log's parts (every table's, whichever server wrote them) written more
+        than `max_age_s` ago: its retention. Parts deleted per table."""
+        deleted = dict.fromkeys(SCHEMAS, 0)
+        if self.out is None:
+            return deleted
+        limit = self.clock() - max_age_s
+        for table in SCHEMAS:
+            for part in (self.out / table).glob("part-*.parquet"):
+                with contextlib.suppress(FileNotFoundError):  # another server's expiry
+                    if part.stat().st_mtime < limit:
+                        part.unlink()
+                        deleted[table] += 1
+        return deleted
 
     def _write(self, table: str, rows: list[dict[str, Any]]) -> int:
         """One part of `rows` (cleared once it is written), its rejects set aside."""

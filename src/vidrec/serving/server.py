@@ -89,6 +89,7 @@ warnings.filterwarnings("ignore", r"ORJSONResponse is deprecated")
 MAX_INSTANCES = 64
 MAX_BODY_BYTES = 256 * 1024
 TICK_S = 1.0
+EXPIRE_EVERY_S = 3_600.0  # how often the log's retention is applied
 V2_IO = [{"name": "request", "datatype": "BYTES", "shape": [-1]}]
 V2_OUT = [{"name": "response", "datatype": "BYTES", "shape": [-1]}]
 
@@ -227,6 +228,7 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
                                  on_drop=lambda t, n: dropped.labels(t).inc(n))  # fmt: skip
         self.ticker: asyncio.Task[None] | None = None
         self.last_flush = time.monotonic()
+        self.last_expiry = -math.inf  # the first tick applies the log's retention
         self.created: dict[str, int] = {}
         for version, bundle in app.bundles.items():
             self._know(version, bundle)
@@ -392,6 +394,13 @@ class VidrecModel(kserve.Model):  # type: ignore[misc]
             self.metrics.log_write_failing.set(self.log.error is not None)
             if self.log.error is not None:
                 log.warning("the impression log cannot be written: %s", self.log.error)
+        if time.monotonic() - self.last_expiry > EXPIRE_EVERY_S:
+            self.last_expiry = time.monotonic()
+            # listing a week of parts takes a while: not on the loop that answers requests
+            deleted = await asyncio.to_thread(self.log.expire, self.app.cfg.log_retention_s)
+            if any(deleted.values()):
+                log.info("log retention: deleted parts older than %.1f days: %s",
+                         self.app.cfg.log_retention_days, deleted)  # fmt: skip
 
     def _write_shadow(self, log_dir: Path, lines: list[str]) -> None:
         """Appended to log/shadow.jsonl; let go and counted when it cannot be (the tick's
