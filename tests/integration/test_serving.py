@@ -215,6 +215,8 @@ def test_bad_v2_input_gets_a_4xx_that_says_what(
             "parsing the body",
         ),
         ("GET", "/v1/feedback", None, "http_error", "GET /v1/feedback: Method Not Allowed"),
+        # KServe's GET /v1/models/{name} would take "vidrec:predict" for a model's name (404)
+        ("GET", "/v1/models/vidrec:predict", None, "http_error", "Method Not Allowed"),
         ("POST", "/v1/no-such-path", b"{}", "http_error", "Not Found"),
         # refused by KServe (its own answer is {"error": "<message>"})
         ("POST", "/v1/models/vidrec:predict", b'{"instances": "\xff"}', "invalid_input", "format"),

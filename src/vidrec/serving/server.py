@@ -537,6 +537,9 @@ def install_routes(metrics: ServingMetrics, model: VidrecModel) -> None:
         body = parse(FeedbackRequest, raw, "feedback", SchemaError)
         return JSONResponse(model.feedback(body).model_dump())
 
+    async def post_only(request: Request) -> JSONResponse:
+        raise HTTPException(405, "Method Not Allowed", headers={"Allow": "POST"})
+
     async def unparsed(request: Request, exc: Exception) -> JSONResponse:
         # KServe's typed routes (V2 infer) validate the body before our code sees it; the
         # answer is ours all the same (FastAPI's own is {"detail": [...]})
@@ -572,6 +575,11 @@ def install_routes(metrics: ServingMetrics, model: VidrecModel) -> None:
     for kind in (*KSERVE_ERRORS, Exception):
         app.add_exception_handler(kind, kserve_error)
     app.add_api_route("/v1/feedback", feedback, methods=["POST"])
+    # KServe's `GET /v1/models/{name}` (is it ready?) takes "vidrec:predict" for a name:
+    # a GET of a V1 verb answered 404 "model not found". These go first and say 405.
+    for verb in ("predict", "explain"):
+        app.add_api_route(f"/v1/models/{{name}}:{verb}", post_only, methods=["GET"])
+        app.router.routes.insert(0, app.router.routes.pop())
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
 
