@@ -210,7 +210,8 @@ def ingest(
     feedback loop); a part whose schema is wrong is named and left out (exit 1)."""
     from vidrec.data.ingest import ingest as run
 
-    summary = run(log, data)
+    with progress(_log_parts(log), "ingesting log parts") as step:
+        summary = run(log, data, step=step)
     emit(summary, json_out, f"ingested into {data}", _ingest_lines(summary))
     if summary["refused"]:
         raise typer.Exit(1)
@@ -223,10 +224,18 @@ def _ingest_first(log: Path | None, data: Path) -> dict[str, Any] | None:
         return None
     from vidrec.data.ingest import ingest as run
 
-    summary = run(log, data, absent_ok=True)
+    with progress(_log_parts(log), "ingesting log parts") as step:
+        summary = run(log, data, absent_ok=True, step=step)
     for line in _ingest_lines(summary)[1:]:
         sys.stderr.write(f"vidrec: {line}\n")
     return summary
+
+
+def _log_parts(log: Path) -> int:
+    """How many parts ingest will look at (a progress bar's total)."""
+    from vidrec.data.ingest import LOGGED
+
+    return sum(len(list((log / t).glob("*.parquet"))) for t in LOGGED)
 
 
 def _ingest_lines(summary: dict[str, Any]) -> list[str]:
@@ -245,7 +254,9 @@ def _ingest_lines(summary: dict[str, Any]) -> list[str]:
 
 def _merged_line(c: dict[str, Any]) -> str:
     merged = f", {c['merged']} small parts merged into {c['into']}" if c["merged"] else ""
-    return merged + (f", {c['deleted']} merged earlier deleted" if c["deleted"] else "")
+    return merged + (
+        f", {c['deleted']} parts merged over an hour ago deleted" if c["deleted"] else ""
+    )
 
 
 @features_app.command("build")

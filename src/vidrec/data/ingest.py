@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,13 @@ FUTURE_SLACK_S = 86_400
 WHEN = {"impressions": "ts", "watches": "label_ts"}  # the time the build's "now" reads
 
 
-def ingest(log: Path, data: Path, absent_ok: bool = False) -> dict[str, Any]:
+def ingest(
+    log: Path, data: Path, absent_ok: bool = False, step: Callable[[int], None] = lambda _n: None
+) -> dict[str, Any]:
     """Copy the new parts of `log`'s LOGGED tables into `data`; what was copied, what was
     there already and what was refused (with why), per table. `absent_ok`: a log directory
-    not there yet (nothing served yet) is nothing to copy, not an error."""
+    not there yet (nothing served yet) is nothing to copy, not an error. `step(1)` after
+    each log part looked at (a progress bar's)."""
     if absent_ok and not log.exists():
         return {"log": str(log), "data": str(data), "absent": True, "tables": {},
                 "parts": 0, "rows": 0, "future_rows": 0, "refused": 0, "merged": 0}  # fmt: skip
@@ -53,7 +57,7 @@ def ingest(log: Path, data: Path, absent_ok: bool = False) -> dict[str, Any]:
         if staging.is_dir() and not (data / table).exists():
             os.replace(staging, data / table)
     paths = check_dataset(data, LOGGED)  # the tables exist and read: a typo copies nothing
-    report = {t: _ingest_table(log / t, _as_directory(paths[t])) for t in LOGGED}
+    report = {t: _ingest_table(log / t, _as_directory(paths[t]), step) for t in LOGGED}
     return {
         "log": str(log),
         "data": str(data),
@@ -66,12 +70,13 @@ def ingest(log: Path, data: Path, absent_ok: bool = False) -> dict[str, Any]:
     }
 
 
-def _ingest_table(src: Path, dest: Path) -> dict[str, Any]:
+def _ingest_table(src: Path, dest: Path, step: Callable[[int], None]) -> dict[str, Any]:
     done: dict[str, Any] = {"parts": 0, "rows": 0, "already": 0, "future_rows": 0,
                             "refused": []}  # fmt: skip
     logged = sorted(src.glob("*.parquet")) if src.is_dir() else []
     merged = replaced_names(dest)  # ingested, then merged (and maybe deleted since)
     for part in logged:
+        step(1)
         target = dest / f"{PREFIX}{part.name}"
         if target.exists() or target.name in merged:
             done["already"] += 1
