@@ -505,6 +505,12 @@ def _clean(data: Path) -> dict[str, tuple[int, int]]:
         ds.con.close()
 
 
+def test_log_parts_past_the_retention_are_deleted(server: dict[str, Any]) -> None:
+    """A part an earlier server wrote 8 days ago (`serving_server`): the retention (7 days)
+    deletes it (which parts stay: tests/unit/test_feedback.py)."""
+    assert not server["expired"].exists()
+
+
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [
@@ -532,12 +538,6 @@ def _clean(data: Path) -> dict[str, tuple[int, int]]:
         (b'{"outcomes": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "not JSON"),
     ],
 )
-def test_log_parts_past_the_retention_are_deleted(server: dict[str, Any]) -> None:
-    """A part an earlier server wrote 8 days ago (`serving_server`): the retention (7 days)
-    deletes it (which parts stay: tests/unit/test_feedback.py)."""
-    assert not server["expired"].exists()
-
-
 def test_bad_feedback_gets_a_4xx_that_says_what(
     server: dict[str, Any], body: bytes, status: int, says: str
 ) -> None:
