@@ -8,10 +8,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
 from vidrec.config import GateConfig, RegistryConfig
+from vidrec.data.compact import compact
 from vidrec.errors import InvalidInput, NotFound, SchemaError
 from vidrec.registry.bundle import (
     Manifest,
@@ -252,6 +255,24 @@ def test_snapshot_id_is_stable_and_sensitive_to_one_byte(tmp_path: Path) -> None
     assert snapshot_id(data) != first
     with pytest.raises(InvalidInput, match="not a directory"):
         snapshot_id(tmp_path / "absent")
+
+
+def test_snapshot_id_leaves_out_copies_in_progress_and_merged_parts(tmp_path: Path) -> None:
+    """What ingest writes beside the data (a hidden copy) and the parts a merge replaced
+    (compaction deletes them later, maybe while a build hashes) are not the data."""
+    data = tmp_path / "data"
+    (data / "watches").mkdir(parents=True)
+    for i in range(3):
+        pq.write_table(pa.table({"user_id": [i]}), data / "watches" / f"log-part-{i}.parquet")
+    compact(data / "watches", min_parts=2)
+    merged = snapshot_id(data)
+    (data / "watches" / ".log-part-9.parquet.123.tmp").write_bytes(b"being copied")
+    assert snapshot_id(data) == merged
+    for i in range(3):
+        (data / "watches" / f"log-part-{i}.parquet").unlink()  # what compaction does later
+    assert snapshot_id(data) == merged
+    (data / "watches" / "mine.parquet").write_bytes(b"another part")
+    assert snapshot_id(data) != merged
 
 
 def test_git_sha_is_head_of_this_repository() -> None:

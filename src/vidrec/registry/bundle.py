@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from vidrec.config import Strict, parse
+from vidrec.data.compact import replaced_names
 from vidrec.errors import InvalidInput, SchemaError
 
 MANIFEST = "manifest.json"
@@ -107,12 +108,17 @@ def snapshot_id(data_dir: Path) -> str:
     """A content id of a dataset directory: same bytes, same id; any changed byte, another.
 
     Hashes every file's relative path, size and bytes in path order, so renames
-    and moves change the id too.
+    and moves change the id too. Hidden files (a copy ingest is writing) and parts
+    a merged part replaces (its rows are in it; compaction deletes them later,
+    maybe while this reads: `vidrec.data.compact`) are not the data, and not hashed.
     """
     if not data_dir.is_dir():
         raise InvalidInput(f"{data_dir}: not a directory", path=str(data_dir))
+    found = [p.relative_to(data_dir) for p in data_dir.rglob("*") if p.is_file()]
+    found = [p for p in found if not any(part.startswith(".") for part in p.parts)]
+    replaced = {d: replaced_names(data_dir / d) for d in {p.parent for p in found}}
+    files = (p.as_posix() for p in found if p.name not in replaced[p.parent])
     h = hashlib.sha256()
-    files = (p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*") if p.is_file())
     for rel in sorted(files):
         path = data_dir / rel
         h.update(f"{rel}\0{path.stat().st_size}\0".encode())
