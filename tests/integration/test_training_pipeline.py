@@ -220,6 +220,44 @@ def test_a_training_window_without_clicks_is_an_error_naming_it(
         run_training(settings, data, run_dir=tmp_path / "run", until="train_retrieval")
 
 
+@pytest.mark.parametrize("clicked", [False, True])
+def test_rows_on_another_clock_are_an_error_that_says_so(
+    small_sim: Path, settings: Settings, tmp_path: Path, clicked: bool
+) -> None:
+    """A request sent without context.ts is timed by the server's clock, a replay by the
+    simulation's: ingested together, the few wall-clock rows became the log's newest facts,
+    the last windows held nothing else, and evaluation failed with numpy's traceback.
+    Unclicked, they are label-pending; clicked (labels settled), they fill the test window
+    alone and leave validation empty."""
+    data = tmp_path / "log"
+    shutil.copytree(small_sim, data)
+    for table in ("impressions", "watches"):
+        (data / table).mkdir()
+        (data / f"{table}.parquet").rename(data / table / f"{table}.parquet")
+    n = 4 if clicked else 3  # clicked: a 4th, 2 days on, settles the labels of the 3
+    imp = pq.read_table(data / "impressions" / "impressions.parquet").slice(0, n)
+    ts = np.asarray(pq.read_table(data / "impressions", columns=["ts"]).column("ts")).max()
+    later = ts + 300 * 86_400 + np.array([0, 1, 2, 2 * 86_400])[:n]
+    ids = np.arange(n) + 10**15
+    late = imp.set_column(imp.schema.get_field_index("ts"), "ts", pa.array(later))
+    late = late.set_column(late.schema.get_field_index("request_id"), "request_id", pa.array(ids))
+    pq.write_table(late, data / "impressions" / "log-part-1.parquet")
+    if clicked:
+        late = late.slice(0, 3)
+        watched = {"request_id": ids[:3], "user_id": late.column("user_id"),
+                   "video_id": late.column("video_id"), "position": late.column("position"),
+                   "start_ts": later[:3] + 1, "watch_seconds": np.full(3, 30.0),
+                   "label_ts": later[:3] + 31}  # fmt: skip
+        schema = pq.read_schema(data / "watches" / "watches.parquet")
+        watches = pa.table(watched).select(schema.names).cast(schema)
+        pq.write_table(watches, data / "watches" / "log-part-1.parquet")
+        says = r"validation window .* 0 impressions .* jump by 300 days .* 3 rows follow"
+    else:
+        says = r"newest fact .* is 300 days after its newest impression with a settled label"
+    with pytest.raises(InvalidInput, match=says + r".* another clock"):
+        run_training(settings, data, run_dir=tmp_path / "run", until="build_dataset")
+
+
 def test_a_log_without_an_oracle_gets_the_operator_views_only(
     small_sim: Path, settings: Settings, tmp_path: Path
 ) -> None:

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from vidrec.config import Settings, TrainConfig
+from vidrec.config import DAY, Settings, TrainConfig
 from vidrec.errors import InvalidInput, NotFound
 from vidrec.features.bins import category_edges, range_edges
 from vidrec.features.definitions import CATEGORICAL_INPUTS, FEATURES, as_float_matrix
@@ -41,6 +42,9 @@ from vidrec.training.retrieval import RetrievalConfig, fit_towers
 from vidrec.training.splits import SPLITS, time_splits
 
 Windows = dict[str, list[int]]
+
+HINT_GAP_DAYS = 7  # a jump this long in the log's times suggests a second clock
+WINDOW_NAMES = {"train": "training", "validation": "validation", "test": "test"}
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,10 @@ def build_dataset(ctx: Context, data: str) -> dict[str, Any]:
         c.gap_s,
         ctx.settings.features.label_horizon_s,
     )
+    _require_one_clock(s["build_ts"], int(pc.max(ts).as_py()), s["label_pending"], data)
     windows = {n: [getattr(sp, n).start, getattr(sp, n).end] for n in SPLITS}
-    _require_clicks(out, windows["train"], data)
+    for name in SPLITS:
+        _require_clicks(out, name, windows[name], data, ts)
     keep = ("rows", "positives", "label_pending", "rejected_total", "build_ts", "schema_hash")
     return {
         "training_set": str(out),
@@ -82,20 +88,58 @@ def build_dataset(ctx: Context, data: str) -> dict[str, Any]:
     }
 
 
-def _require_clicks(training_set: Path, window: list[int], data: str) -> None:
-    """Both classes in the training window, or no model can learn: a clear error here, not a
-    solver's traceback three steps on (a log whose watches carry no request_id has none)."""
+def _require_one_clock(build_ts: int, settled: int, pending: int, data: str) -> None:
+    """The log's newest fact (the build's "now", where the drift reference and the bundle's
+    windows end) weeks after its newest settled impression: its last rows are on another
+    clock. A request sent without `context.ts` is timed by the server's clock, a replay
+    (`vidrec traffic`) by the simulation's; ingested together, the reference found no
+    request in its days and evaluation failed with numpy's traceback."""
+    days = (build_ts - settled) / DAY
+    if days > HINT_GAP_DAYS:
+        raise InvalidInput(
+            f"{data}: the log's newest fact (ts {build_ts}) is {days:.0f} days after its "
+            f"newest impression with a settled label (ts {settled}; {pending} impressions "
+            "are label-pending): rows on another clock? A request without context.ts is "
+            "timed by the server's clock, a replay (vidrec traffic) by the simulation's; "
+            "leave out the parts that hold them",
+            file=str(data),
+        )
+
+
+def _require_clicks(
+    training_set: Path, name: str, window: list[int], data: str, times: pa.ChunkedArray
+) -> None:
+    """Both classes in each window, or no model can learn or be evaluated: a clear error
+    here, not a traceback steps on (a log whose watches carry no request_id has no clicks;
+    a few rows on another clock leave the last windows empty)."""
     ts = pc.field("ts")
     rows = pq.read_table(training_set, columns=["label_click"],
                          filters=(ts >= window[0]) & (ts < window[1]))  # fmt: skip
     clicks = int(pc.sum(rows.column("label_click")).as_py() or 0)
     if clicks == 0 or clicks == rows.num_rows:
         raise InvalidInput(
-            f"{data}: the training window [{window[0]}, {window[1]}) has {rows.num_rows} "
-            f"impressions and {clicks} clicks: a model needs both (a click is a watch whose "
-            "request_id and video_id match a shown video's)",
+            f"{data}: the {WINDOW_NAMES[name]} window [{window[0]}, {window[1]}) has "
+            f"{rows.num_rows} impressions and {clicks} clicks: a model needs both (a click is "
+            f"a watch whose request_id and video_id match a shown video's){_clock_hint(times)}",
             file=str(data),
         )
+
+
+def _clock_hint(times: pa.ChunkedArray) -> str:
+    """Where the log's times jump by weeks, the rows after the jump are likely on another
+    clock: a request without `context.ts` is timed by the server's clock, a replay (`vidrec
+    traffic`) by the simulation's."""
+    t = np.unique(times.to_numpy())
+    if len(t) < 2:
+        return ""
+    i = int(np.argmax(np.diff(t)))
+    days = (t[i + 1] - t[i]) / DAY
+    if days < HINT_GAP_DAYS:
+        return ""
+    after = int(np.sum(times.to_numpy() > t[i]))
+    return (f"; the log's times jump by {days:.0f} days after ts {t[i]}, and {after} rows "
+            "follow: on another clock? (a request without context.ts is timed by the server, "
+            "a replay by its client)")  # fmt: skip
 
 
 def train_retrieval(ctx: Context, data: str, training_set: str, windows: Windows) -> dict[str, Any]:
