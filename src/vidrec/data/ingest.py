@@ -10,8 +10,9 @@ is, never copied. Rows whose time is more than a day after their part was writte
 log keeps them. Other rows are validated when training reads them, as any log's are
 (a newcomer the users table lacks is rejected there as `unknown_user`, counted).
 A part is ingested once, by name: running it again copies only what is new.
-The log keeps its parts (its retention is the operator's). Then each table's
-small parts are merged once there are many (`vidrec.data.compact`).
+The log keeps its parts until the server's retention deletes them
+(`[serving] log_retention_days`). Then each table's small parts are merged once
+there are many (`vidrec.data.compact`).
 """
 
 from __future__ import annotations
