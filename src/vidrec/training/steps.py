@@ -45,6 +45,8 @@ Windows = dict[str, list[int]]
 
 HINT_GAP_DAYS = 7  # a jump this long in the log's times suggests a second clock
 WINDOW_NAMES = {"train": "training", "validation": "validation", "test": "test"}
+CLOCKS = ("A request without context.ts is timed by the server's clock, a replay (vidrec "
+          "traffic) by the simulation's")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class Context:
 def build_dataset(ctx: Context, data: str) -> dict[str, Any]:
     out = ctx.dir("build_dataset") / "training.parquet"
     s = build_training_set(Path(data), out, ctx.settings.features)
-    ts = pq.read_table(out, columns=["ts"]).column("ts")
+    labelled = pq.read_table(out, columns=["ts", "label_click"])  # one read for every check
+    ts = labelled.column("ts")
     c = ctx.cfg
     sp = time_splits(
         int(pc.min(ts).as_py()),
@@ -78,7 +81,7 @@ def build_dataset(ctx: Context, data: str) -> dict[str, Any]:
     _require_one_clock(s["build_ts"], int(pc.max(ts).as_py()), s["label_pending"], data)
     windows = {n: [getattr(sp, n).start, getattr(sp, n).end] for n in SPLITS}
     for name in SPLITS:
-        _require_clicks(out, name, windows[name], data, ts)
+        _require_clicks(labelled, name, windows[name], data)
     keep = ("rows", "positives", "label_pending", "rejected_total", "build_ts", "schema_hash")
     return {
         "training_set": str(out),
@@ -99,28 +102,26 @@ def _require_one_clock(build_ts: int, settled: int, pending: int, data: str) -> 
         raise InvalidInput(
             f"{data}: the log's newest fact (ts {build_ts}) is {days:.0f} days after its "
             f"newest impression with a settled label (ts {settled}; {pending} impressions "
-            "are label-pending): rows on another clock? A request without context.ts is "
-            "timed by the server's clock, a replay (vidrec traffic) by the simulation's; "
-            "leave out the parts that hold them",
+            f"are label-pending): rows on another clock? {CLOCKS}; leave out the parts that "
+            "hold them",
             file=str(data),
         )
 
 
-def _require_clicks(
-    training_set: Path, name: str, window: list[int], data: str, times: pa.ChunkedArray
-) -> None:
+def _require_clicks(labelled: pa.Table, name: str, window: list[int], data: str) -> None:
     """Both classes in each window, or no model can learn or be evaluated: a clear error
     here, not a traceback steps on (a log whose watches carry no request_id has no clicks;
-    a few rows on another clock leave the last windows empty)."""
+    a few rows on another clock leave the last windows empty). `labelled`: the training
+    set's ts and label_click."""
     ts = pc.field("ts")
-    rows = pq.read_table(training_set, columns=["label_click"],
-                         filters=(ts >= window[0]) & (ts < window[1]))  # fmt: skip
+    rows = labelled.filter((ts >= window[0]) & (ts < window[1]))
     clicks = int(pc.sum(rows.column("label_click")).as_py() or 0)
     if clicks == 0 or clicks == rows.num_rows:
+        hint = _clock_hint(labelled.column("ts"))
         raise InvalidInput(
             f"{data}: the {WINDOW_NAMES[name]} window [{window[0]}, {window[1]}) has "
             f"{rows.num_rows} impressions and {clicks} clicks: a model needs both (a click is "
-            f"a watch whose request_id and video_id match a shown video's){_clock_hint(times)}",
+            f"a watch whose request_id and video_id match a shown video's){hint}",
             file=str(data),
         )
 
@@ -129,17 +130,17 @@ def _clock_hint(times: pa.ChunkedArray) -> str:
     """Where the log's times jump by weeks, the rows after the jump are likely on another
     clock: a request without `context.ts` is timed by the server's clock, a replay (`vidrec
     traffic`) by the simulation's."""
-    t = np.unique(times.to_numpy())
+    every = times.to_numpy()
+    t = np.unique(every)
     if len(t) < 2:
         return ""
     i = int(np.argmax(np.diff(t)))
     days = (t[i + 1] - t[i]) / DAY
     if days < HINT_GAP_DAYS:
         return ""
-    after = int(np.sum(times.to_numpy() > t[i]))
+    after = int(np.sum(every > t[i]))
     return (f"; the log's times jump by {days:.0f} days after ts {t[i]}, and {after} rows "
-            "follow: on another clock? (a request without context.ts is timed by the server, "
-            "a replay by its client)")  # fmt: skip
+            f"follow: on another clock? {CLOCKS}")  # fmt: skip
 
 
 def train_retrieval(ctx: Context, data: str, training_set: str, windows: Windows) -> dict[str, Any]:
