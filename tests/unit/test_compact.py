@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import time
@@ -15,19 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from table_parts import footer, names
 from vidrec.data.compact import GRACE_S, MERGED, compact
 from vidrec.data.schema import REPLACES_KEY, check_tables, live_parts
 from vidrec.errors import InvalidInput
 
 LATER = GRACE_S + 60  # seconds after a merge: its replaced parts may go
-
-
-def names(table: Path, glob: str = "*.parquet") -> list[str]:
-    return sorted(p.name for p in table.glob(glob))
-
-
-def footer(part: Path) -> list[str]:
-    return json.loads(pq.read_schema(part).metadata[REPLACES_KEY])
 
 
 def test_a_build_keeps_reading_what_it_listed_before_a_merge(tmp_path: Path) -> None:

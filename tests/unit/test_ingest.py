@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -11,10 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from table_parts import footer, names
 from vidrec.config import FeatureConfig, sim_config
 from vidrec.data.compact import GRACE_S, MERGED, MIN_PARTS, compact
 from vidrec.data.ingest import FUTURE_SLACK_S, ingest
-from vidrec.data.schema import REPLACES_KEY, check_tables
+from vidrec.data.schema import check_tables
 from vidrec.data.simulate import simulate
 from vidrec.data.validate import open_dataset, scalar
 from vidrec.errors import InvalidInput
@@ -156,14 +156,6 @@ def test_a_move_cut_short_is_finished_and_bad_paths_named(data: Path, tmp_path: 
     assert got["parts"] == 0 and not staging.exists()
     assert (data / "watches" / "watches.parquet").is_file()
     clean_rows(data)
-
-
-def names(table: Path, glob: str = "*.parquet") -> list[str]:
-    return sorted(p.name for p in table.glob(glob))
-
-
-def footer(part: Path) -> list[str]:
-    return json.loads(pq.read_schema(part).metadata[REPLACES_KEY])
 
 
 def test_ingest_merges_many_small_parts_and_reads_every_row_once(
