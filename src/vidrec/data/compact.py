@@ -114,7 +114,8 @@ def _delete_replaced(table: Path, lists: dict[Path, list[str]], now: float) -> i
 
 
 def _groups(parts: list[Path]) -> Iterator[list[Path]]:
-    """The parts by schema (a merged part has one), up to TARGET_BYTES a group."""
+    """The parts grouped by schema (each group becomes one merged part), up to TARGET_BYTES
+    of input a group."""
     by_schema: dict[str, list[Path]] = {}
     for p in parts:
         by_schema.setdefault(read_schema(p).remove_metadata().to_string(), []).append(p)
